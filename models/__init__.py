@@ -1,0 +1,45 @@
+"""The zoo: a name -> builder table, ``create_model`` and ``list_models``.
+
+Every builder takes ``num_classes``, ``in_channels``, ``activation``,
+``batchnorm``, ``dropout`` and ``stem`` (plus options of its own family), so
+one sweep can cross any model with any switch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from . import lenet
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {
+    **lenet.MODELS,
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``, sorted."""
+    return sorted(_MODELS)
+
+
+def model_options(name: str) -> list[str]:
+    """The keyword options the named model's builder accepts."""
+    return list(inspect.signature(_builder(name)).parameters)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def create_model(name: str, **options) -> nn.Module:
+    """Build a zoo model by name, e.g. ``create_model("resnet18", num_classes=100)``."""
+    builder = _builder(name)
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return builder(**options)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule that makes any zoo model a classifier, with its losses, schedules and callbacks."""

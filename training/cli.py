@@ -1,0 +1,99 @@
+"""What the entry points share around Hydra: a check of the command line
+before anything is composed, and one-line errors instead of tracebacks.
+
+A user's mistake (an unknown model, a missing data set, a bad value) gets
+one line on stderr naming the bad value and what would be valid, and exit
+status 2. Bugs still raise with their full traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from hydra.errors import InstantiationException
+
+# errors that mean "the input is wrong", not "the code is wrong"
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+class UserError(Exception):
+    """Bad input, reported as one line."""
+
+
+def group_options(config_dir: Path) -> dict[str, list[str]]:
+    """Every config group under ``config_dir`` -> its option names (``model`` -> ``lenet5``, ...)."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(config_dir.rglob("*.yaml")):
+        group = path.parent.relative_to(config_dir).as_posix()
+        if group != "." and not group.startswith(("_", "hydra")):
+            groups.setdefault(group, []).append(path.stem)
+    return groups
+
+
+def check_overrides(argv: list[str], config_dir: Path) -> None:
+    """Refuse ``group=option`` overrides whose option does not exist, with the
+    valid ones, before Hydra composes (its own message spans many lines)."""
+    groups = group_options(config_dir)
+    for arg in argv:
+        match = re.fullmatch(r"[+~]*([\w/.]+)=(.*)", arg)
+        if not match or match.group(1) not in groups:
+            continue
+        group, value = match.groups()
+        if value in ("", "null") or any(c in value for c in "()[]${}*"):
+            continue  # sweeps like choice(...), interpolations: leave to Hydra
+        for option in value.split(","):
+            if option not in groups[group]:
+                raise UserError(f"{group}={option!r} is not a {group} option; valid: {', '.join(groups[group])}")
+
+
+def message(error: BaseException) -> str:
+    """The innermost user-facing message (Hydra wraps errors raised while instantiating)."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def is_user_error(error: BaseException) -> bool:
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return isinstance(error, (UserError, *USER_ERRORS))
+
+
+def fail(text: str) -> None:
+    print(f"error: {text}", file=sys.stderr)
+    sys.exit(2)
+
+
+def entry_point(config_dir: Path, main: Callable[[], object]) -> Callable[[], object]:
+    """Wrap a ``@hydra.main`` function: check the overrides first, and turn
+    user errors raised before the run starts into one line and exit 2."""
+
+    @functools.wraps(main)
+    def run():
+        try:
+            check_overrides(sys.argv[1:], config_dir)
+        except UserError as error:
+            fail(str(error))
+        return main()
+
+    return run
+
+
+def user_errors_as_lines(function: Callable) -> Callable:
+    """For the set-up phase of a task function: bad input -> one line, exit 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            if is_user_error(error):
+                fail(message(error))
+            raise
+
+    return wrapper

@@ -1,0 +1,129 @@
+"""The LightningModule that makes any zoo model an image classifier.
+
+It takes a built ``nn.Module`` and partial optimizer / scheduler factories
+(completed here with the parameters and the run length), computes the loss,
+adds the auxiliary heads' losses when a model returns them (GoogLeNet), and
+logs ``train/``, ``val/`` and ``test/`` metrics computed by torchmetrics.
+The test epoch computes the full report that ``evaluate.py`` writes: top-1
+and top-5 accuracy, macro precision / recall / F1, per-class accuracy and
+the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from .schedulers import complete
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: functools.partial | None = None,
+        scheduler: functools.partial | None = None,
+        scheduler_interval: str = "step",
+        loss: nn.Module | None = None,
+        num_classes: int = 10,
+        aux_loss_weight: float = 0.3,
+        config: dict | None = None,
+    ) -> None:
+        """``config``: the run's resolved configuration as plain containers;
+        saved in every checkpoint so that ``evaluate.py`` and resume can rebuild
+        the model and data without pickled objects."""
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler.interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.test_metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+                "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+                "recall_macro": MulticlassRecall(num_classes, average="macro"),
+                "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+                "per_class_acc": MulticlassAccuracy(num_classes, average=None),
+                "confusion_matrix": MulticlassConfusionMatrix(num_classes),
+            }
+        )
+        self.test_results: dict[str, Any] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        out = self.net(x)
+        if isinstance(out, tuple):  # (logits, [aux logits]) from models with auxiliary heads, train mode only
+            logits, aux = out
+            loss = self.loss_fn(logits, y) + self.hparams.aux_loss_weight * sum(self.loss_fn(a, y) for a in aux)
+        else:
+            logits, loss = out, self.loss_fn(out, y)
+        return loss, logits, y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, logits, y = self._step(batch)
+        self.train_acc(logits, y)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_acc.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.val_acc.update(logits, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.val_acc_best(acc)
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # the sanity check's epoch must not count
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.test_metrics.update(logits, y)
+        self.log("test/loss", loss, on_step=False, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        results = self.test_metrics.compute()
+        for name in ("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro"):
+            self.log(f"test/{name}", results[name], sync_dist=True)
+        self.test_results = {name: value.cpu().tolist() for name, value in results.items()}
+        self.test_metrics.reset()
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured: this module was built for evaluation only")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        interval = self.hparams.scheduler_interval
+        length = self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+        scheduler = complete(self.scheduler_factory, optimizer, int(length))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
