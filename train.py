@@ -56,7 +56,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
 
 def train(cfg: DictConfig) -> float | None:
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(module.hparams.config)

@@ -1,0 +1,72 @@
+"""The image_folder data module on the real CIFAR-10 images in ../shared/data/."""
+
+from __future__ import annotations
+
+import tarfile
+from collections import Counter
+
+import pytest
+import torch
+
+from datamodules import ImageFolderDataModule
+from helpers import SHARED_DATA
+from models import create_model
+from training.module import ImageClassifier
+
+ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="module")
+def cifar_jpegs(tmp_path_factory):
+    """20 train and 5 test images per class, extracted from the real archive."""
+    if not ARCHIVE.is_file():
+        pytest.skip(f"{ARCHIVE} is not here (it sits in ../shared/data/ beside the checkout)")
+    root = tmp_path_factory.mktemp("cifar10_jpeg")
+    wanted = {"train": 20, "test": 5}
+    taken: Counter = Counter()
+    with tarfile.open(ARCHIVE) as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) < 3 or parts[-3] not in wanted:
+                continue
+            split, cls = parts[-3], parts[-2]
+            if taken[split, cls] < wanted[split]:
+                taken[split, cls] += 1
+                member.name = f"{split}/{cls}/{parts[-1]}"
+                archive.extract(member, root, filter="data")
+            if len(taken) == 20 and all(taken[k] == wanted[k[0]] for k in taken):
+                break
+    return root
+
+
+def test_reads_real_cifar10_images_and_finds_the_classes(cifar_jpegs):
+    dm = ImageFolderDataModule(root=str(cifar_jpegs), val_size=20, batch_size=8, seed=0)
+    assert dm.classes == CLASSES and dm.num_classes == 10
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (180, 20, 50)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32
+    # statistics of real CIFAR-10 images (CIFAR-10's own means are 0.49, 0.48, 0.45)
+    assert all(0.35 < m < 0.6 for m in dm.shift) and all(0.15 < s < 0.35 for s in dm.scale)
+
+
+def test_a_model_takes_a_training_step_on_them(cifar_jpegs):
+    dm = ImageFolderDataModule(root=str(cifar_jpegs), val_size=20, batch_size=16, seed=0)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    net = create_model("lenet5", num_classes=dm.num_classes, in_channels=3)
+    module = ImageClassifier(net, num_classes=dm.num_classes)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss = module.training_step((x, y), 0) if False else module._step((x, y))[0]
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and 1.5 < loss.item() < 3.5  # about ln(10) for an untrained net
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_folder_without_train_and_test_is_refused(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no test/ folder"):
+        ImageFolderDataModule(root=str(tmp_path))

@@ -1,0 +1,31 @@
+"""Test helpers: running the entry points as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python <script> <overrides>`` in a subprocess; output captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def final_metrics(stdout: str) -> dict:
+    """The JSON that train.py / evaluate.py print on their 'final metrics:' line."""
+    import json
+
+    lines = [line for line in stdout.splitlines() if line.startswith("final metrics: ")]
+    assert lines, f"no 'final metrics:' line in output:\n{stdout[-2000:]}"
+    return json.loads(lines[-1][len("final metrics: "):])
+
+
