@@ -12,10 +12,12 @@ from typing import Callable
 
 from torch import nn
 
-from . import lenet
+from . import densenet, lenet, mobilenet
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **lenet.MODELS,
+    **densenet.MODELS,
+    **mobilenet.MODELS,
 }
 
 

@@ -1,0 +1,221 @@
+"""DenseNet: torchvision parity, the paper's counts, dense connectivity and the switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from models import densenet
+from models.layers import ACTIVATIONS
+
+# torchvision 0.29 parameter counts, 1000 classes (the paper's Table 1 models).
+TORCHVISION_COUNTS = {
+    "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+}
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def randomise_batchnorm(model: nn.Module) -> None:
+    """Give every BN non-trivial statistics and affine terms, so a BN copied
+    into the wrong place changes the logits."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+@pytest.fixture(scope="module", params=list(TORCHVISION_COUNTS))
+def pair(request):
+    """(name, torchvision model, ours with torchvision's weights copied in order), built once."""
+    name = request.param
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)(weights=None)
+    randomise_batchnorm(theirs)
+    ours = getattr(densenet, name)(num_classes=1000, stem="imagenet", form="torchvision")
+    with torch.no_grad():
+        for (key, mine), (their_key, their) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+            assert mine.shape == their.shape, (key, their_key)
+            mine.copy_(their)
+    return name, theirs.eval(), ours.eval()
+
+
+def test_torchvision_parameter_count(pair):
+    name, theirs, ours = pair
+    assert num_params(ours) == num_params(theirs) == TORCHVISION_COUNTS[name]
+
+
+def test_torchvision_state_dict_names_and_order(pair):
+    _, theirs, ours = pair
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
+
+
+def test_torchvision_logits(pair):
+    _, theirs, ours = pair
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert got.shape == (2, 1000)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_torchvision_form_drops_like_torchvision():
+    """Train mode, same seed: form="torchvision" draws the same dropout masks
+    at the same places as torchvision's drop_rate; the paper's form does not."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.densenet121(weights=None, drop_rate=0.3).train()
+    tv_form = densenet.densenet121(dropout=0.3, form="torchvision").train()
+    paper_form = densenet.densenet121(dropout=0.3).train()
+    tv_form.load_state_dict(theirs.state_dict())
+    paper_form.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    outputs = []
+    for model in (theirs, tv_form, paper_form):
+        torch.manual_seed(5)
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.testing.assert_close(outputs[1], outputs[0])
+    assert not torch.allclose(outputs[2], outputs[0], atol=1e-3)
+
+
+def test_dropout_places():
+    """Paper: after every conv but the stem's (2 per dense layer + 1 per
+    transition); torchvision: only on each dense layer's new features."""
+    layers, transitions = 48, 2
+    for form, expected in (("paper", 2 * layers + transitions), ("torchvision", layers)):
+        model = densenet.densenet_bc_100(dropout=0.2, form=form)
+        drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        assert len(drops) == expected and all(m.p == 0.2 for m in drops)
+    assert isinstance(model.classifier, nn.Linear)  # no dropout before the classifier
+
+
+def test_densenet_bc_100_parameter_count():
+    model = densenet.densenet_bc_100()
+    assert num_params(model) == 769_162  # the paper: 0.8M
+    assert model.classifier.in_features == 342  # 150 + 16 * 12
+
+
+def test_densenet_bc_100_is_cifar_only():
+    with pytest.raises(ValueError, match="stem") as error:
+        densenet.densenet_bc_100(stem="imagenet")
+    assert "\n" not in str(error.value)
+
+
+def transition_channels(model: nn.Module, size: int) -> list[tuple[int, int]]:
+    """(channels in, channels out) of every transition, measured on a forward pass."""
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].shape[1], out.shape[1])))
+        for name, m in model.features.named_children() if name.startswith("transition")
+    ]
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "growth_rate, compression, expected",
+    [
+        # k0 = 2k, a block adds 16 k, the transition keeps floor(theta m).
+        (12, 0.5, [(24 + 16 * 12, 108), (108 + 16 * 12, 150)]),  # 216 -> 108, 300 -> 150
+        (12, 1.0, [(216, 216), (216 + 192, 408)]),  # DenseNet-B: no compression
+        (8, 0.4, [(16 + 128, 57), (57 + 128, 74)]),  # floor(0.4 * 144) = floor(57.6) = 57, 0.4 * 185 = 74
+    ],
+)
+def test_transition_channels_follow_growth_and_compression(growth_rate, compression, expected):
+    model = densenet.densenet_bc_100(growth_rate=growth_rate, compression=compression)
+    assert transition_channels(model, 32) == expected
+    assert model.classifier.in_features == expected[-1][1] + 16 * growth_rate
+
+
+def test_imagenet_transitions_halve_channels():
+    """densenet121: 64 + 6*32 = 256 -> 128, 128 + 12*32 = 512 -> 256, 256 + 24*32 = 1024 -> 512."""
+    model = densenet.densenet121(num_classes=10, stem="cifar")
+    assert transition_channels(model, 32) == [(256, 128), (512, 256), (1024, 512)]
+    assert model.classifier.in_features == 512 + 16 * 32
+
+
+def test_dense_layer_keeps_its_input():
+    """A dense layer passes its input through untouched and appends k maps."""
+    layer = densenet.DenseLayer(20, 12, "relu", True, 0.0, "paper").eval()
+    x = torch.randn(2, 20, 8, 8)
+    y = layer(x)
+    assert y.shape == (2, 32, 8, 8)
+    assert torch.equal(y[:, :20], x)
+
+
+@pytest.mark.parametrize("compression", [0, -0.5, 1.5, True, "half"])
+def test_bad_compression(compression):
+    with pytest.raises(ValueError, match="compression") as error:
+        densenet.densenet_bc_100(compression=compression)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "option, value", [("form", "keras"), ("stem", "tiny"), ("dropout", 1.0), ("growth_rate", 0)]
+)
+def test_bad_options(option, value):
+    with pytest.raises(ValueError, match=option) as error:
+        densenet.densenet121(**{option: value})
+    assert "\n" not in str(error.value)
+
+
+def test_batchnorm_off():
+    model = densenet.densenet_bc_100(batchnorm=False)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 48 + 2 and all(c.bias is not None for c in convs)
+    with_bn = densenet.densenet_bc_100()
+    assert all(m.bias is None for m in with_bn.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_activation_replaces_every_relu():
+    model = densenet.densenet_bc_100(activation="elu")
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    # stem conv has none after it (CIFAR); 2 per dense layer, 1 per transition, 1 before pooling
+    assert sum(isinstance(m, nn.ELU) for m in model.modules()) == 2 * 48 + 2 + 1
+
+
+def test_imagenet_stem_shapes():
+    model = densenet.densenet121(num_classes=7, in_channels=1).eval()
+    stem = model.features[:4]
+    assert stem(torch.randn(1, 1, 224, 224)).shape == (1, 64, 56, 56)
+    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 7)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_cifar_forward_backward(activation):
+    """Every activation, batchnorm on and off, dropout 0 and 0.5 (small k keeps it fast)."""
+    x = torch.randn(2, 3, 32, 32)
+    for batchnorm in (True, False):
+        for dropout in (0.0, 0.5):
+            model = densenet.densenet_bc_100(activation=activation, batchnorm=batchnorm, dropout=dropout,
+                                             growth_rate=4, num_classes=5)
+            out = model.train()(x)
+            assert out.shape == (2, 5)
+            out.sum().backward()
+            assert model.features.conv0.weight.grad.abs().sum() > 0
+            assert model.eval()(x).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", list(densenet.MODELS))
+def test_every_model_cifar_forward_backward(name):
+    model = densenet.MODELS[name](num_classes=10, stem="cifar")
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert model.classifier.weight.grad is not None
