@@ -12,12 +12,14 @@ from typing import Callable
 
 from torch import nn
 
-from . import densenet, lenet, mobilenet
+from . import densenet, efficientnet, lenet, mobilenet, resnet
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **lenet.MODELS,
     **densenet.MODELS,
+    **efficientnet.MODELS,
     **mobilenet.MODELS,
+    **resnet.MODELS,
 }
 
 

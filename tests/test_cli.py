@@ -1,0 +1,65 @@
+"""The command line as a user meets it: help, composed configs, and one-line errors."""
+
+from __future__ import annotations
+
+from helpers import run_script
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == errors[0]  # the last word, not buried in a log
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_help_lists_the_groups_and_their_options():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0
+    for group, option in [("model", "lenet5"), ("model", "resnet18"), ("data", "digits"), ("optimizer", "adam"),
+                          ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"), ("activation", "tanh")]:
+        line = next((l for l in result.stdout.splitlines() if l.startswith(f"{group}:")), "")
+        assert option in line, (group, option, result.stdout[:3000])
+
+
+def test_cfg_job_prints_the_composed_config():
+    result = run_script("train.py", "--cfg", "job", "model=resnet18", "optimizer=adam", "activation=tanh")
+    assert result.returncode == 0, result.stderr
+    assert "name: resnet18" in result.stdout
+    assert "_target_: torch.optim.Adam" in result.stdout
+    assert "activation: tanh" in result.stdout
+
+
+def test_unknown_model_is_one_line_naming_it_and_the_valid_ones(tmp_path):
+    result = run_script("train.py", "model=resnet999", f"hydra.run.dir={tmp_path}")
+    assert_one_line_error(result, "resnet999", "lenet5", "resnet18")
+
+
+def test_unknown_optimizer_in_a_sweep_is_refused_before_any_run(tmp_path):
+    result = run_script("train.py", "-m", "optimizer=adam,adamx", f"hydra.sweep.dir={tmp_path}")
+    assert_one_line_error(result, "adamx", "adamw", "sgd")
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_cifar10_names_the_directory_and_how_to_download(tmp_path):
+    empty = tmp_path / "no_data_here"
+    result = run_script("train.py", "data=cifar10", "data.download=false", f"paths.data_dir={empty}",
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, str(empty), "download")
+
+
+def test_evaluate_without_ckpt_path():
+    result = run_script("evaluate.py")
+    assert_one_line_error(result, "ckpt_path is required")
+
+
+def test_evaluate_with_a_path_that_does_not_exist(tmp_path):
+    result = run_script("evaluate.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert_one_line_error(result, "nope.ckpt", "does not exist")
+
+
+def test_bad_value_of_a_known_option_is_one_line(tmp_path):
+    result = run_script("train.py", "experiment=smoke", "data.augment=sideways", f"hydra.run.dir={tmp_path}")
+    assert_one_line_error(result, "sideways", "standard")
