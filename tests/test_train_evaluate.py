@@ -1,0 +1,74 @@
+"""End to end, as a user runs it: train.py, then evaluate.py on its best checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import final_metrics, run_script
+
+
+def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
+    run_dir, result = digits_run
+    reported = final_metrics(result.stdout)
+    assert reported["test/acc"] >= 0.90
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["test/acc"] == pytest.approx(reported["test/acc"], abs=1e-9)
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_checkpoints_best_and_last_load_with_weights_only(digits_run):
+    run_dir, _ = digits_run
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    names = [p.name for p in checkpoints]
+    assert "last.ckpt" in names and any(n.startswith("epoch") for n in names), names
+    for path in checkpoints:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config = checkpoint["hyper_parameters"]["config"]
+        assert type(config) is dict and config["model"]["name"] == "lenet5"
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    assert best.endswith(".ckpt") and "last" not in best
+
+
+def test_tensorboard_holds_every_epoch_and_the_learning_rate(digits_run):
+    run_dir, _ = digits_run
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        assert len(events.Scalars(tag)) == 6, (tag, tags)
+    lr_tags = [t for t in tags if t.startswith("lr")]
+    assert lr_tags and len(events.Scalars(lr_tags[0])) >= 6
+    lrs = [e.value for e in events.Scalars(lr_tags[0])]
+    assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays
+
+
+def test_evaluate_reproduces_the_test_accuracy_and_writes_its_report(digits_run, tmp_path):
+    run_dir, train_result = digits_run
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    result = run_script("evaluate.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained, evaluated = final_metrics(train_result.stdout), final_metrics(result.stdout)
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(report["per_class_acc"]) == {str(d) for d in range(10)}
+    matrix = torch.tensor(report["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == report["test_images"] == 360
+    assert matrix.trace() / matrix.sum() == pytest.approx(report["test/acc"], abs=1e-6)
+    assert 0 < report["test/acc"] <= report["test/acc_top5"] <= 1
+    png = (tmp_path / "confusion_matrix.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert "test/confusion_matrix" in events.Tags()["images"]
+
+
+def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tmp_path):
+    run_dir, _ = digits_run
+    result = run_script("evaluate.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith(best.split("/")[-1])
