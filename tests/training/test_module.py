@@ -1,0 +1,67 @@
+"""The LightningModule: auxiliary-head losses, schedules completed with the run length."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from training.module import ImageClassifier
+from training.schedulers import complete, warmup_cosine
+
+
+class TwoHeads(nn.Module):
+    """Returns (logits, [aux logits]) in train mode and logits in eval mode, like GoogLeNet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.main(x), [self.aux(x), 2 * self.aux(x)]) if self.training else self.main(x)
+
+
+def test_auxiliary_losses_are_added_with_weight_0_3_in_training_only():
+    torch.manual_seed(0)
+    net = TwoHeads()
+    module = ImageClassifier(net, num_classes=3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    ce = nn.functional.cross_entropy
+    net.train()
+    loss, logits, _ = module._step((x, y))
+    expected = ce(net.main(x), y) + 0.3 * (ce(net.aux(x), y) + ce(2 * net.aux(x), y))
+    assert torch.allclose(loss, expected)
+    assert torch.equal(logits, net.main(x))
+    net.eval()
+    assert torch.allclose(module._step((x, y))[0], ce(net.main(x), y))
+
+
+def test_schedules_left_without_a_length_get_the_run_length():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine = complete(functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), optimizer, 100)
+    assert cosine.T_max == 100
+    fixed = complete(functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=7), optimizer, 100)
+    assert fixed.T_max == 7
+    onecycle = complete(functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0), optimizer, 50)
+    assert onecycle.total_steps == 50
+
+
+def test_warmup_cosine_rises_linearly_then_decays_to_the_floor():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, total_steps=100, warmup_fraction=0.1, final_factor=0.0)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] < 0.01
+
+
+def test_a_module_built_for_evaluation_refuses_to_train():
+    module = ImageClassifier(nn.Linear(2, 2), num_classes=2)
+    with pytest.raises(ValueError, match="no optimizer configured"):
+        module.configure_optimizers()
