@@ -12,12 +12,13 @@ from typing import Callable
 
 from torch import nn
 
-from . import densenet, efficientnet, lenet, mobilenet, resnet
+from . import densenet, efficientnet, googlenet, lenet, mobilenet, resnet
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **lenet.MODELS,
     **densenet.MODELS,
     **efficientnet.MODELS,
+    **googlenet.MODELS,
     **mobilenet.MODELS,
     **resnet.MODELS,
 }

@@ -1,0 +1,273 @@
+"""GoogLeNet: torchvision parity, the paper's counts, the aux-head contract."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+from torch import nn
+
+from models import layers
+from models.googlenet import INCEPTION, GoogLeNet, googlenet
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "googlenet.yaml"
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """Copy src's state into dst by position, asserting shapes pairwise."""
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    assert len(src_state) == len(dst_state)
+    with torch.no_grad():
+        for (ks, vs), (kd, vd) in zip(src_state.items(), dst_state.items()):
+            assert vs.shape == vd.shape, (ks, kd)
+            vd.copy_(vs)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no_aux", "aux"])
+def pair(request):
+    """(torchvision model, ours with torchvision's weights), both in eval mode."""
+    torch.manual_seed(0)
+    aux = request.param
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=aux, init_weights=True, transform_input=False)
+    # torchvision's std-0.01 init drowns the input after 22 layers (the logits are
+    # nearly the fc bias), so give the convs and BN layers values that carry signal
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
+    ours = googlenet(form="torchvision", aux_logits=aux)
+    copy_weights(theirs, ours)
+    return aux, theirs.eval(), ours.eval()
+
+
+def test_torchvision_parameter_count(pair):
+    aux, theirs, ours = pair
+    assert count(ours) == count(theirs) == (13_004_888 if aux else 6_624_904)
+
+
+def test_torchvision_state_dict_order(pair):
+    aux, theirs, ours = pair
+    pairs = list(zip(theirs.state_dict().items(), ours.state_dict().items()))
+    # the aux heads sit at the same positions (after 5b, before fc) with the same shapes
+    tv_aux = [i for i, ((k, _), _) in enumerate(pairs) if k.startswith("aux")]
+    our_aux = [i for i, (_, (k, _)) in enumerate(pairs) if k.startswith("aux")]
+    assert tv_aux == our_aux and len(tv_aux) == (2 * 10 if aux else 0)  # conv+bn(5)+fc1(2)+fc2(2), twice
+    for (kt, vt), (ko, vo) in pairs:
+        assert vt.shape == vo.shape, (kt, ko)
+        assert kt.rsplit(".", 1)[-1] == ko.rsplit(".", 1)[-1], (kt, ko)  # weight/bias/running_mean...
+
+
+def test_torchvision_logits_eval(pair):
+    _, theirs, ours = pair
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert got.shape == (2, 1000)
+    assert (expected[0] - expected[1]).abs().max() > 0.01 * expected.abs().max()  # logits follow the input
+    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item() + 1e-7)
+
+
+@pytest.mark.parametrize("pair", [True], indirect=True, ids=["aux"])
+def test_torchvision_logits_train_with_aux(pair):
+    _, theirs, ours = pair
+    theirs, ours = copy.deepcopy(theirs).train(), copy.deepcopy(ours).train()
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(1)  # same dropout masks: both run aux1, aux2, then the main dropout
+    expected = theirs(x)
+    torch.manual_seed(1)
+    logits, (aux1, aux2) = ours(x)
+    for got, want in ((logits, expected.logits), (aux1, expected.aux_logits1), (aux2, expected.aux_logits2)):
+        assert torch.allclose(got, want, atol=1e-5 * want.abs().max().item() + 1e-7)
+
+
+@pytest.mark.parametrize("pair", [True], indirect=True, ids=["aux"])
+def test_torchvision_aux_heads_on_14x14_maps(pair):
+    """At 224x224 the heads see 14x14 maps, where adaptive and 5x5/3 pooling differ."""
+    _, theirs, ours = pair
+    for name, tv_head, channels in (("4a", theirs.aux1, 512), ("4d", theirs.aux2, 528)):
+        f = torch.randn(1, channels, 14, 14)
+        with torch.no_grad():
+            want = tv_head(f)
+            assert torch.allclose(ours.aux[name](f), want, atol=1e-5 * want.abs().max().item())
+
+
+PAPER_TABLE_1 = {  # #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
+}
+# Table 1's params column, in units of 1024 (its "K").
+PAPER_TABLE_1_PARAMS_K = {
+    "3a": 159, "3b": 380, "4a": 364, "4b": 437, "4c": 463, "4d": 580, "4e": 840, "5a": 1072, "5b": 1388
+}
+
+
+@pytest.fixture(scope="module")
+def paper():
+    torch.manual_seed(0)
+    return googlenet()  # paper form, ImageNet stem, 1000 classes, aux heads
+
+
+def test_paper_table_and_parameter_count(paper):
+    assert INCEPTION == PAPER_TABLE_1
+    # count by hand from Table 1: weights and biases of every conv and linear
+    total, cin = 3 * 64 * 49 + 64 + 64 * 64 + 64 + 64 * 192 * 9 + 192, 192
+    for n1, n3r, n3, n5r, n5, npool in PAPER_TABLE_1.values():
+        total += cin * (n1 + n3r + n5r + npool) + 9 * n3r * n3 + 25 * n5r * n5 + n1 + n3r + n3 + n5r + n5 + npool
+        cin = n1 + n3 + n5 + npool
+    total += 1024 * 1000 + 1000
+    no_aux = count(paper) - count(paper.aux)
+    assert no_aux == total == 6_998_552
+    assert abs(no_aux - 6.8e6) / 6.8e6 < 0.03  # Table 1: about 6.8M
+    assert count(paper) == 13_378_280
+    aux_head = (512 * 128 + 128) + (2048 * 1024 + 1024) + (1024 * 1000 + 1000)
+    assert count(paper.aux["4a"]) == aux_head and count(paper.aux["4d"]) == aux_head + 16 * 128
+    for name, k in PAPER_TABLE_1_PARAMS_K.items():  # 4c (+7.5%) and 5a (-5%) are the table's outliers
+        weights = sum(p.numel() for p in paper.body[name].parameters() if p.dim() > 1)
+        assert abs(weights / 1024 - k) / k < 0.08, name
+
+
+def test_paper_structure(paper):
+    modules = list(paper.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in modules)
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in paper.stem) == 2
+    assert [type(m).__name__ for m in paper.stem] == [
+        "ConvNormAct", "MaxPool2d", "LocalResponseNorm", "ConvNormAct", "ConvNormAct", "LocalResponseNorm", "MaxPool2d"
+    ]
+    assert all(block.branch3[1][0].kernel_size == (5, 5) for name, block in paper.body.items() if name in INCEPTION)
+    assert [m.p for m in paper.head if isinstance(m, nn.Dropout)] == [0.4]
+    for head in paper.aux.values():
+        pool = head[0]
+        assert isinstance(pool, nn.AvgPool2d) and pool.kernel_size == 5 and pool.stride == 3
+        assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.7]
+    assert paper.body["pool4"].kernel_size == paper.body["pool5"].kernel_size == 3  # torchvision: 2 before 5a
+
+
+def test_paper_shapes_at_224(paper):
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert paper.stem(x).shape == (1, 192, 28, 28)
+        paper.train()
+        logits, aux = paper(x)
+        paper.eval()
+        assert paper(x).shape == (1, 1000)
+    assert logits.shape == (1, 1000) and [a.shape for a in aux] == [(1, 1000), (1, 1000)]
+
+
+def test_aux_contract_train_vs_eval():
+    torch.manual_seed(0)
+    model = googlenet(num_classes=10, stem="cifar")
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    model.train()
+    out = model(x)
+    assert isinstance(out, tuple) and len(out) == 2
+    logits, aux = out
+    assert logits.shape == (2, 10) and isinstance(aux, list) and [a.shape for a in aux] == [(2, 10), (2, 10)]
+    loss = nn.functional.cross_entropy(logits, y) + 0.3 * sum(nn.functional.cross_entropy(a, y) for a in aux)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.aux.parameters())
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    out = model(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
+    out.sum().backward()  # the heads are not run at inference
+    assert all(p.grad is None for p in model.aux.parameters())
+    assert all(p.grad is not None for p in model.head.parameters())
+    no_aux = googlenet(num_classes=10, stem="cifar", aux_logits=False).train()
+    assert no_aux.aux is None and isinstance(no_aux(x), torch.Tensor)
+
+
+@pytest.mark.parametrize("form", ["paper", "torchvision"])
+def test_cifar_stem(form):
+    model = googlenet(num_classes=10, stem="cifar", form=form)
+    stem_out = model.stem(torch.randn(2, 3, 32, 32))
+    assert stem_out.shape == (2, 192, 16, 16)
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.modules()) == (1 if form == "paper" else 0)
+    assert all(isinstance(h[0], nn.AdaptiveAvgPool2d) for h in model.aux.values())
+    expected = {"paper": (5_864_762, 10_214_990), "torchvision": (5_490_986, 9_841_470)}[form]
+    assert (count(model) - count(model.aux), count(model)) == expected
+
+
+def test_batchnorm_switch():
+    convs = lambda m: [c for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    bns = lambda m: [b for b in m.modules() if isinstance(b, nn.BatchNorm2d)]  # noqa: E731
+    tv = googlenet(num_classes=10, stem="cifar", form="torchvision")
+    assert len(bns(tv)) == len(convs(tv)) == 1 + 9 * 6 + 2 and all(b.eps == 1e-3 for b in bns(tv))
+    assert all(c.bias is None for c in convs(tv))
+    tv_plain = googlenet(num_classes=10, stem="cifar", form="torchvision", batchnorm=False)
+    assert not bns(tv_plain) and all(c.bias is not None for c in convs(tv_plain))
+    assert all(b.branch3[1][0].kernel_size == (3, 3) for n, b in tv_plain.body.items() if n in INCEPTION)
+    assert tv_plain.body["pool5"].kernel_size == 2
+    paper_bn = googlenet(num_classes=10, stem="cifar", batchnorm=True)
+    assert len(bns(paper_bn)) == len(convs(paper_bn)) and all(c.bias is None for c in convs(paper_bn))
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in paper_bn.modules()) == 1  # LRN stays
+    assert [m.p for m in tv.head if isinstance(m, nn.Dropout)] == [0.2]
+
+
+@pytest.mark.parametrize(
+    "form, activation",
+    [("paper", a) for a in sorted(layers.ACTIVATIONS)] + [("torchvision", "relu"), ("torchvision", "prelu")],
+)
+def test_cifar_forward_backward_every_switch(form, activation):
+    x = torch.randn(2, 3, 32, 32)
+    for batchnorm in (False, True):
+        for dropout in (0.0, 0.5):
+            torch.manual_seed(0)
+            model = googlenet(10, 3, activation, batchnorm, dropout, "cifar", form).train()
+            logits, aux = model(x)
+            (logits.sum() + 0.3 * sum(a.sum() for a in aux)).backward()
+            assert torch.isfinite(logits).all() and logits.shape == (2, 10)
+            rates = sorted(m.p for m in model.modules() if isinstance(m, nn.Dropout))
+            assert rates == ([0.5, 0.7, 0.7] if dropout else [0.0, 0.0, 0.0])  # dropout=0: none anywhere
+            want = {"identity": 0, "prelu": 1}.get(activation)
+            if want is not None:  # activations reach the whole net
+                n = sum(isinstance(m, layers.ACTIVATIONS["prelu"]) for m in model.modules())
+                assert n == (0 if activation == "identity" else 1 + 9 * 6 + 2 * 2)
+
+
+def test_aux_dropout_option():
+    rates = lambda m: sorted(d.p for d in m.modules() if isinstance(d, nn.Dropout))  # noqa: E731
+    assert rates(googlenet(stem="cifar")) == [0.4, 0.7, 0.7]
+    assert rates(googlenet(stem="cifar", form="torchvision")) == [0.2, 0.7, 0.7]
+    assert rates(googlenet(stem="cifar", dropout=0.0, aux_dropout=0.3)) == [0.0, 0.3, 0.3]
+    assert rates(googlenet(stem="cifar", aux_logits=False)) == [0.4]
+
+
+def test_classes_and_channels_not_hard_coded():
+    model = googlenet(num_classes=7, in_channels=1, stem="cifar").eval()
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+
+
+@pytest.mark.parametrize(
+    "options, word",
+    [({"form": "caffe"}, "form"), ({"stem": "tiny"}, "stem"), ({"dropout": 1.0}, "dropout"),
+     ({"aux_dropout": -0.1}, "dropout"), ({"activation": "nope"}, "activation")],
+)
+def test_bad_options(options, word):
+    with pytest.raises(ValueError, match=word) as err:
+        googlenet(**options)
+    assert "\n" not in str(err.value)
+
+
+def test_config_keys_are_builder_options():
+    cfg = yaml.safe_load(CONFIG.read_text())
+    assert cfg["name"] == "googlenet"
+    keys = set(cfg) - {"defaults", "name"}
+    assert keys <= set(googlenet.__code__.co_varnames[: googlenet.__code__.co_argcount])
+    model = googlenet(num_classes=10, stem="cifar", **{k: cfg[k] for k in keys})
+    assert isinstance(model, GoogLeNet) and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
