@@ -12,15 +12,17 @@ from typing import Callable
 
 from torch import nn
 
-from . import densenet, efficientnet, googlenet, lenet, mobilenet, resnet
+from . import alexnet, densenet, efficientnet, googlenet, lenet, mobilenet, resnet, vgg
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
+    **alexnet.MODELS,
     **lenet.MODELS,
     **densenet.MODELS,
     **efficientnet.MODELS,
     **googlenet.MODELS,
     **mobilenet.MODELS,
     **resnet.MODELS,
+    **vgg.MODELS,
 }
 
 

@@ -1,0 +1,229 @@
+"""VGG: torchvision parity for all eight names, the paper's depths, CIFAR head, switches.
+
+The ImageNet models hold 133-144M parameters: layout and counts are checked on
+the meta device (no memory, no init); logits are compared with real weights for
+vgg11 and vgg16_bn by default and for the other six with ``-m slow``, one pair
+alive at a time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from models import vgg as family
+from models.layers import ACTIVATIONS
+
+torch.set_num_threads(1)
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+NAMES = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+# name -> (parameters at 224x224 / 1000 classes, at 32x32 / 10 classes with the cifar stem)
+COUNTS = {
+    "vgg11": (132_863_336, 9_750_922),
+    "vgg13": (133_047_848, 9_935_434),
+    "vgg16": (138_357_544, 15_245_130),
+    "vgg19": (143_667_240, 20_554_826),
+    "vgg11_bn": (132_868_840, 9_756_426),
+    "vgg13_bn": (133_053_736, 9_941_322),
+    "vgg16_bn": (138_365_992, 15_253_578),
+    "vgg19_bn": (143_678_248, 20_565_834),
+}
+WEIGHT_LAYERS = {"vgg11": 11, "vgg13": 13, "vgg16": 16, "vgg19": 19}
+
+
+def meta(name: str, **options) -> nn.Module:
+    with torch.device("meta"):
+        return family.MODELS[name](**options)
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def torchvision_model(name: str, device: str = "cpu") -> nn.Module:
+    torchvision = pytest.importorskip("torchvision")
+    with torch.device(device):
+        return getattr(torchvision.models, name)(num_classes=1000)
+
+
+def test_registry():
+    assert list(family.MODELS) == NAMES
+    for name, builder in family.MODELS.items():
+        params = inspect.signature(builder).parameters
+        assert list(params) == ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem"]
+        assert params["batchnorm"].default is name.endswith("_bn")
+        defaults = [params[key].default for key in ("num_classes", "dropout", "stem")]
+        assert defaults == [1000, 0.5, "imagenet"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_imagenet_layout_matches_torchvision(name):
+    ours, theirs = meta(name, num_classes=1000, stem="imagenet"), torchvision_model(name, "meta")
+    assert count(ours) == count(theirs) == COUNTS[name][0]
+    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+    assert list(ours_sd) == list(theirs_sd)  # same keys in the same order: torchvision weights load as-is
+    assert [v.shape for v in ours_sd.values()] == [v.shape for v in theirs_sd.values()]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[n if n in ("vgg11", "vgg16_bn") else pytest.param(n, marks=pytest.mark.slow) for n in NAMES],
+)
+def imagenet_pair(request):
+    """torchvision's model and ours with the same weights (one pair alive at a time)."""
+    name = request.param
+    torch.manual_seed(0)
+    theirs = torchvision_model(name).eval()
+    with torch.no_grad():  # make batch norm's statistics and affine parameters matter
+        for m in theirs.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(7)
+    ours = meta(name, num_classes=1000, stem="imagenet").to_empty(device="cpu").eval()
+    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+    for a, b in zip(ours_sd.values(), theirs_sd.values(), strict=True):
+        assert a.shape == b.shape
+    ours.load_state_dict(dict(zip(ours_sd, theirs_sd.values())))
+    yield name, ours, theirs
+    del ours, theirs
+
+
+def test_logits_match_torchvision(imagenet_pair):
+    name, ours, theirs = imagenet_pair
+    x = torch.randn(2, 3, 32, 32)  # the adaptive pool takes 1x1 features to 7x7
+    with torch.no_grad():
+        want, got = theirs(x), ours(x)
+    assert got.shape == (2, 1000)
+    scale = want.abs().max().item()
+    assert scale > 0
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cifar_counts_and_shapes(name):
+    model = meta(name, num_classes=10, stem="cifar")
+    assert count(model) == COUNTS[name][1]
+    x = torch.empty(2, 3, 32, 32, device="meta")
+    assert model.features(x).shape == (2, 512, 1, 1)  # five pools: 32 -> 1
+    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [512, 512, 10]
+    assert model(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg19_bn"])
+def test_imagenet_shapes(name):
+    model = meta(name, num_classes=1000, stem="imagenet")
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    assert model.features(x).shape == (1, 512, 7, 7)
+    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [4096, 4096, 1000]
+    assert model(x).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paper_table(name):
+    model = meta(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) + len(linears) == WEIGHT_LAYERS[name.removesuffix("_bn")]
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) and c.padding == (1, 1) for c in convs)
+    assert sorted({c.out_channels for c in convs}) == [64, 128, 256, 512]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+
+
+def test_batchnorm_switch():
+    plain, bn = meta("vgg16"), meta("vgg16_bn")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 13
+    assert all(c.bias is not None for c in bn.modules() if isinstance(c, nn.Conv2d))  # torchvision keeps the bias
+    same = meta("vgg16", batchnorm=True).state_dict()
+    assert {k: v.shape for k, v in same.items()} == {k: v.shape for k, v in bn.state_dict().items()}
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in meta("vgg16_bn", batchnorm=False).modules())
+
+
+def test_dropout_places():
+    kinds = [type(m) for m in meta("vgg11", dropout=0.2).classifier]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Dropout] * 2 + [nn.Linear]
+    assert [m.p for m in meta("vgg11", dropout=0.2).modules() if isinstance(m, nn.Dropout)] == [0.2, 0.2]
+
+
+class Marker(nn.Identity):
+    pass
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg19_bn"])
+def test_activation_reaches_every_nonlinearity(name):
+    model = meta(name, activation=Marker)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert sum(isinstance(m, Marker) for m in model.modules()) == convs + 2
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+
+
+def test_init():
+    torch.manual_seed(0)
+    model = family.vgg11(num_classes=10, stem="cifar")
+    conv = model.features[-3]  # 512 -> 512, fan-out 512 * 9
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.05)
+    assert model.classifier[0].weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def test_options_and_errors():
+    for bad in ({"stem": "mnist"}, {"dropout": -0.1}, {"activation": "nope"}):
+        with pytest.raises(ValueError):
+            meta("vgg11", **bad)
+    model = meta("vgg13_bn", num_classes=5, in_channels=1, stem="cifar")
+    assert model(torch.empty(3, 1, 32, 32, device="meta")).shape == (3, 5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_matches_builder_defaults(name):
+    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    assert cfg.name == name
+    defaults = inspect.signature(family.MODELS[name]).parameters
+    for key, value in cfg.items():
+        if key not in ("defaults", "name"):
+            assert defaults[key].default == value, key
+
+
+def check_forward_backward(model: nn.Module, num_classes: int = 10) -> None:
+    x = torch.randn(2, 3, 32, 32)
+    out = model.train()(x)
+    assert out.shape == (2, num_classes)
+    out.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():
+        assert model.eval()(x).shape == (2, num_classes)
+
+
+ACTS = sorted(ACTIVATIONS)
+
+
+# Every activation once on the smallest config; batchnorm and dropout take each value several times.
+@pytest.mark.parametrize("i, activation", list(enumerate(ACTS)))
+def test_forward_backward_every_activation(i, activation):
+    torch.manual_seed(i)
+    batchnorm, dropout = bool(i % 2), 0.5 * (i // 2 % 2)
+    model = family.vgg11(num_classes=10, stem="cifar", activation=activation, batchnorm=batchnorm, dropout=dropout)
+    check_forward_backward(model)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_every_name(name):
+    check_forward_backward(family.MODELS[name](num_classes=10, stem="cifar"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("batchnorm", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_forward_backward_full_product(name, activation, batchnorm, dropout):
+    options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout)
+    model = family.MODELS[name](num_classes=10, stem="cifar", **options)
+    check_forward_backward(model)
