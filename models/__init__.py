@@ -36,6 +36,11 @@ def model_options(name: str) -> list[str]:
     return list(inspect.signature(_builder(name)).parameters)
 
 
+def model_family(name: str) -> str:
+    """The family a model belongs to: the name of its file (``resnet18`` -> ``resnet``)."""
+    return _builder(name).__module__.rsplit(".", 1)[-1]
+
+
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")

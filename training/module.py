@@ -91,10 +91,11 @@ class ImageClassifier(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.val_acc.reset()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int) -> dict:
         loss, logits, y = self._step(batch)
         self.val_acc.update(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return {"logits": logits.detach(), "target": y}  # for callbacks (confusion matrix)
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()

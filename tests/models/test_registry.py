@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from models import create_model, list_models
+from models import create_model, list_models, model_family
 from models.layers import ACTIVATIONS, get_activation
 from training.module import ImageClassifier
 
@@ -59,10 +59,6 @@ REPRESENTATIVES = {
 }
 
 
-def family(name: str) -> str:
-    return type(build(name)).__module__.rsplit(".", 1)[-1]
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_takes_the_switches(name):
     """Batchnorm on/off x dropout on/off for every model, each with another
@@ -88,7 +84,7 @@ def test_full_cross_of_models_activations_and_switches(name, activation):
 
 
 def test_every_family_has_a_representative():
-    assert {family(name) for name in MODELS} == set(REPRESENTATIVES)
+    assert {model_family(name) for name in MODELS} == set(REPRESENTATIVES)
 
 
 @pytest.mark.parametrize("name", sorted(REPRESENTATIVES.values()))
