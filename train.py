@@ -14,11 +14,13 @@ and metrics.json with the final test metrics. Returns the value named by
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +28,7 @@ from training.cli import entry_point, user_errors_as_lines
 from training.module import ImageClassifier
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+log = logging.getLogger(__name__)
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -39,12 +42,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # a missing data set is reported now, not after the model is built
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
+    loss_choice = HydraConfig.get().runtime.choices.get("loss")
+    if getattr(net, "paper_loss", loss_choice) != loss_choice:
+        log.warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
     module = ImageClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler.factory) if cfg.scheduler.factory else None,
         scheduler_interval=cfg.scheduler.interval,
         loss=instantiate(cfg.loss),
+        regularization=instantiate(cfg.regularization),
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )

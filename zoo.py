@@ -27,6 +27,7 @@ PAPERS = {
     "densenet": ("Huang et al., Densely Connected Convolutional Networks", 2017),
     "mobilenet": ("Howard et al. 2017 (v1); Sandler et al. 2018 (v2)", 2017),
     "efficientnet": ("Tan & Le, EfficientNet: Rethinking Model Scaling", 2019),
+    "linear": ("Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)", 1958),
 }
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import alexnet, densenet, efficientnet, googlenet, lenet, mobilenet, resnet, vgg
+from . import alexnet, densenet, efficientnet, googlenet, lenet, linear, mobilenet, resnet, vgg
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **alexnet.MODELS,
@@ -20,6 +20,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     **densenet.MODELS,
     **efficientnet.MODELS,
     **googlenet.MODELS,
+    **linear.MODELS,
     **mobilenet.MODELS,
     **resnet.MODELS,
     **vgg.MODELS,

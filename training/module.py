@@ -4,9 +4,10 @@ It takes a built ``nn.Module`` and partial optimizer / scheduler factories
 (completed here with the parameters and the run length), computes the loss,
 adds the auxiliary heads' losses when a model returns them (GoogLeNet), and
 logs ``train/``, ``val/`` and ``test/`` metrics computed by torchmetrics.
-The test epoch computes the full report that ``evaluate.py`` writes: top-1
-and top-5 accuracy, macro precision / recall / F1, per-class accuracy and
-the confusion matrix.
+An explicit weight penalty (``regularization``) is added to the training
+loss and logged as ``train/penalty``. The test epoch computes the full
+report that ``evaluate.py`` writes: top-1 and top-5 accuracy, macro
+precision / recall / F1, per-class accuracy and the confusion matrix.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ImageClassifier(L.LightningModule):
         scheduler: functools.partial | None = None,
         scheduler_interval: str = "step",
         loss: nn.Module | None = None,
+        regularization: nn.Module | None = None,
         num_classes: int = 10,
         aux_loss_weight: float = 0.3,
         config: dict | None = None,
@@ -47,10 +49,11 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler.interval must be 'step' or 'epoch', got {scheduler_interval!r}")
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "regularization"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.penalty = regularization if regularization is not None and regularization.active else None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
@@ -84,8 +87,12 @@ class ImageClassifier(L.LightningModule):
         loss, logits, y = self._step(batch)
         self.train_acc(logits, y)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)  # the data loss, comparable with val/loss
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if self.penalty is not None:  # an explicit term of the objective, logged on its own
+            penalty = self.penalty(self.net)
+            self.log("train/penalty", penalty, on_step=False, on_epoch=True)
+            loss = loss + penalty
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 
 from models import create_model, list_models, model_family
 from models.layers import ACTIVATIONS, get_activation
+from models.linear import LinearClassifier
 from training.module import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,8 @@ def check_switches(model: nn.Module, activation: str, batchnorm: bool, dropout: 
     modules = list(model.modules())
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
     assert has_bn == batchnorm, f"batchnorm={batchnorm} but BatchNorm modules present: {has_bn}"
-    assert any(type(m) is get_activation(activation) for m in modules), f"no {activation} module in the model"
+    if activation != "identity" or not isinstance(model, LinearClassifier):  # a linear model has none at all
+        assert any(type(m) is get_activation(activation) for m in modules), f"no {activation} module in the model"
     rates = {m.p for m in modules if isinstance(m, nn.Dropout)}
     if dropout:
         assert dropout in rates, f"dropout={dropout} but Dropout rates are {rates}"
@@ -56,7 +58,9 @@ def forward_backward(model: nn.Module) -> None:
 REPRESENTATIVES = {
     "lenet": "lenet5", "alexnet": "alexnet", "vgg": "vgg11_bn", "googlenet": "googlenet", "resnet": "resnet20",
     "densenet": "densenet_bc_100", "mobilenet": "mobilenet_v2", "efficientnet": "efficientnet_b0",
+    "linear": "logreg",
 }
+LINEAR = [name for name in MODELS if model_family(name) == "linear"]  # no activation, no batchnorm to switch
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -68,6 +72,8 @@ def test_every_model_takes_the_switches(name):
     for k in range(len(SWITCHES)):
         batchnorm, dropout = SWITCHES[k]
         activation = ACTIVATION_NAMES[(index * len(SWITCHES) + k) % len(ACTIVATION_NAMES)]
+        if name in LINEAR:
+            activation, batchnorm = "identity", False
         model = build(name, activation=activation, batchnorm=batchnorm, dropout=dropout)
         check_switches(model, activation, batchnorm, dropout)
         forward_backward(model)
@@ -77,6 +83,8 @@ def test_every_model_takes_the_switches(name):
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 @pytest.mark.parametrize("name", MODELS)
 def test_full_cross_of_models_activations_and_switches(name, activation):
+    if name in LINEAR:
+        pytest.skip("linear models have no activation or batchnorm to switch")
     for batchnorm, dropout in SWITCHES:
         model = build(name, activation=activation, batchnorm=batchnorm, dropout=dropout)
         check_switches(model, activation, batchnorm, dropout)
@@ -105,6 +113,14 @@ def test_each_family_drives_its_loss_down_on_a_fixed_batch(name):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_linear_models_refuse_switches_they_cannot_honour(name):
+    with pytest.raises(ValueError, match=f"{name} is linear: it has no activation to choose .*'tanh'"):
+        build(name, activation="tanh")
+    with pytest.raises(ValueError, match=f"{name} is linear: it has no batchnorm"):
+        build(name, batchnorm=True)
 
 
 def test_every_model_has_a_config_and_every_config_a_model():

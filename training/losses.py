@@ -1,0 +1,55 @@
+"""Losses for the ablations: the multi-class SVM losses, squared error on
+one-hot targets, and one-vs-rest logistic loss, beside cross-entropy.
+
+Each takes raw scores (logits) of shape (N, C) and integer targets (N,)
+and returns the mean over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MulticlassHinge(nn.Module):
+    """The multi-class SVM loss of Weston & Watkins (1999), as taught in
+    CS231n: for each example, sum over the wrong classes j of
+    max(0, s_j - s_y + margin); ``squared=True`` squares each term (the
+    squared hinge, smoother, as in L2-SVMs)."""
+
+    def __init__(self, margin: float = 1.0, squared: bool = False) -> None:
+        super().__init__()
+        self.margin, self.squared = margin, squared
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        correct = scores.gather(1, target[:, None])  # (N, 1)
+        margins = (scores - correct + self.margin).clamp_min(0)
+        margins = margins.scatter(1, target[:, None], 0.0)  # the correct class contributes nothing
+        if self.squared:
+            margins = margins**2
+        return margins.sum(1).mean()
+
+
+class OneHotMSE(nn.Module):
+    """Squared error between the scores (or their softmax, ``softmax=True``,
+    the Brier score) and the one-hot target, averaged over batch and classes:
+    classification as least-squares regression."""
+
+    def __init__(self, softmax: bool = False) -> None:
+        super().__init__()
+        self.softmax = softmax
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        outputs = scores.softmax(1) if self.softmax else scores
+        return F.mse_loss(outputs, F.one_hot(target, scores.shape[1]).to(outputs.dtype))
+
+
+class OneVsRestLogistic(nn.Module):
+    """One binary logistic regression per class (a sigmoid on each score),
+    each trained to say "this class or not": binary cross-entropy against
+    the one-hot target, summed over classes, averaged over the batch."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(target, scores.shape[1]).to(scores.dtype)
+        return F.binary_cross_entropy_with_logits(scores, one_hot, reduction="sum") / scores.shape[0]

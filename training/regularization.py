@@ -1,0 +1,75 @@
+"""Explicit weight penalties added to the loss: L1, L2 and elastic net.
+
+These are terms of the objective, lambda * R(w), so their gradient flows
+through backprop like the data loss: L1 adds lambda * sign(w) to each
+weight's gradient, L2 adds 2 * lambda * w. They are distinct from an
+optimizer's ``weight_decay`` (which, in AdamW, is decoupled from the
+gradient altogether; in SGD it equals an L2 penalty of lambda / 2).
+
+By default only weights are penalized (parameters of two or more
+dimensions: convolution kernels and linear matrices), not biases and not
+the scale and shift of normalization layers, which set the scale of a
+layer's output rather than its complexity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KINDS = ("none", "l1", "l2", "elastic_net")
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+class WeightPenalty(nn.Module):
+    """``strength`` * (l1_ratio * sum |w| + (1 - l1_ratio) * sum w^2) for
+    elastic net; l1 and l2 are the ends (l1_ratio 1 and 0)."""
+
+    def __init__(
+        self,
+        kind: str = "none",
+        strength: float = 1e-4,
+        l1_ratio: float = 0.5,
+        include_biases: bool = False,
+        include_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"regularization.kind={kind!r} is not valid; valid: {', '.join(KINDS)}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+            raise ValueError(f"regularization.strength must be a number >= 0, got {strength!r}")
+        if not 0.0 <= l1_ratio <= 1.0:
+            raise ValueError(f"regularization.l1_ratio must be in [0, 1], got {l1_ratio!r}")
+        self.kind, self.strength = kind, float(strength)
+        self.l1_ratio = {"l1": 1.0, "l2": 0.0}.get(kind, l1_ratio)
+        self.include_biases, self.include_norm = include_biases, include_norm
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none" and self.strength > 0
+
+    def penalized(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters this penalty applies to."""
+        chosen = []
+        for module in model.modules():
+            is_norm = isinstance(module, _NORMS)
+            for parameter in module.parameters(recurse=False):
+                if not parameter.requires_grad:
+                    continue
+                if is_norm:
+                    take = self.include_norm
+                else:
+                    take = parameter.ndim > 1 or self.include_biases
+                if take:
+                    chosen.append(parameter)
+        return chosen
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        parameters = self.penalized(model)
+        total = parameters[0].new_zeros(())
+        for w in parameters:
+            if self.l1_ratio > 0:
+                total = total + self.l1_ratio * w.abs().sum()
+            if self.l1_ratio < 1:
+                total = total + (1 - self.l1_ratio) * w.pow(2).sum()
+        return self.strength * total
