@@ -70,6 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         if hasattr(logger.experiment, "add_figure"):
             logger.experiment.add_figure("test/confusion_matrix", figure)
+        logger.finalize("success")  # flush the events before the process ends
     print("per-class accuracy: " + ", ".join(f"{c} {a:.4f}" for c, a in report["per_class_acc"].items()))
     print("final metrics: " + json.dumps({k: v for k, v in report.items() if k.startswith("test/")}))
     return report

@@ -51,3 +51,41 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a Lightning checkpoint of this project (no state_dict)")
     return checkpoint
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The train.py run dir a checkpoint belongs to (the folder with .hydra/)."""
+    for folder in checkpoint.resolve().parents:
+        if (folder / ".hydra" / "overrides.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"{checkpoint} is not inside a train.py run dir (no .hydra/overrides.yaml above it)")
+
+
+def resume_target(target: str | Path) -> tuple[Path, Path]:
+    """(checkpoint, run dir) to resume from: a checkpoint file, or a run dir's
+    newest checkpoint (last.ckpt). No checkpoint is an error, never a fresh start."""
+    path = Path(target)
+    if not path.exists():
+        raise FileNotFoundError(f"resume={str(target)!r} does not exist; give a run dir or a .ckpt file")
+    if path.is_dir():
+        folder = path / "checkpoints"
+        found = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime)) if folder.is_dir() else []
+        if not found:
+            raise FileNotFoundError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {folder}); refusing to start from scratch")
+        path = found[-1]
+    load_checkpoint(path)  # refuse unsafe or unreadable files before anything runs
+    return path.resolve(), run_dir_of(path)
+
+
+def check_fits(module_state: dict, checkpoint_state: dict, checkpoint_name: str, described: str) -> None:
+    """One line when a checkpoint's tensors do not fit the model built for it."""
+    missing = [k for k in module_state if k not in checkpoint_state]
+    unexpected = [k for k in checkpoint_state if k not in module_state]
+    wrong = [k for k in module_state if k in checkpoint_state and module_state[k].shape != checkpoint_state[k].shape]
+    if missing or unexpected or wrong:
+        first = (f"{wrong[0]} is {tuple(checkpoint_state[wrong[0]].shape)} in the checkpoint, {tuple(module_state[wrong[0]].shape)} in the model"
+                 if wrong else f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
+        raise ValueError(
+            f"{checkpoint_name} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} unexpected, "
+            f"{len(wrong)} of another shape (first: {first})"
+        )

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
 
 # errors that mean "the input is wrong", not "the code is wrong"
-USER_ERRORS = (ValueError, FileNotFoundError)
+USER_ERRORS = (ValueError, FileNotFoundError, MissingMandatoryValue)
 
 
 class UserError(Exception):
@@ -64,21 +65,44 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, (UserError, *USER_ERRORS))
 
 
-def fail(text: str) -> None:
+def fail(text: str, status: int = 2) -> None:
     print(f"error: {text}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
-def entry_point(config_dir: Path, main: Callable[[], object]) -> Callable[[], object]:
-    """Wrap a ``@hydra.main`` function: check the overrides first, and turn
-    user errors raised before the run starts into one line and exit 2."""
+def resume_argv(argv: list[str]) -> list[str]:
+    """``resume=<run dir or checkpoint>`` -> the original run's overrides, then
+    the ones given now, then its run dir and checkpoint, so the resumed run
+    composes the same config and writes into the same dir (and TensorBoard run)."""
+    import yaml
+
+    from .checkpoints import resume_target
+
+    targets = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
+    if not targets or targets[-1] in ("", "null"):
+        return argv
+    checkpoint, run_dir = resume_target(targets[-1])
+    original = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    keep = lambda a: not a.startswith(("resume=", "hydra.run.dir="))  # noqa: E731
+    return [a for a in original if keep(a)] + [a for a in argv if keep(a)] + [
+        f"hydra.run.dir={run_dir}", f"resume={checkpoint}"]
+
+
+def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None):
+    """Wrap a ``@hydra.main`` function: rewrite the command line (``prepare``),
+    check its overrides, and turn user errors raised before the run starts
+    into one line and exit 2."""
 
     @functools.wraps(main)
     def run():
         try:
+            if prepare is not None:
+                sys.argv[1:] = prepare(sys.argv[1:])
             check_overrides(sys.argv[1:], config_dir)
-        except UserError as error:
-            fail(str(error))
+        except Exception as error:
+            if is_user_error(error):
+                fail(message(error))
+            raise
         return main()
 
     return run

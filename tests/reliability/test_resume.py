@@ -1,0 +1,74 @@
+"""A run killed with SIGKILL mid-epoch and resumed ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import ROOT, final_metrics, run_script
+
+COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=16",
+          "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7"]
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("whole")
+    result = run_script("train.py", *COMMON, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, final_metrics(result.stdout)
+
+
+def kill_mid_epoch(run_dir, after_checkpoints: int = 2) -> None:
+    """Start train.py, wait until it has written ``after_checkpoints`` epoch checkpoints, SIGKILL it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *COMMON, f"hydra.run.dir={run_dir}"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and process.poll() is None:
+            saved = list((run_dir / "checkpoints").glob("epoch*.ckpt")) if (run_dir / "checkpoints").is_dir() else []
+            epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] if saved and (run_dir / "checkpoints" / "last.ckpt").is_file() else -1
+            if epochs >= after_checkpoints:
+                time.sleep(0.5)  # into the next epoch
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path):
+    whole_dir, whole_metrics = uninterrupted
+    run_dir = tmp_path / "killed"
+    kill_mid_epoch(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert final_metrics(result.stdout)["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
+    resumed_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    whole_ckpt = torch.load(whole_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (resumed_ckpt["epoch"], resumed_ckpt["global_step"]) == (whole_ckpt["epoch"], whole_ckpt["global_step"])
+    resumed, whole = weights(run_dir), weights(whole_dir)
+    assert resumed.keys() == whole.keys()
+    for key in whole:
+        assert torch.allclose(resumed[key].float(), whole[key].float(), atol=1e-6), key
+
+
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    result = run_script("train.py", f"resume={tmp_path}")
+    assert result.returncode == 2
+    assert "no checkpoint to resume from" in result.stderr and "refusing to start from scratch" in result.stderr

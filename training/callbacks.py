@@ -1,0 +1,73 @@
+"""Callbacks that make runs safe to kill, resume and trust.
+
+- ``RNGStates`` saves the random generators' states in every checkpoint and
+  restores them on resume (Lightning restores weights, optimizer, scheduler
+  and loop counters, but not the RNGs that drive dropout and augmentation).
+- ``DivergenceGuard`` stops training at the first non-finite loss, before
+  its backward pass and optimizer step can write NaN into the weights, so
+  the last checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class DivergenceError(RuntimeError):
+    """The loss stopped being a finite number."""
+
+
+class RNGStates(L.Callback):
+    """Python, NumPy, torch (CPU and CUDA) RNG states in the checkpoint, as
+    plain tensors and ints so the checkpoint still loads with weights_only.
+
+    They are captured when the checkpoint is written and put back as soon
+    as Lightning restores the checkpoint: before the training data loader
+    draws its shuffling seed (Lightning skips the sanity check on resume), so
+    a run resumed from an epoch-end checkpoint sees the same batch order,
+    augmentations and dropout masks as one that never stopped.
+    """
+
+    def state_dict(self) -> dict:
+        version, state, gauss = random.getstate()
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python": {"version": version, "state": list(state), "gauss": gauss},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+class DivergenceGuard(L.Callback):
+    """Raise ``DivergenceError`` at the first NaN or infinite training loss,
+    naming the step and the likely causes."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        value = loss.detach().float().item()
+        if math.isfinite(value):
+            return
+        lrs = sorted({group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups})
+        causes = f"the learning rate ({', '.join(f'{lr:g}' for lr in lrs)}) is likely too high"
+        if "16" in str(trainer.precision):
+            causes += f", or the {trainer.precision} loss scale overflowed (try precision=32-true or bf16-mixed)"
+        raise DivergenceError(
+            f"training diverged: loss is {value} at step {trainer.global_step} "
+            f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
+            "lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0). The last checkpoint holds the last finite weights."
+        )
