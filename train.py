@@ -4,31 +4,50 @@
     python train.py model=vgg16 optimizer=adam activation=tanh model.batchnorm=false
     python train.py experiment=smoke                  # LeNet-5 on digits, a minute on a CPU
     python train.py -m model=lenet5,resnet18 optimizer=sgd,adam   # a sweep
+    python train.py resume=outputs/<run>              # continue a killed run where it stopped
 
 Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config
-(.hydra/), checkpoints/ (best by val/acc, and last), the TensorBoard events,
-and metrics.json with the final test metrics. Returns the value named by
-``optimized_metric`` so that Hydra sweepers can optimize it.
+(.hydra/), checkpoints/ (best by val/acc, and last), the TensorBoard events
+(this run's settings and final metrics in the HPARAMS tab too), and
+metrics.json: the final val and test metrics, parameters, MACs, epochs, wall
+time, throughput and status, which compare.py tabulates. Returns the value
+named by ``optimized_metric`` so that Hydra sweepers can optimize it. In a
+sweep (-m), a run that fails or diverges is recorded as such in its
+metrics.json and the sweep goes on with the others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from training.cli import entry_point, user_errors_as_lines
+from training.callbacks import DivergenceError
+from training.checkpoints import check_fits, load_checkpoint
+from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
+from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
+from training.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 log = logging.getLogger(__name__)
+# TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
+# next to these final metrics (logged once more as hp/val_acc_best, ...: the curves keep their own points)
+HPARAMS = ("optimizer._target_", "optimizer.lr", "optimizer.weight_decay", "model.activation", "model.batchnorm",
+           "model.dropout", "data.batch_size", "data.augment", "data.normalize", "regularization.strength",
+           "trainer.max_epochs", "seed")
+HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -38,9 +57,9 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
-    """Every part from its config; bad input fails here, before any training."""
+    """Every part from its config; bad input fails here, before any download or training."""
+    check_config(cfg)
     datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()  # a missing data set is reported now, not after the model is built
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
@@ -55,20 +74,50 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )
+    if cfg.resume:
+        state = load_checkpoint(cfg.resume)["state_dict"]
+        check_fits(module.state_dict(), state, cfg.resume, f"model={cfg.model.name} as configured")
     trainer_cfg = cfg.trainer
     if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
     trainer = instantiate(trainer_cfg, callbacks=instantiate_all(cfg.callbacks), logger=instantiate_all(cfg.logger) or False)
+    datamodule.prepare_data()  # last: it may download; a missing data set is reported here
     return datamodule, module, trainer
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Flat scalars for TensorBoard's HPARAMS tab, which shows no nested config."""
+    hydra_cfg = HydraConfig.get()
+    flat = {group: choice for group, choice in hydra_cfg.runtime.choices.items()
+            if choice and group != "hydra" and "/" not in group}
+    overridden = [override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task]
+    for key in (*HPARAMS, *overridden):
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, (bool, int, float, str)):
+            flat[key] = value
+    return flat
+
+
+def write_metrics(cfg: DictConfig, metrics: dict) -> None:
+    (Path(cfg.paths.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
 def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
+    size = datamodule.image_size
+    params, macs = count_parameters_and_macs(module.net, (datamodule.in_channels, size, size))  # MACs per image
     for logger in trainer.loggers:
-        logger.log_hyperparams(module.hparams.config)
+        logger.log_hyperparams({**module.hparams.config, "model/params": params, "model/macs": macs})
 
-    trainer.fit(module, datamodule=datamodule, weights_only=True)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume, weights_only=True)
+    except DivergenceError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records this run as failed and goes on
+        fail(str(error), status=1)
+    seconds = time.perf_counter() - start
 
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.test:
@@ -76,16 +125,33 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
-    output_dir = Path(cfg.paths.output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print("final metrics: " + json.dumps({k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}))
+    finite = all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss"))
+    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
+                   train_images_per_s=round(trainer.global_step * cfg.data.batch_size / seconds, 1),  # val included
+                   status="completed" if finite else "diverged")
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab: the settings next to the final metrics
+            final = {"hp/" + name.replace("/", "_"): metrics[name] for name in HPARAM_METRICS if name in metrics}
+            logger.log_hyperparams({**flat_hparams(cfg), "model/params": params, "model/macs": macs}, final, step=trainer.global_step)
+            logger.finalize("success")
+    if trainer.is_global_zero:
+        write_metrics(cfg, metrics)
+        print("final metrics: " + json.dumps({k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}))
     return metrics.get(cfg.optimized_metric)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return train(cfg)
+    try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
+        return train(cfg)
+    except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported; its cause is the context
+        cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error
+        reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+        write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
+        raise RuntimeError(f"run failed: {reason}") from error  # the sweep exits 1 once every run is done
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main)()
+    entry_point(CONFIG_DIR, main, prepare=resume_argv)()

@@ -1,0 +1,113 @@
+"""A zoo model layer by layer: output shape, parameters (and the textbook
+N*F*F*D+N), MACs, receptive field, jump and (W-F+2P)/S+1, with totals.
+
+    python summarize.py                                    # ResNet-18 at CIFAR-10's 3x32x32
+    python summarize.py model=vgg16 input_size=224 format=markdown
+    python summarize.py model=lenet5 data=digits format=csv output=lenet5.csv
+    python summarize.py model=resnet50 model.stem=imagenet input_size=224 plot=true
+
+Takes the same ``model=`` and ``data=`` configs as train.py; the data set is
+only asked for its channels, classes and image size (nothing is downloaded).
+``plot=true`` writes receptive_field.png into the run dir. An input too
+small for the model is one line naming the layer where the map vanishes.
+The analysis is in training/introspection.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from training import introspection
+from training.cli import entry_point, user_errors_as_lines
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def input_size(cfg: DictConfig) -> tuple[int, int]:
+    """(height, width) from ``input_size`` (an int or [h, w]), else data.image_size."""
+    size = cfg.input_size if cfg.input_size is not None else cfg.data.get("image_size", 32)
+    size = list(size) if isinstance(size, (list, tuple, ListConfig)) else [size, size]
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+        raise ValueError(f"input_size must be a positive integer or [height, width], got {cfg.input_size!r}")
+    return size[0], size[1]
+
+
+@user_errors_as_lines
+def build(cfg: DictConfig):
+    """Check the options, build the model, summarize it; bad input, including an
+    input too small for the model, fails here as one line."""
+    if cfg.format not in introspection.FORMATS:
+        raise ValueError(f"format={cfg.format!r} is not valid; valid: {', '.join(introspection.FORMATS)}")
+    if cfg.output is not None and not Path(cfg.output).parent.is_dir():
+        raise FileNotFoundError(f"output={cfg.output}: the folder {Path(cfg.output).parent} does not exist")
+    missing = sorted(key for group in ("data", "model") for key in OmegaConf.missing_keys(cfg[group]))
+    if missing:
+        raise ValueError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
+    height, width = input_size(cfg)
+    if height == width and "image_size" in cfg.data:
+        cfg.data.image_size = height  # models whose classifier depends on the size (LeNet, linear) follow it
+    datamodule = instantiate(cfg.data)  # constructed only: no download, no set-up
+    net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
+    shape = (datamodule.in_channels, height, width)
+    try:
+        return introspection.summarize(net, shape)
+    except introspection.FeatureMapVanishes as error:
+        smallest = introspection.smallest_input_size(net, datamodule.in_channels, max(height, width))
+        raise ValueError(error.describe(cfg.model.name, smallest)) from None
+    except RuntimeError as error:  # e.g. a classifier sized for another input: the chosen size does not fit
+        raise ValueError(f"{cfg.model.name} cannot take a {height}x{width} input: {str(error).splitlines()[0]}") from None
+
+
+def plot(rows, totals, path: Path, title: str) -> None:
+    """Receptive field and feature-map height against depth (layers with a spatial output)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import FormatStrFormatter
+
+    profile = introspection.depth_profile(rows, totals)
+    depth, rf, height = ([p[i] for p in profile] for i in (0, 2, 3))
+    widest = [max(rf[: i + 1]) for i in range(len(rf))]  # branches run one after another: keep the widest
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    axes.plot(depth, rf, ".", color="tab:red", alpha=0.35, markersize=4, label="receptive field of each layer")
+    axes.step(depth, widest, where="post", color="tab:red", label="receptive field, widest so far (pixels)")
+    axes.step(depth, height, where="post", color="tab:blue", label="feature-map height (pixels)")
+    axes.axhline(totals.input_shape[2], color="grey", linestyle="--", linewidth=1, label="input height")
+    axes.set_yscale("log", base=2)
+    axes.yaxis.set_major_formatter(FormatStrFormatter("%d"))
+    axes.set_xlabel("depth (layers with a spatial output, in execution order)")
+    axes.set_ylabel("pixels")
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="summarize")
+def main(cfg: DictConfig) -> dict:
+    rows, totals = build(cfg)
+    text = introspection.render(rows, totals, cfg.format, model_name=cfg.model.name)
+    if cfg.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(cfg.output).write_text(text)
+        print(f"wrote {cfg.output}", file=sys.stderr)
+    if cfg.plot:
+        path = Path(cfg.paths.output_dir) / "receptive_field.png"
+        shape = "x".join(map(str, totals.input_shape[1:]))
+        plot(rows, totals, path, f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
+        print(f"wrote {path}", file=sys.stderr)
+    return {"params": totals.params, "macs": totals.macs}
+
+
+if __name__ == "__main__":
+    entry_point(CONFIG_DIR, main)()

@@ -1,0 +1,166 @@
+"""compare.py on run dirs laid out as train.py writes them (no training here: see test_sweeps.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+
+import matplotlib.image
+import pytest
+import yaml
+
+import compare
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(root, name, overrides, metrics=None, seed=42, model="lenet5", task="train"):
+    """A run dir as train.py leaves it: .hydra/{config,overrides,hydra}.yaml and metrics.json."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    config = {"task_name": task, "seed": seed, "model": {"name": model, "_target_": "models.create_model"}}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    choices = {"hydra": {"runtime": {"choices": {"model": model, "data": "digits"}}}}
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(choices))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def metrics(test_acc, val_acc_best=0.5, params=1000, macs=50_000, loss=1.0, **extra):
+    return {"val/acc_best": val_acc_best, "val/loss": loss, "test/acc": test_acc, "test/loss": loss, "params": params,
+            "macs": macs, "epochs": 3, "wall_time_s": 10.0, "train_images_per_s": 500.0, "status": "completed", **extra}
+
+
+def rows(path):
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """Two optimizers x two seeds, one diverged run, one crashed run and an evaluate.py run dir."""
+    shared = ["experiment=smoke", "trainer.max_epochs=3"]
+    make_run(tmp_path, "optimizer=adam,seed=1", [*shared, "optimizer=adam", "seed=1"], metrics(0.90, params=2000), seed=1)
+    make_run(tmp_path, "optimizer=adam,seed=2", [*shared, "optimizer=adam", "seed=2"], metrics(0.80, params=2000), seed=2)
+    make_run(tmp_path, "optimizer=sgd,seed=1", [*shared, "optimizer=sgd", "seed=1"], metrics(0.60), seed=1)
+    make_run(tmp_path, "optimizer=sgd,seed=2", [*shared, "optimizer=sgd", "seed=2"], metrics(0.70), seed=2)
+    make_run(tmp_path, "optimizer.lr=1e6", [*shared, "optimizer.lr=1e6"], metrics(0.1, loss=float("nan")))
+    make_run(tmp_path, "optimizer.lr=-1", [*shared, "optimizer.lr=-1"], None)  # crashed before metrics.json
+    make_run(tmp_path, "evaluate_run", ["ckpt_path=x.ckpt"], {"test/acc": 0.99}, task="evaluate")
+    return tmp_path
+
+
+def test_every_training_run_is_listed_with_its_own_overrides_and_metrics(sweep, capsys):
+    compare.main([f"dir={sweep}"])
+    listed = {row["overrides"]: row for row in rows(sweep / "comparison.csv")}
+    assert set(listed) == {"optimizer=adam seed=1", "optimizer=adam seed=2", "optimizer=sgd seed=1",
+                           "optimizer=sgd seed=2", "optimizer.lr=1e6", "optimizer.lr=-1"}  # not the evaluate run
+    assert float(listed["optimizer=adam seed=1"]["test_acc"]) == 0.90
+    assert float(listed["optimizer=sgd seed=2"]["test_acc"]) == 0.70
+    assert int(listed["optimizer=adam seed=2"]["params"]) == 2000
+    assert listed["optimizer=adam seed=1"]["status"] == "completed"
+    report = (sweep / "comparison.md").read_text()
+    assert "Shared by every run: `experiment=smoke trainer.max_epochs=3`" in report
+    assert report in capsys.readouterr().out
+
+
+def test_diverged_and_crashed_runs_are_marked_not_dropped(sweep):
+    compare.main([f"dir={sweep}"])
+    listed = {row["overrides"]: row for row in rows(sweep / "comparison.csv")}
+    assert listed["optimizer.lr=1e6"]["status"] == "diverged"
+    assert listed["optimizer.lr=-1"]["status"] == "failed"
+    assert "no metrics.json" in listed["optimizer.lr=-1"]["error"]
+    assert listed["optimizer.lr=-1"]["test_acc"] == ""
+    table = (sweep / "comparison.md").read_text()
+    assert "| optimizer.lr=-1 | lenet5 | 42 | failed: no metrics.json" in table
+
+
+def test_a_failed_status_and_error_written_by_train_py_are_shown(tmp_path):
+    make_run(tmp_path, "a", ["optimizer.lr=-1"], {"status": "failed", "error": "Invalid learning rate: -1"})
+    make_run(tmp_path, "b", ["optimizer.lr=0.1"], metrics(0.5))
+    compare.main([f"dir={tmp_path}"])
+    listed = {row["overrides"]: row for row in rows(tmp_path / "comparison.csv")}
+    assert (listed["optimizer.lr=-1"]["status"], listed["optimizer.lr=-1"]["error"]) == ("failed", "Invalid learning rate: -1")
+
+
+def test_seeds_of_one_cell_are_merged_into_mean_and_std(sweep):
+    compare.main([f"dir={sweep}"])
+    cells = {row["overrides"]: row for row in rows(sweep / "comparison_cells.csv")}
+    assert set(cells) == {"optimizer=adam", "optimizer=sgd", "optimizer.lr=1e6", "optimizer.lr=-1"}
+    adam = cells["optimizer=adam"]
+    assert (int(adam["runs"]), adam["seeds"]) == (2, "1 2")
+    assert float(adam["test_acc"]) == pytest.approx(0.85)
+    assert float(adam["test_acc_std"]) == pytest.approx(statistics.stdev([0.9, 0.8]))
+    assert "| optimizer=adam | lenet5 | 2 | completed | 2.0 k | 50.0 k | 0.5000 ± 0.0000 | 0.8500 ± 0.0707 |" in (
+        sweep / "comparison.md").read_text()
+
+
+def test_reruns_with_the_same_seed_are_not_a_spread_over_seeds(tmp_path):
+    make_run(tmp_path, "first", [], metrics(0.5))
+    make_run(tmp_path, "second", [], metrics(0.7))
+    compare.main([f"dir={tmp_path}"])
+    assert not (tmp_path / "comparison_cells.csv").exists()
+    assert {row["overrides"] for row in rows(tmp_path / "comparison.csv")} == {"first", "second"}
+
+
+def test_sort_by_any_column_with_missing_values_last(sweep):
+    compare.main([f"dir={sweep}"])  # default: test accuracy, best first
+    assert [row["overrides"] for row in rows(sweep / "comparison.csv")][:4] == [
+        "optimizer=adam seed=1", "optimizer=adam seed=2", "optimizer=sgd seed=2", "optimizer=sgd seed=1"]
+    assert rows(sweep / "comparison.csv")[-1]["overrides"] == "optimizer.lr=-1"
+    compare.main([f"dir={sweep}", "sort=params", "ascending=true"])
+    params = [row["params"] for row in rows(sweep / "comparison.csv")]
+    assert params == ["1000", "1000", "1000", "2000", "2000", ""]
+    compare.main([f"dir={sweep}", "sort=test/acc", "group=false"])  # a metric's own name works too
+    assert "mean ± std" not in (sweep / "comparison.md").read_text()
+    assert not (sweep / "comparison_cells.csv").exists()
+
+
+def test_plots_are_png_images_even_without_curves(sweep):
+    compare.main([f"dir={sweep}"])
+    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"):
+        path = sweep / name
+        assert path.read_bytes()[:8] == PNG
+        assert matplotlib.image.imread(path).shape[0] > 200
+
+
+def test_optuna_best_trial_is_named(tmp_path):
+    make_run(tmp_path, "t0", ["optimizer.lr=0.001"], metrics(0.5, val_acc_best=0.5))
+    make_run(tmp_path, "t1", ["optimizer.lr=0.0123456789"], metrics(0.6, val_acc_best=0.7))
+    results = {"name": "optuna", "best_params": {"optimizer.lr": 0.0123456789}, "best_value": 0.7}
+    (tmp_path / "optimization_results.yaml").write_text(yaml.safe_dump(results))
+    compare.main([f"dir={tmp_path}"])
+    assert "Optuna's best trial: `optimizer.lr=0.01235`, value 0.7000 (the run `optimizer.lr=0.0123456789`)" in (
+        tmp_path / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["color=red"], "'color=red' is not a setting; valid: dir=..., sort=..., ascending=..., group=..."),
+    (["sort=accuracy"], "sort='accuracy' is not a column; valid: run, overrides"),
+    (["ascending=yes"], "ascending='yes' is not valid; valid: auto, true, false"),
+    (["dir=/no/such/dir"], "dir='/no/such/dir' is not a directory"),
+])
+def test_bad_settings_get_one_line_and_exit_status_2(sweep, argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main([f"dir={sweep}", *argv])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and says in error
+
+
+def test_a_dir_without_runs_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main([f"dir={tmp_path}"])
+    assert exit_.value.code == 2 and "no training runs under" in capsys.readouterr().err
+
+
+def test_nan_in_metrics_json_reads_back(tmp_path):
+    """train.py writes NaN / Infinity for a diverged run (json's extension): still a row, marked."""
+    run = make_run(tmp_path, "a", ["optimizer.lr=1e6"], None)
+    (run / "metrics.json").write_text('{"val/acc_best": NaN, "val/loss": Infinity, "test/acc": 0.1}')
+    listed = compare.main([f"dir={tmp_path}"])
+    assert listed[0]["status"] == "diverged" and math.isnan(listed[0]["val_acc_best"])
