@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
@@ -98,6 +99,18 @@ def flat_hparams(cfg: DictConfig) -> dict:
     return flat
 
 
+@rank_zero_only
+def save_run_config(cfg: DictConfig) -> None:
+    """Hydra's .hydra/ record, written only once the config is valid (hydra.output_subdir is null):
+    a bad command aimed at an existing run dir, or a failed resume, leaves that run's record untouched."""
+    hydra_cfg = HydraConfig.get()
+    folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
+
+
 def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     (Path(cfg.paths.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
@@ -105,6 +118,7 @@ def write_metrics(cfg: DictConfig, metrics: dict) -> None:
 def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
+    save_run_config(cfg)
     size = datamodule.image_size
     params, macs = count_parameters_and_macs(module.net, (datamodule.in_channels, size, size))  # MACs per image
     for logger in trainer.loggers:
@@ -149,6 +163,7 @@ def main(cfg: DictConfig) -> float | None:
     except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported; its cause is the context
         cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error
         reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+        save_run_config(cfg)
         write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
         raise RuntimeError(f"run failed: {reason}") from error  # the sweep exits 1 once every run is done
 

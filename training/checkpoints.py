@@ -45,9 +45,11 @@ def load_checkpoint(path: str | Path) -> dict:
                 f"refused to load {path}: it holds objects other than tensors and plain containers "
                 "(loading it could run code); only checkpoints loadable with weights_only=True are accepted"
             ) from None
-        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {error}") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {str(error).splitlines()[0]}") from None
+        reason = (str(error).strip().splitlines() or ["UnpicklingError"])[0]
+        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
+    except Exception as error:  # noqa: BLE001 -- random bytes fail deep in the unpickler (IndexError, KeyError, EOFError ...)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a Lightning checkpoint of this project (no state_dict)")
     return checkpoint

@@ -87,11 +87,11 @@ class ImageClassifier(L.LightningModule):
         loss, logits, y = self._step(batch)
         self.train_acc(logits, y)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)  # the data loss, comparable with val/loss
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)  # the data loss, comparable with val/loss
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         if self.penalty is not None:  # an explicit term of the objective, logged on its own
             penalty = self.penalty(self.net)
-            self.log("train/penalty", penalty, on_step=False, on_epoch=True)
+            self.log("train/penalty", penalty, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + penalty
         return loss
 
@@ -101,7 +101,7 @@ class ImageClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> dict:
         loss, logits, y = self._step(batch)
         self.val_acc.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return {"logits": logits.detach(), "target": y}  # for callbacks (confusion matrix)
 
     def on_validation_epoch_end(self) -> None:
@@ -116,7 +116,7 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.test_metrics.update(logits, y)
-        self.log("test/loss", loss, on_step=False, on_epoch=True)
+        self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         results = self.test_metrics.compute()

@@ -1,0 +1,25 @@
+"""A tiny finished training run shared by the reliability tests (read-only: copy it before changing it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import run_script
+
+# LeNet-5 on digits, one short epoch, bit-reproducible: ~5 s on a CPU
+TINY = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.enable_progress_bar=false",
+        "trainer.deterministic=true", "seed=3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    result = run_script("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def tiny_args():
+    """The tiny run's command line, to run it again (or a variant of it)."""
+    return list(TINY)

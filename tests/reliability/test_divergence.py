@@ -1,0 +1,85 @@
+"""A run whose loss blows up stops at once with one line naming the step and
+the likely cause, and leaves only finite weights behind."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from helpers import run_script
+from training.callbacks import DivergenceError, DivergenceGuard
+
+
+def test_a_diverging_run_stops_with_one_line_and_a_finite_last_checkpoint(tmp_path):
+    # plain SGD at lr=1e6: the first epoch (2 steps) still has finite losses and writes last.ckpt,
+    # the second epoch's first loss is NaN
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", "experiment=smoke", "optimizer=sgd", "scheduler=none", "optimizer.lr=1e6",
+                        "trainer.max_epochs=3", "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
+                        "test=false", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    match = re.search(r"training diverged: loss is (nan|inf|-inf) at step (\d+)", errors[0])
+    assert match, errors[0]
+    assert "learning rate (1e+06) is likely too high" in errors[0]
+    assert "optimizer.lr" in errors[0]  # what to change
+
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] <= int(match.group(2))  # written before the diverging step
+    for key, tensor in checkpoint["state_dict"].items():
+        assert torch.isfinite(tensor).all(), key
+    assert not (run_dir / "metrics.json").exists() or '"completed"' not in (run_dir / "metrics.json").read_text()
+
+
+class NaNAt(L.LightningModule):
+    """A linear model whose loss turns NaN at one step."""
+
+    def __init__(self, nan_step: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+        self.nan_step = nan_step
+        self.before_nan: dict[str, torch.Tensor] = {}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.layer(x), y)
+        if self.global_step == self.nan_step:
+            self.before_nan = {k: v.detach().clone() for k, v in self.state_dict().items()}
+            loss = loss * float("nan")
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(module: NaNAt, callbacks: list) -> None:
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=4)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    trainer.fit(module, data)
+
+
+def test_the_guard_stops_before_the_nan_reaches_the_weights():
+    module = NaNAt(nan_step=3)
+    with pytest.raises(DivergenceError, match=r"loss is nan at step 3 \(epoch 0, batch 3\).*learning rate \(0\.1\)"):
+        fit(module, [DivergenceGuard()])
+    assert module.before_nan, "the NaN step was never reached"
+    for key, tensor in module.state_dict().items():
+        assert torch.isfinite(tensor).all(), key
+        assert torch.equal(tensor, module.before_nan[key]), key  # no optimizer step on the NaN loss
+
+
+def test_without_the_guard_the_nan_step_corrupts_the_weights():
+    # the control: what the guard prevents
+    module = NaNAt(nan_step=3)
+    fit(module, [])
+    assert not all(math.isfinite(v) for v in module.layer.weight.flatten().tolist())
