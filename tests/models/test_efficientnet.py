@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from parity import assert_same_logits
 import torchvision
 from torch import nn
 
@@ -81,23 +82,7 @@ def test_same_logits_big(name):
 
 
 def _check_logits(ours: nn.Module, theirs: nn.Module) -> None:
-    torch.manual_seed(1)
-    with torch.no_grad():
-        # torchvision's BN starts at the identity: give it real statistics so that
-        # a mix-up between BN layers shows in the logits.
-        for m in theirs.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-        for mine, tv in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
-            assert mine.shape == tv.shape
-            mine.copy_(tv)
-        x = torch.randn(1, 3, 64, 64)
-        expected, got = theirs(x), ours(x)
-    assert got.shape == (1, 1000)
-    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item() + 1e-7)
+    assert_same_logits(ours, theirs)
 
 
 def test_paper_form_uses_the_papers_batchnorm():

@@ -4,6 +4,7 @@ switch contract."""
 
 import pytest
 import torch
+from parity import assert_same_logits
 import torchvision
 from torch import nn
 
@@ -49,23 +50,7 @@ def test_state_dict_has_torchvisions_keys_and_shapes(pair):
 
 def test_same_logits_after_copying_weights(pair):
     _, ours, theirs = pair
-    torch.manual_seed(1)
-    with torch.no_grad():
-        # Fresh BNs are mean 0 / var 1 / gamma 1 / beta 0: give them real values so a
-        # mix-up between BN layers would show in the logits.
-        for m in theirs.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-        for mine, tv in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
-            assert mine.shape == tv.shape
-            mine.copy_(tv)
-        x = torch.randn(1, 3, 64, 64)
-        expected, got = theirs(x), ours(x)
-    assert got.shape == (1, 1000)
-    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item() + 1e-7)
+    assert_same_logits(ours, theirs)
 
 
 # ---- form: where the bottleneck's stride sits -----------------------------------
