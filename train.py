@@ -30,6 +30,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -81,7 +82,11 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     trainer_cfg = cfg.trainer
     if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
-    trainer = instantiate(trainer_cfg, callbacks=instantiate_all(cfg.callbacks), logger=instantiate_all(cfg.logger) or False)
+    loggers = instantiate_all(cfg.logger)
+    callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
+    if not loggers:  # logger=none: nothing to monitor the learning rate into
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     datamodule.prepare_data()  # last: it may download; a missing data set is reported here
     return datamodule, module, trainer
 

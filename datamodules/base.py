@@ -6,17 +6,42 @@ This class then carves a stratified validation split out of the training
 pool with a seeded generator, computes the normalization statistics on what
 remains for training, and serves the three loaders. Validation and test
 images never see augmentation.
+
+Two data paths serve the same splits (``pipeline``):
+
+- ``tensor`` (``tensor_pipeline.py``): every split held once as a uint8
+  tensor on the training device, augmented and normalized a batch at a
+  time there; no workers, no per-image work. ``num_workers`` is unused.
+- ``torchvision``: a DataLoader over per-image ``transforms.py`` pipelines,
+  with ``num_workers`` worker processes and pinned memory on a GPU.
+- ``auto`` (the default): ``tensor`` wherever the augmentation has a batched
+  form (everything but autoaugment and randaugment), on the GPU and on the
+  CPU alike: on the CPU too it served CIFAR-shaped batches many times
+  faster than the torchvision path with its workers (``benchmark.py``).
+
+The tensor path finds its device in the attached Trainer
+(``trainer.strategy.root_device``), or, without one, in ``self.device``
+(set it to use the loaders in a plain loop). Under DDP each rank holds the
+whole data set and reads a strided shard of each epoch's permutation.
+
+``train_set``, ``val_set`` and ``test_set`` (per-image datasets) exist on
+both paths, for inspection and for ``evaluate.py``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
 from .transforms import AUGMENTATIONS, NORMALIZATIONS, build_transforms, channel_stats, check_choice
+
+PIPELINES = ("auto", "tensor", "torchvision")
+log = logging.getLogger(__name__)
 
 
 class TensorImages(Dataset):
@@ -83,10 +108,17 @@ class ClassificationDataModule(L.LightningDataModule):
         cutout_size: int = 16,
         seed: int = 42,
         pin_memory: bool = True,
+        pipeline: str = "auto",
     ) -> None:
         super().__init__()
         check_choice("data.augment", augment, AUGMENTATIONS)
         check_choice("data.normalize", normalize, NORMALIZATIONS)
+        check_choice("data.pipeline", pipeline, PIPELINES)
+        if pipeline == "tensor" and augment not in TENSOR_AUGMENTATIONS:
+            raise ValueError(
+                f"data.augment={augment!r} has no batched form for data.pipeline=tensor; valid there: "
+                f"{', '.join(TENSOR_AUGMENTATIONS)} (or set data.pipeline=torchvision)"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size!r}")
         if not (isinstance(val_size, int) and val_size >= 1) and not (isinstance(val_size, float) and 0 < val_size < 1):
@@ -96,7 +128,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.augment, self.normalize = augment, normalize
         self.crop_padding, self.cutout_size = crop_padding, cutout_size
         self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.pipeline = pipeline
+        self.device = torch.device("cpu")  # where the tensor path holds the data when no Trainer is attached
         self.train_set = self.val_set = self.test_set = None
+        self._on_device: dict[str, tuple] = {}  # source name -> (device, uint8 images, labels)
         self.shift: list[float] | None = None
         self.scale: list[float] | None = None
 
@@ -107,8 +142,14 @@ class ClassificationDataModule(L.LightningDataModule):
     resize = False  # resize + centre-crop every image to image_size first
 
     def load(self) -> tuple[Dataset, torch.Tensor, Dataset]:
-        """Return (training pool, its labels as a tensor, test split)."""
+        """Return (training pool, its labels as a tensor, test split); on the
+        tensor path both must be ``TensorImages``."""
         raise NotImplementedError
+
+    @property
+    def tensor_path(self) -> bool:
+        """Whether the loaders are ``DeviceLoader``s (see the module docstring for ``auto``)."""
+        return self.pipeline == "tensor" or (self.pipeline == "auto" and self.augment in TENSOR_AUGMENTATIONS)
 
     def train_images_for_stats(self, pool: Dataset, indices: list[int]) -> torch.Tensor:
         """uint8 (N, C, H, W) training images to compute the normalization from."""
@@ -132,6 +173,31 @@ class ClassificationDataModule(L.LightningDataModule):
         self.val_set = Transformed(pool, val_idx, eval_tf)
         self.test_set = Transformed(test, range(len(test)), eval_tf)
 
+    def _device(self) -> torch.device:
+        """The training device: the attached Trainer's, else ``self.device`` (set it for a plain loop)."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device(self.device)
+
+    def _images_on_device(self, name: str, source: TensorImages, device: torch.device) -> tuple:
+        """``source``'s images and labels on ``device``, copied there once (train and val share the pool)."""
+        if name not in self._on_device or self._on_device[name][0] != device:
+            if not isinstance(source, TensorImages):
+                raise TypeError(f"{type(self).__name__}: the tensor path needs TensorImages, got {type(source).__name__}")
+            self._on_device[name] = (device, source.images.to(device), source.targets.to(device))
+            log.info(f"data.pipeline=tensor: {name} images {tuple(source.images.shape)} uint8 held on {device}")
+        return self._on_device[name][1:]
+
+    def _device_loader(self, split: Transformed, name: str, train: bool) -> DeviceLoader:
+        device, trainer = self._device(), self.trainer
+        images, targets = self._images_on_device(name, split.source, device)
+        return DeviceLoader(
+            images, targets, torch.as_tensor(split.indices), self.batch_size, self.shift, self.scale,
+            augment=self.augment if train else "none", shuffle=train, crop_padding=self.crop_padding,
+            cutout_size=self.cutout_size, seed=self.seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset,
@@ -142,11 +208,19 @@ class ClassificationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceLoader:
+        if self.tensor_path:
+            return self._device_loader(self.train_set, "pool", train=True)
+        if self.pipeline == "auto":
+            log.info(f"data.pipeline=auto: data.augment={self.augment} has no batched form, so the torchvision path serves it")
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceLoader:
+        if self.tensor_path:
+            return self._device_loader(self.val_set, "pool", train=False)
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceLoader:
+        if self.tensor_path:
+            return self._device_loader(self.test_set, "test", train=False)
         return self._loader(self.test_set, shuffle=False)

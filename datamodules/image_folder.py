@@ -3,28 +3,46 @@
     <root>/train/<class>/<image>   (the validation split is drawn from here)
     <root>/test/<class>/<image>
 
-so you can train the zoo on your own images. Images are decoded lazily and
-brought to ``image_size`` (resize of the shorter side, centre crop). The
-normalization statistics come from ``stats_samples`` training images drawn
-with the seed (all of them if there are fewer), to keep start-up short on
-large folders.
+so you can train the zoo on your own images. Every image is brought to
+``image_size`` (resize of the shorter side, centre crop).
+
+On the torchvision path images are decoded lazily, one at a time, at every
+epoch. On the tensor path (the default wherever it fits, see
+``tensor_path``) the whole folder is decoded ONCE, with ``num_workers``
+processes, through the very same Resize and CenterCrop, into one uint8
+tensor per split, and cached as ``<data_dir>/image_folder_cache/<key>.pt``
+where the key is a hash of the resolved root and ``image_size``; the cache
+also records every file's name, size and modification time and is rebuilt
+when they change. Both paths see identical pixels.
+
+The normalization statistics come from ``stats_samples`` training images
+drawn with the seed (all of them if there are fewer), to keep start-up short
+on large folders; both paths draw the same images, so they get the same
+statistics.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from .base import ClassificationDataModule
+from .base import ClassificationDataModule, TensorImages
+
+log = logging.getLogger(__name__)
 
 
 class ImageFolderDataModule(ClassificationDataModule):
     name = "image_folder"
     in_channels = 3
     resize = True
+    tensor_max_bytes = 4 << 30  # pipeline=auto: a folder bigger than this decoded stays on the torchvision path
 
     def __init__(self, root: str, stats_samples: int = 5000, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -39,16 +57,65 @@ class ImageFolderDataModule(ClassificationDataModule):
             raise FileNotFoundError(f"data.root={root!r}: train/ holds {len(self.classes)} class folders, need at least 2")
         self.num_classes = len(self.classes)
         self.stats_samples = stats_samples
+        self._fits_in_memory = True
+
+    @property
+    def tensor_path(self) -> bool:
+        if self.pipeline == "auto" and not self._fits_in_memory:
+            return False
+        return super().tensor_path
+
+    def to_size(self) -> v2.Compose:
+        return v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)])
 
     def load(self):
         train = datasets.ImageFolder(str(self.root / "train"))
         test = datasets.ImageFolder(str(self.root / "test"))
         if test.classes != train.classes:
             raise ValueError(f"{self.root}: test/ classes {test.classes} differ from train/ classes {train.classes}")
+        decoded_bytes = (len(train) + len(test)) * self.in_channels * self.image_size**2
+        self._fits_in_memory = decoded_bytes <= self.tensor_max_bytes
+        if self.pipeline == "auto" and not self._fits_in_memory:
+            log.info(f"data.pipeline=auto: {self.root} would take {decoded_bytes / 2**30:.1f} GiB decoded; torchvision path")
+        if self.tensor_path:
+            train, test = self.decoded(train, test)
         return train, torch.as_tensor(train.targets), test
+
+    def cache_path(self) -> Path:
+        key = hashlib.sha1(f"{self.root.resolve()}|{self.image_size}".encode()).hexdigest()[:16]
+        return Path(self.data_dir) / "image_folder_cache" / f"{key}.pt"
+
+    def decoded(self, train: datasets.ImageFolder, test: datasets.ImageFolder) -> tuple[TensorImages, TensorImages]:
+        """Both splits as uint8 tensors, from the cache or decoded once and cached."""
+        files = hashlib.sha1()
+        for path, _ in train.samples + test.samples:
+            stat = os.stat(path)
+            files.update(f"{os.path.relpath(path, self.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        path = self.cache_path()
+        cached = torch.load(path, weights_only=True) if path.is_file() else None
+        if cached is not None:
+            if cached["files"] == files.hexdigest() and cached["image_size"] == self.image_size:
+                return TensorImages(cached["train"], cached["train_targets"]), TensorImages(cached["test"], cached["test_targets"])
+            log.info(f"{path} is stale ({self.root} changed); decoding again")
+        log.info(f"decoding {len(train) + len(test)} images of {self.root} once into {path}")
+        splits = {}
+        for name, folder in (("train", train), ("test", test)):
+            folder.transform = self.to_size()
+            loader = DataLoader(folder, batch_size=256, num_workers=self.num_workers)
+            images, targets = zip(*loader)
+            folder.transform = None
+            splits[name] = torch.cat(images).as_subclass(torch.Tensor).contiguous()
+            splits[f"{name}_targets"] = torch.cat(targets)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")  # renamed when complete: no half-written cache
+        torch.save({"root": str(self.root.resolve()), "image_size": self.image_size, "files": files.hexdigest(), **splits}, partial)
+        partial.replace(path)
+        return TensorImages(splits["train"], splits["train_targets"]), TensorImages(splits["test"], splits["test_targets"])
 
     def train_images_for_stats(self, pool, indices):
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.tensor(indices)[torch.randperm(len(indices), generator=generator)[: self.stats_samples]]
-        to_size = v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)])
+        if isinstance(pool, TensorImages):  # already decoded, through the same Resize and CenterCrop
+            return pool.images[chosen]
+        to_size = self.to_size()
         return torch.stack([to_size(pool[int(i)][0]) for i in chosen])

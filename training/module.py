@@ -85,7 +85,7 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
-        self.train_acc(logits, y)
+        self.train_acc.update(logits.detach(), y)  # computed once per epoch, not per batch
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)  # the data loss, comparable with val/loss
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

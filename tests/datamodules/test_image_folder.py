@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from collections import Counter
 
@@ -40,8 +41,8 @@ def cifar_jpegs(tmp_path_factory):
     return root
 
 
-def test_reads_real_cifar10_images_and_finds_the_classes(cifar_jpegs):
-    dm = ImageFolderDataModule(root=str(cifar_jpegs), val_size=20, batch_size=8, seed=0)
+def test_reads_real_cifar10_images_and_finds_the_classes(cifar_jpegs, tmp_path):
+    dm = ImageFolderDataModule(root=str(cifar_jpegs), data_dir=str(tmp_path), val_size=20, batch_size=8, seed=0)
     assert dm.classes == CLASSES and dm.num_classes == 10
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (180, 20, 50)
@@ -51,8 +52,8 @@ def test_reads_real_cifar10_images_and_finds_the_classes(cifar_jpegs):
     assert all(0.35 < m < 0.6 for m in dm.shift) and all(0.15 < s < 0.35 for s in dm.scale)
 
 
-def test_a_model_takes_a_training_step_on_them(cifar_jpegs):
-    dm = ImageFolderDataModule(root=str(cifar_jpegs), val_size=20, batch_size=16, seed=0)
+def test_a_model_takes_a_training_step_on_them(cifar_jpegs, tmp_path):
+    dm = ImageFolderDataModule(root=str(cifar_jpegs), data_dir=str(tmp_path), val_size=20, batch_size=16, seed=0)
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     net = create_model("lenet5", num_classes=dm.num_classes, in_channels=3)
@@ -64,6 +65,34 @@ def test_a_model_takes_a_training_step_on_them(cifar_jpegs):
     optimizer.step()
     assert torch.isfinite(loss) and 1.5 < loss.item() < 3.5  # about ln(10) for an untrained net
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_paths_pixels(cifar_jpegs, tmp_path, monkeypatch):
+    root = shutil.copytree(cifar_jpegs, tmp_path / "images")  # a file of it is changed below
+    options = dict(root=str(root), data_dir=str(tmp_path / "data"), val_size=20, batch_size=25, seed=0, stats_samples=100)
+    tensor, torchvision = ImageFolderDataModule(pipeline="tensor", **options), ImageFolderDataModule(pipeline="torchvision", **options)
+    tensor.setup()
+    torchvision.setup()
+    assert list((tmp_path / "data" / "image_folder_cache").glob("*.pt")) == [tensor.cache_path()]
+    assert tensor.shift == torchvision.shift and tensor.scale == torchvision.scale  # the same 100 images, the same pixels
+    assert tensor.train_set.indices == torchvision.train_set.indices
+    for split in ("val", "test"):
+        ours = torch.cat([x for x, _ in getattr(tensor, f"{split}_dataloader")()])
+        theirs = torch.cat([x for x, _ in getattr(torchvision, f"{split}_dataloader")()])
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-5)
+    # a second run reads the cache and decodes nothing
+    monkeypatch.setattr("datamodules.image_folder.DataLoader", lambda *a, **k: pytest.fail("decoded again"))
+    again = ImageFolderDataModule(pipeline="tensor", **options)
+    again.setup()
+    assert torch.equal(again.train_set.source.images, tensor.train_set.source.images)
+    monkeypatch.undo()
+    # another image size is another cache; a changed file makes the cache stale
+    assert ImageFolderDataModule(pipeline="tensor", image_size=16, **options).cache_path() != tensor.cache_path()
+    cat, dog = (next((root / "test" / name).iterdir()) for name in ("cat", "dog"))
+    cat.write_bytes(dog.read_bytes())
+    changed = ImageFolderDataModule(pipeline="tensor", **options)
+    changed.setup()
+    assert not torch.equal(changed.test_set.source.images, tensor.test_set.source.images)
 
 
 def test_a_folder_without_train_and_test_is_refused(tmp_path):

@@ -1,0 +1,112 @@
+"""PerformanceSwitches, driven by a real lightning.Trainer, and its config group."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader, TensorDataset
+
+from models import create_model
+from training.module import ImageClassifier
+from training.performance import MemoryPeak, PerformanceSwitches
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def process_settings_restored():
+    """Trainer(deterministic=True) and torch.compile change process-wide state; put it back for the other tests."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch._dynamo.reset()
+
+
+def fit(switches: PerformanceSwitches, *callbacks, deterministic: bool = False, model: str = "lenet5"):
+    torch.manual_seed(0)
+    net = create_model(model, num_classes=10, in_channels=3)
+    module = ImageClassifier(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
+    data = DataLoader(TensorDataset(torch.randn(24, 3, 32, 32), torch.randint(0, 10, (24,))), batch_size=8)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, deterministic=deterministic, callbacks=[switches, *callbacks])
+    trainer.fit(module, train_dataloaders=data)
+    return trainer, module
+
+
+class Seen(L.Callback):
+    """What the process settings were while training ran."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.cudnn_benchmark = torch.backends.cudnn.benchmark
+        self.matmul_precision = torch.get_float32_matmul_precision()
+
+
+def test_channels_last_converts_the_weights_and_every_input_batch_and_keeps_parameter_names():
+    inputs = []
+    trainer, module = fit(PerformanceSwitches(channels_last=True))
+    first_conv = next(m for m in module.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    first_conv.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    trainer.validate(module, DataLoader(TensorDataset(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))), verbose=False)
+    assert inputs and inputs[0].is_contiguous(memory_format=torch.channels_last)
+    assert not inputs[0].is_contiguous()  # really NHWC: the loader gave NCHW
+    plain = create_model("lenet5", num_classes=10, in_channels=3)
+    assert list(module.net.state_dict()) == list(plain.state_dict())
+
+
+def test_compile_compiles_the_network_in_place_without_renaming_its_parameters():
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):  # a torch.compile backend: count graphs, run eagerly
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    _, module = fit(PerformanceSwitches(compile=True, compile_backend=counting_backend))
+    assert graphs, "torch.compile never traced the network"
+    assert not any("_orig_mod" in key for key in module.state_dict())
+    assert list(module.net.state_dict()) == list(create_model("lenet5", num_classes=10, in_channels=3).state_dict())
+
+
+def test_cudnn_benchmark_and_matmul_precision_hold_during_fit_and_are_restored_after():
+    before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    seen = Seen()
+    fit(PerformanceSwitches(cudnn_benchmark=True, matmul_precision="medium"), seen)
+    assert (seen.cudnn_benchmark, seen.matmul_precision) == (True, "medium")
+    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
+
+
+def test_cudnn_benchmark_gives_way_to_a_deterministic_trainer_with_a_warning():
+    seen = Seen()
+    with pytest.warns(UserWarning, match="cudnn_benchmark=true is ignored"):
+        fit(PerformanceSwitches(cudnn_benchmark=True), seen, deterministic=True)
+    assert seen.cudnn_benchmark is False
+
+
+def test_a_bad_matmul_precision_is_one_line_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"matmul_precision='fp16'.*highest, high, medium"):
+        PerformanceSwitches(matmul_precision="fp16")
+
+
+@pytest.mark.parametrize("option, expected", [
+    ("default", dict(channels_last=False, compile=False, cudnn_benchmark=False, matmul_precision="highest")),
+    ("fast", dict(channels_last=True, compile=True, cudnn_benchmark=True, matmul_precision="high")),
+])
+def test_the_performance_config_group_builds_the_callback(option, expected):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"performance={option}"])
+    switches = instantiate(cfg.performance)
+    assert isinstance(switches, PerformanceSwitches)
+    assert {key: getattr(switches, key) for key in expected} == expected
+
+
+def test_memory_peak_sees_a_large_cpu_allocation():
+    with MemoryPeak(torch.device("cpu")) as peak:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    assert 48 * 2**20 < peak.bytes < 512 * 2**20
