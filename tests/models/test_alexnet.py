@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import assert_trains
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -195,17 +196,6 @@ def test_config_matches_builder_defaults():
             assert defaults[key].default == value, key
 
 
-def check_forward_backward(model: nn.Module, num_classes: int = 10) -> None:
-    x = torch.randn(2, 3, 32, 32)
-    out = model.train()(x)
-    assert out.shape == (2, num_classes)
-    out.square().mean().backward()
-    grads = [p.grad for p in model.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    with torch.no_grad():
-        assert model.eval()(x).shape == (2, num_classes)
-
-
 NAMES = sorted(ACTIVATIONS)
 
 
@@ -215,14 +205,14 @@ def test_forward_backward_every_activation(i, activation):
     torch.manual_seed(i)
     batchnorm, dropout = bool(i % 2), 0.5 * (i // 2 % 2)
     model = alexnet(num_classes=10, stem="cifar", activation=activation, batchnorm=batchnorm, dropout=dropout)
-    check_forward_backward(model)
+    assert_trains(model)
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_forward_backward_torchvision_form(batchnorm, dropout):
     model = alexnet(num_classes=10, stem="cifar", form="torchvision", batchnorm=batchnorm, dropout=dropout)
-    check_forward_backward(model)
+    assert_trains(model)
 
 
 @pytest.mark.slow
@@ -233,4 +223,4 @@ def test_forward_backward_torchvision_form(batchnorm, dropout):
 def test_forward_backward_full_product(form, activation, batchnorm, dropout):
     options = dict(form=form, activation=activation, batchnorm=batchnorm, dropout=dropout)
     model = alexnet(num_classes=10, stem="cifar", **options)
-    check_forward_backward(model)
+    assert_trains(model)

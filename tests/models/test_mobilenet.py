@@ -3,7 +3,7 @@ depthwise convolutions, linear bottlenecks, CIFAR stems, the switch contract."""
 
 import pytest
 import torch
-from parity import assert_same_logits
+from checks import assert_same_logits
 import torchvision
 from torch import nn
 

@@ -4,7 +4,7 @@ switch contract."""
 
 import pytest
 import torch
-from parity import assert_same_logits
+from checks import assert_same_logits, assert_trains
 import torchvision
 from torch import nn
 
@@ -239,17 +239,6 @@ def test_bad_options_raise_one_line(name, option, value):
 # ---- the contract: every switch on a CIFAR batch ------------------------------------
 
 
-def forward_backward(model: nn.Module, x: torch.Tensor, num_classes: int = 10) -> None:
-    model.train()
-    out = model(x)
-    assert out.shape == (x.shape[0], num_classes) and torch.isfinite(out).all()
-    out.sum().backward()
-    assert model.conv1.weight.grad is not None and model.fc.weight.grad is not None
-    model.eval()
-    with torch.no_grad():
-        assert model(x).shape == (x.shape[0], num_classes)
-
-
 @pytest.mark.parametrize("activation", sorted(layers.ACTIVATIONS))
 def test_every_switch_on_both_blocks(activation):
     """resnet20 (basic blocks, option A) and a two-stage bottleneck ResNet with
@@ -262,13 +251,13 @@ def test_every_switch_on_both_blocks(activation):
             model = resnet20(activation=activation, batchnorm=batchnorm, dropout=dropout)
             if activation != "identity":  # Identity also stands in for the max-pool and shortcuts
                 assert sum(isinstance(m, act_type) for m in model.modules()) == 1 + 2 * 9
-            forward_backward(model, x)
+            assert_trains(model, x)
             for form in ("paper", "torchvision"):
                 tiny = ResNet(Bottleneck, (1, 2), (8, 16), num_classes=10, activation=activation,
                               batchnorm=batchnorm, dropout=dropout, stem="cifar", form=form)
                 if activation != "identity":
                     assert sum(isinstance(m, act_type) for m in tiny.modules()) == 1 + 3 * 3
-                forward_backward(tiny, x)
+                assert_trains(tiny, x)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", *CIFAR_NAMES,
@@ -276,7 +265,7 @@ def test_every_switch_on_both_blocks(activation):
 def test_every_model_trains_on_a_cifar_batch(name):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
-    forward_backward(MODELS[name](num_classes=10, stem="cifar", activation="gelu", batchnorm=False, dropout=0.5), x)
+    assert_trains(MODELS[name](num_classes=10, stem="cifar", activation="gelu", batchnorm=False, dropout=0.5), x)
 
 
 @pytest.mark.slow
@@ -287,5 +276,5 @@ def test_every_switch_on_every_model(name, activation):
     x = torch.randn(2, 3, 32, 32)
     for batchnorm in (True, False):
         for dropout in (0.0, 0.5):
-            forward_backward(MODELS[name](num_classes=10, stem="cifar", activation=activation,
+            assert_trains(MODELS[name](num_classes=10, stem="cifar", activation=activation,
                                           batchnorm=batchnorm, dropout=dropout), x)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import assert_trains
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -191,16 +192,6 @@ def test_config_matches_builder_defaults(name):
             assert defaults[key].default == value, key
 
 
-def check_forward_backward(model: nn.Module, num_classes: int = 10) -> None:
-    x = torch.randn(2, 3, 32, 32)
-    out = model.train()(x)
-    assert out.shape == (2, num_classes)
-    out.square().mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    with torch.no_grad():
-        assert model.eval()(x).shape == (2, num_classes)
-
-
 ACTS = sorted(ACTIVATIONS)
 
 
@@ -210,12 +201,12 @@ def test_forward_backward_every_activation(i, activation):
     torch.manual_seed(i)
     batchnorm, dropout = bool(i % 2), 0.5 * (i // 2 % 2)
     model = family.vgg11(num_classes=10, stem="cifar", activation=activation, batchnorm=batchnorm, dropout=dropout)
-    check_forward_backward(model)
+    assert_trains(model)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_backward_every_name(name):
-    check_forward_backward(family.MODELS[name](num_classes=10, stem="cifar"))
+    assert_trains(family.MODELS[name](num_classes=10, stem="cifar"))
 
 
 @pytest.mark.slow
@@ -226,4 +217,4 @@ def test_forward_backward_every_name(name):
 def test_forward_backward_full_product(name, activation, batchnorm, dropout):
     options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout)
     model = family.MODELS[name](num_classes=10, stem="cifar", **options)
-    check_forward_backward(model)
+    assert_trains(model)
