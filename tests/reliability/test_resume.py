@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,37 +29,29 @@ def uninterrupted(tmp_path_factory):
     return run_dir, final_metrics(result.stdout)
 
 
-def kill_mid_epoch(run_dir, after_checkpoints: int = 2) -> None:
-    """Start train.py, wait until it has written ``after_checkpoints`` epoch checkpoints, SIGKILL it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *COMMON, f"hydra.run.dir={run_dir}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and process.poll() is None:
-            saved = list((run_dir / "checkpoints").glob("epoch*.ckpt")) if (run_dir / "checkpoints").is_dir() else []
-            epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] if saved and (run_dir / "checkpoints" / "last.ckpt").is_file() else -1
-            if epochs >= after_checkpoints:
-                time.sleep(0.5)  # into the next epoch
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+def kill_mid_epoch(run_dir, step: int) -> None:
+    """Run train.py and have it SIGKILL itself at optimizer step ``step`` (see crash.py)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.run([sys.executable, str(ROOT / "train.py"), *COMMON, f"hydra.run.dir={run_dir}",
+                              "+callbacks.crash._target_=crash.SigkillAt", f"+callbacks.crash.step={step}"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
 
 
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path):
     whole_dir, whole_metrics = uninterrupted
+    whole_ckpt = torch.load(whole_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    steps_per_epoch = whole_ckpt["global_step"] // 5
     run_dir = tmp_path / "killed"
-    kill_mid_epoch(run_dir)
+    kill_mid_epoch(run_dir, step=2 * steps_per_epoch + steps_per_epoch // 2)  # halfway through the third epoch
     assert not (run_dir / "metrics.json").exists()
-    result = run_script("train.py", f"resume={run_dir}")
+    killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert killed_at["global_step"] == 2 * steps_per_epoch  # the last epoch end before the kill
+    result = run_script("train.py", f"resume={run_dir}", "callbacks.crash=null")
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_metrics(result.stdout)["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
     resumed_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    whole_ckpt = torch.load(whole_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert (resumed_ckpt["epoch"], resumed_ckpt["global_step"]) == (whole_ckpt["epoch"], whole_ckpt["global_step"])
     resumed, whole = weights(run_dir), weights(whole_dir)
     assert resumed.keys() == whole.keys()
