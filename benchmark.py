@@ -25,17 +25,11 @@ model is built exactly as ``train.py model=<name>`` builds it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import functools
-import io
 import json
 import logging
 import os
 import platform
-import statistics
-import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -43,22 +37,14 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from datamodules import RandomImagesDataModule
 from models import list_models
+from training.benchmarking import cpu_description, data_paths, lightning_vs_plain, markdown, model_throughput
 from training.cli import fail
-from training.module import ImageClassifier
-from training.performance import (MemoryPeak, PerformanceSwitches, StepClock, autocast, cpu_description,
-                                  plain_training_steps, step_durations, synchronize)
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
-
-
-def sgd(params) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
 def zoo_model(name: str, args) -> nn.Module:
@@ -66,108 +52,6 @@ def zoo_model(name: str, args) -> nn.Module:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={name}", f"model.stem={args.stem}"])
     return instantiate(cfg.model, num_classes=10, in_channels=3)
-
-
-def switched(net: nn.Module, args) -> nn.Module:
-    return PerformanceSwitches(args.channels_last, args.compile).apply(net)
-
-
-def model_throughput(name: str, args, device) -> dict:
-    """(a) images/s training and inferring on one batch held on the device; peak memory of training."""
-    torch.manual_seed(0)
-    net, n = switched(zoo_model(name, args).to(device), args), args.warmup + args.steps
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
-    y = torch.randint(0, 10, (args.batch_size,), device=device)
-    with MemoryPeak(device) as memory:
-        train = plain_training_steps(net, [(x, y)] * (n + 1), sgd(net.parameters()), args.precision)
-    net.eval()
-    infer = []
-    with torch.inference_mode(), autocast(device, args.precision):
-        for _ in range(n + 1):
-            net(x)
-            synchronize(device)
-            infer.append(time.perf_counter())
-    rate = lambda times: args.batch_size / statistics.median(step_durations(times, args.warmup))  # noqa: E731
-    return {"model": name, "params": sum(p.numel() for p in net.parameters()), "train_img_s": rate(train),
-            "infer_img_s": rate(infer), "train_peak_mem_mib": memory.bytes / 2**20}
-
-
-def lightning_vs_plain(name: str, args, device, datamodule) -> dict:
-    """(b) median step time through ImageClassifier + Trainer and through a plain loop, interleaved."""
-    torch.manual_seed(0)
-    initial, loader, n = zoo_model(name, args), datamodule.train_dataloader(), args.warmup + args.steps
-    plain, lightning = [], []
-    for repeat in range(args.repeats):
-        for path in (("plain", "lightning") if repeat % 2 == 0 else ("lightning", "plain")):
-            net = switched(copy.deepcopy(initial).to(device), args)  # the same weights for both, every repeat
-            if path == "plain":
-                batches = (batch for _, batch in zip(range(n + 1), loader))
-                times = plain_training_steps(net, batches, sgd(net.parameters()), args.precision)
-                plain.append(statistics.median(step_durations(times, args.warmup)))
-                continue
-            clock = StepClock()
-            quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
-            with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
-                trainer = L.Trainer(  # as train.py builds it: TensorBoard, progress bar; checkpoints (per epoch) untimed
-                    accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
-                    precision=args.precision, max_steps=n + 1, logger=TensorBoardLogger(log_dir, name="", version=""),
-                    callbacks=[clock], enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=50,
-                )
-                module = ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10)
-                trainer.fit(module, train_dataloaders=loader)
-            lightning.append(statistics.median(step_durations(clock.times, args.warmup)))
-    p, q = statistics.median(plain), statistics.median(lightning)
-    return {"model": name, "plain_ms": 1e3 * p, "lightning_ms": 1e3 * q, "ratio": q / p,
-            "plain_repeats_ms": [1e3 * t for t in plain], "lightning_repeats_ms": [1e3 * t for t in lightning]}
-
-
-def data_paths(datamodule: RandomImagesDataModule, args, device) -> dict:
-    """(c) images/s of the training loader of each data path, on the same images."""
-    rates = {}
-    for pipeline in ("tensor", "torchvision"):
-        datamodule.pipeline = pipeline
-        loader, per_repeat = datamodule.train_dataloader(), []
-        for _ in range(args.repeats):
-            batches = iter(loader)
-            for _, (x, _) in zip(range(args.warmup), batches):  # worker start-up excluded
-                pass
-            synchronize(device)
-            start, images = time.perf_counter(), 0
-            for x, y in batches:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                images += len(x)
-            synchronize(device)
-            per_repeat.append(images / (time.perf_counter() - start))
-        rates[pipeline] = statistics.median(per_repeat)
-    datamodule.pipeline = "tensor"
-    return {"images": len(datamodule.train_set), "augment": datamodule.augment, "workers": args.workers,
-            "tensor_img_s": rates["tensor"], "torchvision_img_s": rates["torchvision"],
-            "speedup": rates["tensor"] / rates["torchvision"]}
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
-
-
-def markdown(report: dict) -> str:
-    env, s, d = report["environment"], report["settings"], report["data_paths"]
-    lines = [
-        f"Device: {env['device']} (load average {env['load_average_at_start']:.1f} at start, "
-        f"{env['load_average_at_end']:.1f} at end); torch {env['torch']}, lightning {env['lightning']}; "
-        f"torch threads: {s['threads']}; batch {s['batch_size']}, {s['image_size']}x{s['image_size']}, stem {s['stem']}, "
-        f"precision {s['precision']}, channels_last {s['channels_last']}, compile {s['compile']}; "
-        f"{s['warmup']} warm-up + {s['steps']} timed steps, median of {s['repeats']} repeats.", "",
-    ]
-    lines += table(["model", "params", "train img/s", "inference img/s", MEMORY[env["device_type"] == "cuda"]], [
-        [r["model"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}", f"{r['infer_img_s']:,.0f}",
-         f"{r['train_peak_mem_mib']:,.0f}"] for r in report["models"]])
-    lines += table(["model", "plain loop ms/step", "Lightning + ImageClassifier ms/step", "ratio"], [
-        [r["model"], f"{r['plain_ms']:.1f}", f"{r['lightning_ms']:.1f}", f"{r['ratio']:.3f}"] for r in report["overhead"]])
-    lines += table([f"data path (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
-        [f"tensor (on {env['device_type']})", f"{d['tensor_img_s']:,.0f}"],
-        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
-    return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -217,8 +101,9 @@ def main(argv=None) -> dict:
     datamodule.device = device
     datamodule.setup()
     report["data_paths"] = data_paths(datamodule, args, device)
-    report["models"] = [model_throughput(m, args, device) for m in args.models]
-    report["overhead"] = [lightning_vs_plain(m, args, device, datamodule) for m in args.models]
+    report["models"] = [model_throughput(m, functools.partial(zoo_model, m, args), args, device) for m in args.models]
+    report["overhead"] = [lightning_vs_plain(m, functools.partial(zoo_model, m, args), args, device, datamodule)
+                          for m in args.models]
     report["environment"]["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings
     (out / "benchmark.json").write_text(json.dumps(report, indent=2))
     (out / "benchmark.md").write_text(markdown(report))

@@ -22,33 +22,16 @@ the very tree it reads.
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import statistics
 import sys
 from pathlib import Path
 
-import matplotlib
-import yaml
-
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from training.cli import fail  # noqa: E402
+from training.cli import fail
+from training.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
+                                 sort_rows, write_csv)
 
 # key: default. sort: any column (test_acc, params, wall_time_s, overrides, ...); ascending: auto sorts
 # numbers high to low and text A to Z; group: merge runs that differ only in their seed
 SETTINGS = {"dir": "outputs", "sort": "test_acc", "ascending": "auto", "group": "true"}
-# table column: metrics.json key written by train.py
-NUMBERS = {"params": "params", "macs": "macs", "val_acc_best": "val/acc_best", "val_loss": "val/loss",
-           "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs", "wall_time_s": "wall_time_s",
-           "train_images_per_s": "train_images_per_s"}
-TEXT = ("run", "overrides", "all_overrides", "model", "data", "seed", "status", "error")
-HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "runs", "status": "status",
-           "params": "params", "macs": "MACs", "val_acc_best": "best val acc", "test_acc": "test acc",
-           "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
 def parse(argv: list[str]) -> dict:
@@ -70,185 +53,6 @@ def parse(argv: list[str]) -> dict:
     if not Path(settings["dir"]).is_dir():
         fail(f"dir={settings['dir']!r} is not a directory (a sweep dir under multirun/, or outputs/)")
     return settings
-
-
-def load_yaml(path: Path):
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
-def status_of(metrics: dict | None) -> tuple[str, str]:
-    """completed | diverged (a loss is NaN or infinite) | failed (no metrics, or train.py said so)."""
-    if metrics is None:
-        return "failed", "no metrics.json: the run crashed, was killed or is still running"
-    status = metrics.get("status", "completed")
-    losses = [v for k, v in metrics.items() if k.endswith("loss") and isinstance(v, float)]
-    if status == "completed" and not all(math.isfinite(v) for v in [*losses, metrics.get("val/acc_best", 0.0)]):
-        status = "diverged"
-    return status, str(metrics.get("error", ""))
-
-
-def find_runs(root: Path) -> list[dict]:
-    """One row per training run under ``root`` (any depth)."""
-    runs = []
-    for hydra_dir in sorted(root.rglob(".hydra")):
-        config = load_yaml(hydra_dir / "config.yaml") or {}
-        if config.get("task_name") != "train":  # evaluate.py and other entry points write run dirs too
-            continue
-        path = hydra_dir.parent / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else None
-        choices = (load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {}).get("choices", {})
-        status, error = status_of(metrics)
-        overrides = [str(o) for o in load_yaml(hydra_dir / "overrides.yaml") or []]
-        row = {"path": hydra_dir.parent, "run": hydra_dir.parent.relative_to(root).as_posix() or ".",
-               "override_list": overrides, "all_overrides": " ".join(overrides),
-               "model": (config.get("model") or {}).get("name", choices.get("model", "")),
-               "data": choices.get("data", ""), "seed": config.get("seed", ""), "status": status, "error": error}
-        for column, key in NUMBERS.items():
-            value = (metrics or {}).get(key)
-            row[column] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        runs.append(row)
-    return runs
-
-
-def label_runs(runs: list[dict]) -> list[str]:
-    """Each run's overrides that not every run shares (its place in the sweep); returns the shared ones."""
-    shared = set.intersection(*(set(r["override_list"]) for r in runs))
-    for r in runs:
-        r["overrides"] = " ".join(o for o in r["override_list"] if o not in shared) or r["run"]
-        r["cell"] = " ".join(o for o in r["override_list"] if o not in shared and not o.startswith("seed="))
-    return sorted(shared)
-
-
-def cells(runs: list[dict], group: bool) -> list[dict]:
-    """Runs that differ only in their seed, merged: mean and std of every number over its finite values.
-    Runs with equal settings and equal seeds (reruns) stay apart: they are not a spread over seeds."""
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        groups.setdefault(r["cell"] or "(the shared settings)" if group else r["run"], []).append(r)
-    for cell, members in list(groups.items()):
-        if len({m["seed"] for m in members}) < len(members):
-            del groups[cell]
-            groups.update({m["run"]: [m] for m in members})
-    merged = []
-    for cell, members in groups.items():
-        cell = cell if len(members) > 1 else members[0]["overrides"]
-        row = {"overrides": cell, "model": ", ".join(sorted({m["model"] for m in members})), "runs": len(members),
-               "seeds": " ".join(str(m["seed"]) for m in members)}
-        counts = {s: sum(m["status"] == s for m in members) for s in ("completed", "diverged", "failed")}
-        row["status"] = ", ".join(f"{n} {s}" if n < len(members) else s for s, n in counts.items() if n)
-        for column in NUMBERS:
-            values = [m[column] for m in members if m[column] is not None and math.isfinite(m[column])]
-            row[column] = statistics.fmean(values) if values else None
-            row[column + "_std"] = statistics.stdev(values) if len(values) > 1 else None
-        row["members"] = members
-        merged.append(row)
-    return merged
-
-
-def sort_rows(rows: list[dict], column: str, ascending: str) -> list[dict]:
-    """Sorted by one column; missing and NaN values always last."""
-    if "runs" in rows[0]:  # cells: their names for the run columns
-        column = {"seed": "seeds", "run": "overrides", "all_overrides": "overrides"}.get(column, column)
-    present = [r for r in rows if r.get(column) not in (None, "") and r[column] == r[column]]
-    numeric = all(isinstance(r[column], (int, float)) for r in present)
-    reverse = numeric if ascending == "auto" else ascending == "false"
-    ordered = sorted(present, key=(lambda r: r[column]) if numeric else (lambda r: str(r[column])), reverse=reverse)
-    return ordered + [r for r in rows if not any(r is p for p in present)]
-
-
-def cell_text(row: dict, column: str) -> str:
-    value, std = row.get(column), row.get(column + "_std")
-    if value is None or column not in NUMBERS or not math.isfinite(value):
-        return "—" if value is None else str(value).replace("|", "\\|")
-    if column in ("params", "macs"):  # as in the README's zoo table
-        unit, suffix = (1e9, "G") if value >= 1e9 else (1e6, "M") if value >= 1e6 else (1e3, "k")
-        return f"{value / unit:.{1 if suffix == 'k' else 2}f} {suffix}"
-    if "acc" in column or "loss" in column:
-        digits = 4
-    else:
-        digits = 0 if column == "train_images_per_s" or (column == "epochs" and std is None) else 1
-    return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-
-
-def markdown(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(HEADERS[c] for c in columns) + " |",
-             "|" + "|".join("---:" if c in NUMBERS or c == "runs" else "---" for c in columns) + "|"]
-    for row in rows:
-        error = row.get("error", "")
-        status = row["status"] + (f": {error[:100]}{'…' if len(error) > 100 else ''}" if error else "")
-        lines.append("| " + " | ".join(cell_text({**row, "status": status}, c) for c in columns) + " |")
-    return "\n".join(lines)
-
-
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([{c: ("" if r.get(c) is None else r[c]) for c in columns} for r in rows])
-
-
-def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
-    """val/acc by epoch (1-based) from the run's TensorBoard events."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    tags = events.Tags()["scalars"]
-    if "val/acc" not in tags:
-        return [], []
-    epoch_at = {e.step: e.value for e in events.Scalars("epoch")} if "epoch" in tags else {}
-    points = {epoch_at.get(e.step, i) + 1: e.value for i, e in enumerate(events.Scalars("val/acc"))}
-    return sorted(points), [points[x] for x in sorted(points)]
-
-
-def plots(root: Path, table: list[dict]) -> list[Path]:
-    colors = plt.get_cmap("tab10" if len(table) <= 10 else "tab20")
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for i, cell in enumerate(table):
-        for j, run in enumerate(cell["members"]):
-            xs, ys = val_curve(run["path"])
-            axes.plot(xs, ys, marker=".", color=colors(i % colors.N), label=cell["overrides"] if j == 0 else None)
-    axes.set(xlabel="epoch", ylabel="validation accuracy", title="val/acc, every run (seeds share a colour)")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    written = [root / "val_acc.png"]
-    figure.savefig(written[0], dpi=120, bbox_inches="tight")
-    for column, name in (("params", "parameters"), ("macs", "MACs per image")):
-        figure, axes = plt.subplots(figsize=(7, 5))
-        points = [(i, c) for i, c in enumerate(table) if c[column] and c["test_acc"] is not None]
-        for i, cell in points:
-            point = (cell[column], cell["test_acc"])
-            axes.errorbar(*point, yerr=cell["test_acc_std"], fmt="o", color=colors(i % colors.N), capsize=3)
-            axes.annotate(cell["overrides"], point, fontsize=7, xytext=(4, 4), textcoords="offset points")
-        if points:
-            axes.set_xscale("log")
-        else:
-            axes.text(0.5, 0.5, f"no run has {column} in its metrics.json", ha="center", transform=axes.transAxes)
-        axes.set(xlabel=name, ylabel="test accuracy", title=f"test accuracy against {name}")
-        written.append(root / f"test_acc_vs_{column}.png")
-        figure.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close("all")
-    return written
-
-
-def optuna_best(root: Path, runs: list[dict]) -> str:
-    """The best trial of an Optuna search, from the sweeper's optimization_results.yaml."""
-    results = load_yaml(root / "optimization_results.yaml") or {}
-    if "best_params" not in results:
-        return ""
-    best = results["best_params"]
-
-    def same(given: str | None, value) -> bool:
-        numeric = isinstance(value, float) and given is not None
-        return given == str(value) or (numeric and math.isclose(float(given), value))
-
-    def matches(run: dict) -> bool:
-        given = dict(o.split("=", 1) for o in run["override_list"] if "=" in o)
-        return all(same(given.get(key), value) for key, value in best.items())
-
-    run = next((r["overrides"] for r in runs if matches(r)), "?")
-    params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items())
-    return f"Optuna's best trial: `{params}`, value {results['best_value']:.4f} (the run `{run}`)"
 
 
 def main(argv: list[str]) -> list[dict]:

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
+from training.comparison import val_curve
 from helpers import run_script
 
 TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -100,7 +101,7 @@ def test_plots_are_png_images_and_the_curves_come_from_tensorboard(seed_sweep):
         height, width, _ = matplotlib.image.imread(sweep_dir / name).shape
         assert height > 200 and width > 200
     for run_dir in run_dirs(sweep_dir).values():
-        epochs, accs = compare.val_curve(run_dir)
+        epochs, accs = val_curve(run_dir)
         assert epochs == [1, 2] and all(0 <= a <= 1 for a in accs)
 
 

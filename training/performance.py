@@ -1,5 +1,5 @@
 """Speed switches that are not ``lightning.Trainer`` arguments, as one callback,
-and the few tools ``benchmark.py`` measures speed with.
+(what ``benchmark.py`` measures with is in ``benchmarking.py``).
 
 ``PerformanceSwitches`` (configured by ``configs/performance/``):
 
@@ -26,11 +26,6 @@ Trainer argument (``trainer.precision``), not a switch here.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import resource
-import time
 import warnings
 from typing import Callable
 
@@ -97,108 +92,3 @@ class PerformanceSwitches(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.restore()
-
-
-# measuring -------------------------------------------------------------------
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so that a clock reading means something."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context a Trainer with ``precision`` runs its steps in."""
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def plain_training_steps(net: nn.Module, batches, optimizer: torch.optim.Optimizer, precision: str = "32-true") -> list[float]:
-    """The reference: a plain PyTorch training loop (forward, cross-entropy,
-    backward, step) over ``batches``; returns the wall time at the end of
-    each step, synchronized with the device."""
-    device = next(net.parameters()).device
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    net.train()
-    times = []
-    for x, y in batches:
-        with autocast(device, precision):
-            out = net(x)
-            loss = nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        synchronize(device)
-        times.append(time.perf_counter())
-    return times
-
-
-def step_durations(times: list[float], warmup: int) -> list[float]:
-    """Durations between consecutive time stamps, the first ``warmup`` left out."""
-    return [b - a for a, b in zip(times, times[1:])][warmup:]
-
-
-class MemoryPeak:
-    """Peak memory of a block of code, in bytes.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` after a reset (tensors only,
-    the allocator's cache excluded). CPU: the growth of the process's peak
-    resident set size over the block. On Linux, memory that glibc keeps after
-    earlier blocks is handed back first (``malloc_trim``) and the peak is
-    reset (``/proc/self/clear_refs``); elsewhere ``getrusage``'s lifetime
-    peak is used and a block that stays under an earlier peak reads 0.
-    tracemalloc would not see torch's allocations.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.bytes = device, 0
-
-    @staticmethod
-    def _rss_kib(field: str) -> int | None:
-        try:
-            with open("/proc/self/status") as status:
-                return next(int(line.split()[1]) for line in status if line.startswith(field))
-        except (OSError, StopIteration):
-            return None
-
-    def __enter__(self) -> "MemoryPeak":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        else:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS, or it hides new growth
-            with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as clear:
-                clear.write("5")  # reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-            self._start = self._rss_kib("VmRSS:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.bytes = torch.cuda.max_memory_allocated(self.device)
-        else:
-            peak = self._rss_kib("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            self.bytes = max(0, peak - self._start) * 1024
-
-
-class StepClock(L.Callback):
-    """Records the wall time at the end of every training batch (after the
-    optimizer step), synchronized with the device: consecutive differences
-    are whole steps, loading and Lightning's hooks included."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        synchronize(pl_module.device)
-        self.times.append(time.perf_counter())
-
-
-def cpu_description() -> str:
-    """The CPU's model name and its cores, e.g. for a benchmark's header."""
-    name = "CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
-    return f"{name}, {os.cpu_count()} cores"

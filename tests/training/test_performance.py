@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import create_model
 from training.module import ImageClassifier
-from training.performance import MemoryPeak, PerformanceSwitches
+from training.benchmarking import MemoryPeak
+from training.performance import PerformanceSwitches
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
