@@ -32,7 +32,6 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
@@ -40,15 +39,12 @@ from training.checkpoints import check_fits, load_checkpoint
 from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
+from training.records import flat_hparams, save_run_config, write_metrics
 from training.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 log = logging.getLogger(__name__)
-# TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
-# next to these final metrics (logged once more as hp/val_acc_best, ...: the curves keep their own points)
-HPARAMS = ("optimizer._target_", "optimizer.lr", "optimizer.weight_decay", "model.activation", "model.batchnorm",
-           "model.dropout", "data.batch_size", "data.augment", "data.normalize", "regularization.strength",
-           "trainer.max_epochs", "seed")
+# final metrics for TensorBoard's HPARAMS tab (logged once more as hp/val_acc_best, ...: the curves keep their own points)
 HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
 
 
@@ -89,35 +85,6 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     datamodule.prepare_data()  # last: it may download; a missing data set is reported here
     return datamodule, module, trainer
-
-
-def flat_hparams(cfg: DictConfig) -> dict:
-    """Flat scalars for TensorBoard's HPARAMS tab, which shows no nested config."""
-    hydra_cfg = HydraConfig.get()
-    flat = {group: choice for group, choice in hydra_cfg.runtime.choices.items()
-            if choice and group != "hydra" and "/" not in group}
-    overridden = [override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task]
-    for key in (*HPARAMS, *overridden):
-        value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, (bool, int, float, str)):
-            flat[key] = value
-    return flat
-
-
-@rank_zero_only
-def save_run_config(cfg: DictConfig) -> None:
-    """Hydra's .hydra/ record, written only once the config is valid (hydra.output_subdir is null):
-    a bad command aimed at an existing run dir, or a failed resume, leaves that run's record untouched."""
-    hydra_cfg = HydraConfig.get()
-    folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
-
-
-def write_metrics(cfg: DictConfig, metrics: dict) -> None:
-    (Path(cfg.paths.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
 def train(cfg: DictConfig) -> float | None:

@@ -1,0 +1,47 @@
+"""What a training run records about itself, beside its checkpoints: Hydra's
+.hydra/ folder (written once the config is valid), metrics.json, and the flat
+settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+# TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
+# next to the final metrics
+HPARAMS = ("optimizer._target_", "optimizer.lr", "optimizer.weight_decay", "model.activation", "model.batchnorm",
+           "model.dropout", "data.batch_size", "data.augment", "data.normalize", "regularization.strength",
+           "trainer.max_epochs", "seed")
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Flat scalars for TensorBoard's HPARAMS tab, which shows no nested config."""
+    hydra_cfg = HydraConfig.get()
+    flat = {group: choice for group, choice in hydra_cfg.runtime.choices.items()
+            if choice and group != "hydra" and "/" not in group}
+    overridden = [override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task]
+    for key in (*HPARAMS, *overridden):
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, (bool, int, float, str)):
+            flat[key] = value
+    return flat
+
+
+@rank_zero_only
+def save_run_config(cfg: DictConfig) -> None:
+    """Hydra's .hydra/ record, written only once the config is valid (hydra.output_subdir is null):
+    a bad command aimed at an existing run dir, or a failed resume, leaves that run's record untouched."""
+    hydra_cfg = HydraConfig.get()
+    folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
+
+
+def write_metrics(cfg: DictConfig, metrics: dict) -> None:
+    (Path(cfg.paths.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
