@@ -186,3 +186,26 @@ def test_launchers_compose(launcher, target):
     assert cfg.hydra.launcher._target_ == target
     if launcher == "slurm":
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.tasks_per_node == 1
+
+
+def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_the_sweep_dir(tmp_path):
+    """A '/' in an override's value would nest folders and '..' would leave the sweep dir:
+    each run is one folder directly in it, named by its overrides (joblib runs them side by side)."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_script("train.py", "-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
+                        "paths.data_dir=../../elsewhere/data", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written beside the sweep dir
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    shown = [o for o in TINY if not o.startswith("trainer.enable_progress_bar")]  # left out of names: hydra/default.yaml
+    assert runs == [",".join(sorted([*shown, "paths.data_dir=.._.._elsewhere_data", f"seed={seed}"])) for seed in (1, 2)]
+    assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
+
+
+def test_a_run_dir_name_is_one_folder_of_bounded_length():
+    from training.cli import run_dirname
+
+    assert run_dirname("data.root=/a/b,model=lenet5") == "data.root=_a_b,model=lenet5"
+    long_a, long_b = "x=" + "1" * 300 + ",seed=1", "x=" + "1" * 300 + ",seed=2"
+    assert len(run_dirname(long_a).encode()) <= 200 and "/" not in run_dirname(long_a)
+    assert run_dirname(long_a) != run_dirname(long_b)  # cut names stay apart

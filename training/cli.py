@@ -9,12 +9,14 @@ status 2. Bugs still raise with their full traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 # errors that mean "the input is wrong", not "the code is wrong"
@@ -63,6 +65,22 @@ def is_user_error(error: BaseException) -> bool:
     while isinstance(error, InstantiationException) and error.__cause__ is not None:
         error = error.__cause__
     return isinstance(error, (UserError, *USER_ERRORS))
+
+
+def run_dirname(overrides: str, max_bytes: int = 200) -> str:
+    """A sweep run's folder name: its overrides (Hydra's ``override_dirname``),
+    made safe to be one folder. A ``/`` in a value (``data.root=../images``)
+    would nest folders, or with ``..`` put the run outside its sweep dir, so
+    it becomes ``_``; a name longer than ``max_bytes`` (file systems allow 255)
+    is cut and given a hash of the whole, so that runs stay apart."""
+    name = overrides.replace("/", "_").replace("\\", "_") or "run"
+    if len(name.encode()) > max_bytes:
+        digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+        name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
+    return name
+
+
+OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
 
 
 def fail(text: str, status: int = 2) -> None:
