@@ -93,6 +93,7 @@ def train(cfg: DictConfig) -> float | None:
     save_run_config(cfg)
     size = datamodule.image_size
     params, macs = count_parameters_and_macs(module.net, (datamodule.in_channels, size, size))  # MACs per image
+    module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     for logger in trainer.loggers:
         logger.log_hyperparams({**module.hparams.config, "model/params": params, "model/macs": macs})
 

@@ -20,6 +20,12 @@ def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
+def test_lightnings_model_summary_counts_the_same_cost_as_metrics_json(digits_run):
+    run_dir, result = digits_run
+    macs = json.loads((run_dir / "metrics.json").read_text())["macs"]  # LeNet-5 at 32x32: 416,520
+    assert f"Total FLOPs: {2 * macs / 1e3:.0f} K" in result.stdout  # a FLOP per add and per multiply
+
+
 def test_checkpoints_best_and_last_load_with_weights_only(digits_run):
     run_dir, _ = digits_run
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
