@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
