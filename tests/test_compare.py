@@ -95,8 +95,8 @@ def test_seeds_of_one_cell_are_merged_into_mean_and_std(sweep):
     assert (int(adam["runs"]), adam["seeds"]) == (2, "1 2")
     assert float(adam["test_acc"]) == pytest.approx(0.85)
     assert float(adam["test_acc_std"]) == pytest.approx(statistics.stdev([0.9, 0.8]))
-    assert "| optimizer=adam | lenet5 | 2 | completed | 2.0 k | 50.0 k | 0.5000 ± 0.0000 | 0.8500 ± 0.0707 |" in (
-        sweep / "comparison.md").read_text()
+    assert "| optimizer=adam | lenet5 | 2 | completed | 2.0 k | 50.0 k | 0.5000 ± 0.0000 | 0.8500 ± 0.0707 | 3 |" in (
+        sweep / "comparison.md").read_text()  # epochs: 3 in both seeds, a whole number without "± 0.0"
 
 
 def test_reruns_with_the_same_seed_are_not_a_spread_over_seeds(tmp_path):

@@ -124,10 +124,9 @@ def cell_text(row: dict, column: str) -> str:
     if column in ("params", "macs"):  # as in the README's zoo table
         unit, suffix = (1e9, "G") if value >= 1e9 else (1e6, "M") if value >= 1e6 else (1e3, "k")
         return f"{value / unit:.{1 if suffix == 'k' else 2}f} {suffix}"
-    if "acc" in column or "loss" in column:
-        digits = 4
-    else:
-        digits = 0 if column == "train_images_per_s" or (column == "epochs" and std is None) else 1
+    if column == "epochs" and not std:  # one run, or every seed ran as long: a whole number
+        return f"{value:.0f}"
+    digits = 4 if "acc" in column or "loss" in column else 0 if column == "train_images_per_s" else 1
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
