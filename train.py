@@ -39,7 +39,7 @@ from training.checkpoints import check_fits, load_checkpoint
 from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
-from training.records import flat_hparams, save_run_config, write_metrics
+from training.records import flat_hparams, save_run_config, write_manifest, write_metrics
 from training.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -91,6 +91,7 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
     save_run_config(cfg)
+    write_manifest(cfg)
     size = datamodule.image_size
     params, macs = count_parameters_and_macs(module.net, (datamodule.in_channels, size, size))  # MACs per image
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs

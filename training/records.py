@@ -5,11 +5,14 @@ settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+from reporting.manifest import manifest
 
 # TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
 # next to the final metrics
@@ -43,5 +46,28 @@ def save_run_config(cfg: DictConfig) -> None:
     OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
 
 
+def write_json(path: Path, value) -> None:
+    """Write JSON atomically: a temporary file in the same folder, then a rename (no half-written file)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(value, indent=2))
+    partial.replace(path)
+
+
 def write_metrics(cfg: DictConfig, metrics: dict) -> None:
-    (Path(cfg.paths.output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+
+
+@rank_zero_only
+def write_manifest(cfg: DictConfig) -> None:
+    """manifest.json: software, hardware, commit and command line of the run; a resumed run keeps its
+    first start's record and lists each resume's own under ``resumes``."""
+    path = Path(cfg.paths.output_dir) / "manifest.json"
+    current = manifest(seed=cfg.seed)
+    if cfg.resume and path.is_file():
+        try:
+            first = json.loads(path.read_text())
+        except (OSError, ValueError):
+            first = None
+        if isinstance(first, dict):
+            current = {**first, "resumes": [*first.get("resumes", []), current]}
+    write_json(path, current)

@@ -40,3 +40,19 @@ def complete(factory: functools.partial, optimizer: Optimizer, total_steps: int)
         if key in parameters and factory.keywords.get(key) is None:
             extra[key] = total_steps
     return factory(optimizer, **extra)
+
+
+def warmup_multistep(optimizer: Optimizer, milestones: list[int], gamma: float = 0.1,
+                     warmup_steps: int = 0, warmup_factor: float = 0.1) -> LambdaLR:
+    """The CIFAR ResNet schedule of He et al. 2015, section 4.2, counted in
+    iterations: the lr is multiplied by ``gamma`` at each milestone; for the
+    first ``warmup_steps`` iterations it is ``warmup_factor`` times the base
+    lr (their ResNet-110: 0.01 for 400 iterations, then back to 0.1)."""
+    ordered = sorted(milestones)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return warmup_factor
+        return gamma ** sum(step >= milestone for milestone in ordered)
+
+    return LambdaLR(optimizer, factor)

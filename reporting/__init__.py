@@ -1,0 +1,1 @@
+"""Reading and writing what runs leave behind: manifests, weight cards, tables."""
