@@ -1,8 +1,10 @@
-"""Evaluate a checkpoint on the test split of the data it was trained on.
+"""Evaluate a checkpoint, or shipped weights, on the test split of the data they were trained on.
 
     python evaluate.py ckpt_path=outputs/<run>/checkpoints/last.ckpt
     python evaluate.py ckpt_path=outputs/<run>          # that run's best checkpoint
     python evaluate.py ckpt_path=... data.data_dir=/elsewhere trainer=cpu
+    python evaluate.py weights=resnet20-cifar10 data.root=data/cifar10-jpeg   # weights/, normalized as its card says
+    python evaluate.py ckpt_path=outputs/<run> export=weights   # also write weights/<model>-cifar10.pth + card
 
 The model and data are rebuilt from the configuration stored in the
 checkpoint (``data.*`` here overrides it). Reports top-1 and top-5 accuracy,
@@ -20,7 +22,10 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from training.checkpoints import load_checkpoint, resolve_checkpoint
+from models import create_model
+from models.weights import find_card, read_card, shipped
+from reporting.weights import card_datamodule, export
+from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
 from training.cli import entry_point, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure
@@ -28,10 +33,27 @@ from training.plots import confusion_matrix_figure
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
+def build_from_weights(cfg: DictConfig):
+    """Shipped weights (or a weights file with its card): the model from the card, the test split normalized as it says."""
+    card_path = find_card("", cfg.weights)
+    card = read_card(card_path)
+    net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
+    datamodule = card_datamodule(card, root=cfg.data.root, data_dir=cfg.data.data_dir or cfg.paths.data_dir)
+    datamodule.prepare_data()
+    return card_path, datamodule, ImageClassifier(net, num_classes=len(card["data"]["classes"]), config=card)
+
+
 @user_errors_as_lines
 def build(cfg: DictConfig):
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise ValueError("ckpt_path is required: python evaluate.py ckpt_path=<a .ckpt file or a run dir>")
+    if cfg.weights and cfg.ckpt_path:
+        raise ValueError("give ckpt_path= or weights=, not both")
+    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
+    if cfg.weights:
+        return (*build_from_weights(cfg), trainer)
+    if not cfg.ckpt_path:
+        raise ValueError("ckpt_path or weights is required: python evaluate.py ckpt_path=<a .ckpt file or a run dir> "
+                         f"or weights=<one of {', '.join(shipped()) or 'the files in weights/'}>")
     path = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(path)
     config = checkpoint.get("hyper_parameters", {}).get("config")
@@ -43,8 +65,6 @@ def build(cfg: DictConfig):
     net = instantiate(config["model"], num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
     module.load_state_dict(checkpoint["state_dict"])
-    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
     return path, datamodule, module, trainer
 
 
@@ -54,7 +74,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = module.test_results
     classes = list(getattr(datamodule, "classes", None) or range(datamodule.num_classes))
     report = {
-        "checkpoint": str(path),
+        "checkpoint" if path.suffix == ".ckpt" else "weights": str(path),
         "data": datamodule.name,
         "test_images": len(datamodule.test_set),
         **{f"test/{k}": results[k] for k in ("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro")},
@@ -72,6 +92,9 @@ def evaluate(cfg: DictConfig) -> dict:
         logger.finalize("success")  # flush the events before the process ends
     print("per-class accuracy: " + ", ".join(f"{c} {a:.4f}" for c, a in report["per_class_acc"].items()))
     print("final metrics: " + json.dumps({k: v for k, v in report.items() if k.startswith("test/")}))
+    if cfg.export:
+        card = user_errors_as_lines(export)(run_dir_of(path), cfg.export)
+        print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
     return report
 
 

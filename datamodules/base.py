@@ -109,6 +109,7 @@ class ClassificationDataModule(L.LightningDataModule):
         seed: int = 42,
         pin_memory: bool = True,
         pipeline: str = "auto",
+        stats: dict | None = None,
     ) -> None:
         super().__init__()
         check_choice("data.augment", augment, AUGMENTATIONS)
@@ -132,6 +133,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.device = torch.device("cpu")  # where the tensor path holds the data when no Trainer is attached
         self.train_set = self.val_set = self.test_set = None
         self._on_device: dict[str, tuple] = {}  # source name -> (device, uint8 images, labels)
+        # normalization: computed on the training split at setup, unless given (a weights card's {"shift", "scale"})
+        self.fixed_stats = (list(stats["shift"]), list(stats["scale"])) if stats else None
         self.shift: list[float] | None = None
         self.scale: list[float] | None = None
 
@@ -164,7 +167,7 @@ class ClassificationDataModule(L.LightningDataModule):
         if holdout >= len(targets):
             raise ValueError(f"data.val_size={self.val_size} leaves no training images out of {len(targets)}")
         train_idx, val_idx = stratified_split(targets, holdout, self.seed)
-        self.shift, self.scale = channel_stats(self.train_images_for_stats(pool, train_idx), self.normalize)
+        self.shift, self.scale = self.fixed_stats or channel_stats(self.train_images_for_stats(pool, train_idx), self.normalize)
         common = dict(shift=self.shift, scale=self.scale, image_size=self.image_size, resize=self.resize,
                       crop_padding=self.crop_padding, cutout_size=self.cutout_size)
         train_tf = build_transforms(self.augment, **common)

@@ -13,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from . import alexnet, densenet, efficientnet, googlenet, lenet, linear, mobilenet, resnet, vgg
+from . import weights as _weights
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **alexnet.MODELS,
@@ -48,11 +49,36 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     return _MODELS[name]
 
 
-def create_model(name: str, **options) -> nn.Module:
-    """Build a zoo model by name, e.g. ``create_model("resnet18", num_classes=100)``."""
+def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
+    """Build a zoo model by name, e.g. ``create_model("resnet18", num_classes=100)``.
+
+    ``weights``: ``"cifar10"`` (the file shipped in ``weights/`` for this model),
+    a path to a weights file with its card beside it, or ``"imagenet"``
+    (torchvision's weights, for the models identical to torchvision's). The
+    model is then built with the options the weights were trained with (given
+    ``options`` take precedence), loaded, and returned in eval mode.
+    """
     builder = _builder(name)
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return builder(**options)
+    if weights is None:
+        return builder(**options)
+    if weights == "imagenet":
+        defaults = {"num_classes": 1000, "in_channels": 3, "stem": "imagenet", "form": "torchvision"}
+        net = builder(**{**{k: v for k, v in defaults.items() if k in valid}, **options})
+        _weights.load_into(net, _weights.imagenet_state_dict(name), f"torchvision's ImageNet weights for {name}",
+                           f"model={name} with {options or 'the torchvision form'}")
+        return net.eval()
+    card_path = _weights.find_card(name, weights)
+    card, state = _weights.load_state_dict(card_path)
+    if card["model"].get("name") != name:
+        raise ValueError(f"weights={weights!r} ({card_path.name}) are for model {card['model'].get('name')!r}, not {name!r}")
+    stored = card["model"].get("options", {})
+    bad = sorted(set(stored) - set(valid))
+    if bad:
+        raise ValueError(f"{card_path.name} names options that model {name!r} does not have: {', '.join(bad)}")
+    net = builder(**{**stored, **options})
+    _weights.load_into(net, state, card_path.with_name(card["file"]).name, f"model={name} built with {options or 'its card options'}")
+    return net.eval()
