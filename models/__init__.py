@@ -66,9 +66,10 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
     if weights is None:
         return builder(**options)
     if weights == "imagenet":
+        state = _weights.imagenet_state_dict(name)  # first: a model torchvision has no weights for is named as such
         defaults = {"num_classes": 1000, "in_channels": 3, "stem": "imagenet", "form": "torchvision"}
         net = builder(**{**{k: v for k, v in defaults.items() if k in valid}, **options})
-        _weights.load_into(net, _weights.imagenet_state_dict(name), f"torchvision's ImageNet weights for {name}",
+        _weights.load_into(net, state, f"torchvision's ImageNet weights for {name}",
                            f"model={name} with {options or 'the torchvision form'}")
         return net.eval()
     card_path = _weights.find_card(name, weights)
