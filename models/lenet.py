@@ -56,6 +56,12 @@ Departures from the paper, and why:
 - ``activation`` replaces every squashing function, including the ones after
   S2 and S4 in the paper form. ``lenet5(form="paper")`` keeps ``lenet5``'s
   defaults (ReLU); ``lenet5_paper()`` has the paper's (``lecun_tanh``).
+- ``downsample="stride"`` (modern form only; an ablation switch): C1 and C3
+  stride 2 and S2 and S4 go, the "all-convolutional" alternative to pooling
+  (Springenberg et al. 2015). With 5x5 kernels the map sizes stay those of
+  the table above (32 -> 14 -> 5) and so do the parameters; C1 and C3 cost a
+  quarter of the MACs. The paper form's subsampling is its own layer, so
+  there only ``"pool"`` is accepted.
 - ``stem`` makes no sense for LeNet: only ``stem="cifar"`` (no stem) is accepted.
 """
 
@@ -68,6 +74,7 @@ from .layers import ActivationArg, check_choice, check_dropout, make_activation,
 
 
 FORMS = ("paper", "modern")
+DOWNSAMPLES = ("pool", "stride")  # S2/S4 as pooling, or C1/C3 with stride 2 instead
 
 # Table I of the paper: the S2 maps each C3 map sees, one row per C3 map.
 C3_TABLE = (
@@ -137,21 +144,24 @@ class LeNet5(nn.Module):
         batchnorm: bool = False,
         dropout: float = 0.0,
         image_size: int = 32,
+        downsample: str = "pool",
     ) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         if image_size < 16:
             raise ValueError(f"LeNet-5 needs images of at least 16x16 pixels, got image_size={image_size}")
-        feature_size = ((image_size - 4) // 2 - 4) // 2  # 5 for a 32x32 input
+        pool = downsample == "pool"
+        stride = 1 if pool else 2  # "stride": C1 and C3 subsample, S2 and S4 become Identity
+        feature_size = ((image_size - 4) // 2 - 4) // 2 if pool else ((image_size - 5) // 2 - 4) // 2 + 1  # 5 at 32x32
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, kernel_size=5, bias=not batchnorm),  # C1 (N, 6, 28, 28)
+            nn.Conv2d(in_channels, 6, kernel_size=5, stride=stride, bias=not batchnorm),  # C1 (N, 6, 28, 28)
             norm2d(6, batchnorm),
             make_activation(activation),
-            nn.MaxPool2d(2),  # S2 (N, 6, 14, 14)
-            nn.Conv2d(6, 16, kernel_size=5, bias=not batchnorm),  # C3 (N, 16, 10, 10)
+            nn.MaxPool2d(2) if pool else nn.Identity(),  # S2 (N, 6, 14, 14)
+            nn.Conv2d(6, 16, kernel_size=5, stride=stride, bias=not batchnorm),  # C3 (N, 16, 10, 10)
             norm2d(16, batchnorm),
             make_activation(activation),
-            nn.MaxPool2d(2),  # S4 (N, 16, 5, 5)
+            nn.MaxPool2d(2) if pool else nn.Identity(),  # S4 (N, 16, 5, 5)
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -235,14 +245,19 @@ def lenet5(
     stem: str = "cifar",
     image_size: int = 32,
     form: str = "modern",
+    downsample: str = "pool",
 ) -> nn.Module:
     """Modern LeNet-5 (LeCun et al. 1998): 61,706 parameters at 1x32x32, 10 classes.
     form="paper" builds the paper's form (60,850 parameters) with these defaults."""
     check_choice("form", form, FORMS)
+    check_choice("downsample", downsample, DOWNSAMPLES)
     if stem != "cifar":
         raise ValueError(f"LeNet-5 has no stem to choose: stem must be 'cifar', got {stem!r}")
-    net = LeNet5 if form == "modern" else LeNet5Paper
-    return net(num_classes, in_channels, activation, batchnorm, dropout, image_size)
+    if form == "paper":
+        if downsample != "pool":
+            raise ValueError(f"the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', got {downsample!r}")
+        return LeNet5Paper(num_classes, in_channels, activation, batchnorm, dropout, image_size)
+    return LeNet5(num_classes, in_channels, activation, batchnorm, dropout, image_size, downsample)
 
 
 def lenet5_paper(
@@ -254,10 +269,11 @@ def lenet5_paper(
     stem: str = "cifar",
     image_size: int = 32,
     form: str = "paper",
+    downsample: str = "pool",
 ) -> nn.Module:
     """LeNet-5 as in the paper (C3 table, trainable subsampling, scaled tanh,
     linear output): 60,850 parameters at 1x32x32, 10 classes."""
-    return lenet5(num_classes, in_channels, activation, batchnorm, dropout, stem, image_size, form)
+    return lenet5(num_classes, in_channels, activation, batchnorm, dropout, stem, image_size, form, downsample)
 
 
 MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

@@ -7,6 +7,14 @@ Machine Learning, 1995 (the SVM); J. Weston, C. Watkins, "Support Vector
 Machines for Multi-Class Pattern Recognition", ESANN 1999 (the multi-class
 hinge loss used here).
 
+A kernel SVM, ``rff_svm``: A. Rahimi, B. Recht, "Random Features for
+Large-Scale Kernel Machines", NIPS 2007. The RBF kernel
+k(x, y) = exp(-gamma ||x - y||^2) equals E[z(x) z(y)] for the random map
+z(x) = sqrt(2/D) cos(W x + b), W ~ N(0, 2 gamma I), b ~ U[0, 2 pi). A linear
+SVM on D such features is therefore (approximately, as D grows) the kernel
+SVM, without the n x n kernel matrix. W and b are drawn once (from the run's
+seed) and fixed: buffers, not parameters; only the linear layer learns.
+
 Key idea: one score per class, s = W x + b, with x the image's pixels as a
 vector. The three baselines share this model and differ only in the loss
 that fits W and b, so they are one class here, registered three times:
@@ -28,6 +36,8 @@ for 3x32x32 and 10 classes.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,6 +58,43 @@ class LinearClassifier(nn.Module):
         return self.classifier(x)
 
 
+class RandomFourierFeatures(nn.Module):
+    """z(x) = sqrt(2/D) cos(W x + b): a fixed map whose inner products approximate
+    the RBF kernel exp(-gamma ||x - y||^2) (Rahimi & Recht 2007, algorithm 1)."""
+
+    def __init__(self, in_features: int, features: int, gamma: float) -> None:
+        super().__init__()
+        self.gamma = gamma
+        # the Fourier transform of the RBF kernel is a Gaussian of variance 2 gamma per coordinate
+        self.register_buffer("weight", torch.randn(features, in_features) * math.sqrt(2.0 * gamma))
+        self.register_buffer("bias", torch.rand(features) * 2.0 * math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return math.sqrt(2.0 / self.weight.shape[0]) * torch.cos(nn.functional.linear(x, self.weight, self.bias))
+
+
+class KernelSVM(nn.Module):
+    """Flatten, random Fourier features (fixed), then the linear classifier (trained)."""
+
+    def __init__(self, num_classes: int, in_features: int, features: int, gamma: float, dropout: float) -> None:
+        super().__init__()
+        self.paper_loss = "hinge"
+        self.features = nn.Sequential(nn.Flatten(), RandomFourierFeatures(in_features, features, gamma))  # (N, D)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _check_linear(name: str, activation, batchnorm, stem) -> None:
+    if activation != "identity":
+        raise ValueError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got {activation!r})")
+    if batchnorm:
+        raise ValueError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
+    if stem != "cifar":
+        raise ValueError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
+
+
 def _linear(name: str, paper_loss: str):
     def build(
         num_classes: int = 10,
@@ -58,12 +105,7 @@ def _linear(name: str, paper_loss: str):
         stem: str = "cifar",
         image_size: int = 32,
     ) -> LinearClassifier:
-        if activation != "identity":
-            raise ValueError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got {activation!r})")
-        if batchnorm:
-            raise ValueError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
-        if stem != "cifar":
-            raise ValueError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
+        _check_linear(name, activation, batchnorm, stem)
         return LinearClassifier(num_classes, in_channels, image_size, check_dropout(dropout), paper_loss)
 
     build.__name__ = name
@@ -75,4 +117,27 @@ logreg = _linear("logreg", "cross_entropy")
 ovr_logreg = _linear("ovr_logreg", "one_vs_rest")
 linear_svm = _linear("linear_svm", "hinge")
 
-MODELS = {"logreg": logreg, "ovr_logreg": ovr_logreg, "linear_svm": linear_svm}
+def rff_svm(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    activation: str = "identity",
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+    stem: str = "cifar",
+    image_size: int = 32,
+    features: int = 2048,
+    gamma: float | None = None,
+) -> KernelSVM:
+    """An RBF-kernel SVM through D=``features`` random Fourier features (Rahimi & Recht 2007),
+    fitted with loss=hinge. ``gamma`` null: 1 / (C*H*W), scikit-learn's "scale" for standardized inputs."""
+    _check_linear("rff_svm", activation, batchnorm, stem)
+    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+        raise ValueError(f"features must be a positive integer, got {features!r}")
+    in_features = in_channels * image_size * image_size
+    gamma = 1.0 / in_features if gamma is None else gamma
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
+        raise ValueError(f"gamma must be a number > 0 or null, got {gamma!r}")
+    return KernelSVM(num_classes, in_features, features, float(gamma), check_dropout(dropout))
+
+
+MODELS = {"logreg": logreg, "ovr_logreg": ovr_logreg, "linear_svm": linear_svm, "rff_svm": rff_svm}

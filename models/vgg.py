@@ -42,6 +42,11 @@ Departures from the paper, and why:
   (2015) normal init (fan-out, ReLU gain) for convolutions, N(0, 0.01) for
   the FC layers and zero biases, as torchvision does (He et al. designed
   their init so that deep plain ReLU nets like these train from scratch).
+- ``downsample="stride"`` (an ablation switch; default ``"pool"``, the
+  paper's): each stage's last convolution strides 2 and the max-pool goes
+  (Springenberg et al. 2015, "Striving for Simplicity: The All Convolutional
+  Net", their Strided-CNN): the same parameters, the same map sizes, about a
+  quarter of that convolution's MACs, and the downsampling is learned.
 - ``activation`` replaces every ReLU (convolutions and FC layers);
   ``dropout`` sets both dropout layers of the classifier.
 
@@ -62,7 +67,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_dropout, check_stem, make_activation
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation
 
 WIDTHS = (64, 128, 256, 512, 512)  # channels of the five stages
 # Table 1: convolutions per stage of configurations A, B, D, E.
@@ -74,6 +79,9 @@ CONFIGS = {
 }
 # stem -> (side of the map entering the classifier, hidden FC units)
 HEADS = {"imagenet": (7, 4096), "cifar": (1, 512)}
+# pool: the paper's 2x2 max-pool after each stage; stride: the stage's last 3x3 convolution
+# strides 2 instead ("Strided-CNN", Springenberg et al. 2015, Striving for Simplicity).
+DOWNSAMPLES = ("pool", "stride")
 
 
 class VGG(nn.Module):
@@ -86,21 +94,26 @@ class VGG(nn.Module):
         batchnorm: bool = False,
         dropout: float = 0.5,
         stem: str = "imagenet",
+        downsample: str = "pool",
     ) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_stem(stem)
+        check_choice("downsample", downsample, DOWNSAMPLES)
         layers: list[nn.Module] = []
         channels = in_channels
         for width, depth in zip(WIDTHS, depths):
-            for _ in range(depth):
+            for i in range(depth):
+                # downsample="stride": the stage's last convolution strides instead of the pool
+                stride = 2 if downsample == "stride" and i == depth - 1 else 1
                 # the bias stays even before batch norm: torchvision's layout
-                layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
+                layers.append(nn.Conv2d(channels, width, kernel_size=3, stride=stride, padding=1))
                 if batchnorm:
                     layers.append(nn.BatchNorm2d(width))
                 layers.append(make_activation(activation))
                 channels = width
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))  # halves the side
+            # halves the side; Identity when the convolution strode (keeps the layer indices)
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2) if downsample == "pool" else nn.Identity())
         self.features = nn.Sequential(*layers)  # (N, 512, 7, 7) at 224x224; (N, 512, 1, 1) at 32x32
         pooled, hidden = HEADS[stem]
         self.avgpool = nn.AdaptiveAvgPool2d(pooled)
@@ -129,56 +142,64 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
 
 
-def _vgg(config: str, num_classes, in_channels, activation, batchnorm, dropout, stem) -> VGG:
-    return VGG(CONFIGS[config], num_classes, in_channels, activation, batchnorm, dropout, stem)
+def _vgg(config: str, num_classes, in_channels, activation, batchnorm, dropout, stem, downsample) -> VGG:
+    return VGG(CONFIGS[config], num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg11(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config A (Simonyan & Zisserman 2014): 132,863,336 parameters at 1000 classes."""
-    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg13(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config B: 133,047,848 parameters at 1000 classes."""
-    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg16(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config D: 138,357,544 parameters at 1000 classes."""
-    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg19(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config E: 143,667,240 parameters at 1000 classes."""
-    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config A with batch norm (torchvision): 132,868,840 parameters at 1000 classes."""
-    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg13_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config B with batch norm: 133,053,736 parameters at 1000 classes."""
-    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config D with batch norm: 138,365,992 parameters at 1000 classes."""
-    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet") -> VGG:
+             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
+          downsample: str = "pool") -> VGG:
     """VGG config E with batch norm: 143,678,248 parameters at 1000 classes."""
-    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem)
+    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
 MODELS = {

@@ -13,6 +13,12 @@ the run has none.
 | ``Histograms`` | ``weights/<layer>``, ``activations/<layer>`` every N epochs | saturation (sigmoid outputs piling up at 0 and 1), weight growth or decay |
 | ``AugmentedImages`` | ``train/augmented_images``, once | what the network really sees after augmentation |
 | ``ValConfusionMatrix`` | ``val/confusion_matrix`` after each validation | which classes are confused with which, as training goes |
+| ``ActivationMeans`` | ``activation_mean/<layer>`` after each validation | sigmoid's outputs are not zero-centred, tanh's are |
+| ``WeightSparsity`` | ``sparsity/<layer>``, ``sparsity/all`` each epoch | L1 drives weights to zero, L2 only shrinks them |
+| ``Margins`` | ``margins/val``, ``diagnostics/inside_margin`` after each validation | the hinge's margin: which examples are still inside it |
+
+Pictures of what the network learned (filters, feature maps, Grad-CAM) are in
+``training/features.py``.
 
 Layer tags are ``<index>_<module name>``, the index counting layers (or
 activations) in the order the network registers them, so TensorBoard sorts
@@ -435,3 +441,128 @@ class ValConfusionMatrix(L.Callback):
         figure = confusion_matrix_figure(self.counts, [str(c) for c in classes])
         figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch})")
         tensorboard(trainer).add_figure("val/confusion_matrix", figure, trainer.global_step)
+
+
+# 7. the mean output of each activation ---------------------------------------------
+class ActivationMeans(L.Callback):
+    """``activation_mean/<layer>``: the mean output of each activation module over the whole
+    validation set, after each validation.
+
+    The logistic sigmoid's outputs are all positive (mean near 0.5): the next layer's inputs
+    are not zero-centred, so the gradients of one unit's incoming weights all share a sign and
+    descent zig-zags (LeCun et al. 1998, Efficient BackProp, section 4.4; the reason tanh,
+    whose mean sits near 0, trains better). Beside the ``activations/`` histograms
+    (saturation), this is the other half of sigmoid's trouble.
+    """
+
+    def __init__(self) -> None:
+        self._probe: ForwardProbe | None = None
+        self._sums: dict[str, list[float]] = {}
+        self.means: dict[str, float] = {}  # the last epoch's values, by tag
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or tensorboard(trainer) is None:
+            return
+        self._sums = {}
+        self._probe = ForwardProbe(modules_of(network(pl_module), ACTIVATION_TYPES), self._record)
+
+    def _record(self, tag: str, output: torch.Tensor) -> None:
+        total, count = self._sums.get(tag, (0.0, 0))
+        self._sums[tag] = (total + output.float().sum(), count + output.numel())
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._probe is not None:
+            self._probe.new_batch()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._probe is None:
+            return
+        self._probe.remove()
+        self._probe = None
+        writer = tensorboard(trainer)
+        self.means = {tag: float(total) / max(count, 1) for tag, (total, count) in self._sums.items()}
+        for tag, mean in self.means.items():
+            writer.add_scalar(f"activation_mean/{tag}", mean, trainer.global_step)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._probe is not None:
+            self._probe.remove()
+            self._probe = None
+
+
+# 8. the sparsity of the weights ---------------------------------------------------
+def sparsity(net: nn.Module, threshold: float) -> dict[str, float]:
+    """Per conv / linear layer, the fraction of its weights with |w| < threshold; ``all``: over every one."""
+    fractions, small, total = {}, 0, 0
+    for tag, layer in weight_layers(net):
+        below = layer.weight.detach().abs().lt(threshold)
+        fractions[tag] = below.float().mean().item()
+        small, total = small + int(below.sum()), total + below.numel()
+    fractions["all"] = small / max(total, 1)
+    return fractions
+
+
+class WeightSparsity(L.Callback):
+    """``sparsity/<layer>`` and ``sparsity/all``: the fraction of weights with |w| < ``threshold``,
+    at each epoch end.
+
+    An L1 penalty pulls every weight toward 0 by the same step (its subgradient is
+    lambda * sign(w)), so weights that the data does not hold up reach 0 and stay near it; L2's
+    pull, 2 lambda w, shrinks in proportion and fades near 0, so weights get small but not zero
+    (Tibshirani 1996, the lasso; Goodfellow et al. 2016, Deep Learning, section 7.1.2).
+    """
+
+    def __init__(self, threshold: float = 1e-3) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
+            raise ValueError(f"callbacks.sparsity.threshold must be a number > 0, got {threshold!r}")
+        self.threshold = float(threshold)
+        self.fractions: dict[str, float] = {}
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        writer = tensorboard(trainer)
+        if writer is None:
+            return
+        self.fractions = sparsity(network(pl_module), self.threshold)
+        for tag, fraction in self.fractions.items():
+            writer.add_scalar(f"sparsity/{tag}", fraction, trainer.global_step)
+
+
+# 9. classification margins ----------------------------------------------------------
+def margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """s_y - max_{j != y} s_j per example: positive when classified right, at least the hinge's
+    margin (1 by default) when outside it."""
+    correct = logits.gather(1, target[:, None])[:, 0]
+    others = logits.scatter(1, target[:, None], float("-inf"))
+    return correct - others.max(1).values
+
+
+class Margins(L.Callback):
+    """``margins/val`` (histogram) and ``diagnostics/inside_margin``: the score margin of each
+    validation example, and the fraction of examples with margin < ``margin``.
+
+    The multi-class hinge loss (Weston & Watkins 1999; ``loss=hinge``) is zero for an example
+    once its class's score beats every other by ``loss.margin``: the examples still inside the
+    margin are the ones that shape the boundary, the support vectors of an SVM (Cortes & Vapnik
+    1995). Cross-entropy never stops pushing, so its margins keep growing."""
+
+    def __init__(self, margin: float = 1.0) -> None:
+        self.margin = float(margin)
+        self._values: list[torch.Tensor] = []
+        self.inside: float | None = None
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._values = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking and isinstance(outputs, dict) and "logits" in outputs:
+            self._values.append(margins(outputs["logits"].float(), outputs["target"]).cpu())
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        writer = tensorboard(trainer)
+        if writer is None or not self._values:
+            return
+        values = torch.cat(self._values)
+        self.inside = values.lt(self.margin).float().mean().item()
+        writer.add_histogram("margins/val", values, trainer.global_step)
+        writer.add_scalar("diagnostics/inside_margin", self.inside, trainer.global_step)
+        self._values = []

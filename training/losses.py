@@ -1,5 +1,5 @@
 """Losses for the ablations: the multi-class SVM losses, squared error on
-one-hot targets, and one-vs-rest logistic loss, beside cross-entropy.
+one-hot targets (MSE and MAE), and one-vs-rest logistic loss, beside cross-entropy.
 
 Each takes raw scores (logits) of shape (N, C) and integer targets (N,)
 and returns the mean over the batch.
@@ -43,6 +43,17 @@ class OneHotMSE(nn.Module):
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         outputs = scores.softmax(1) if self.softmax else scores
         return F.mse_loss(outputs, F.one_hot(target, scores.shape[1]).to(outputs.dtype))
+
+
+class OneHotMAE(OneHotMSE):
+    """Absolute error (L1) between the scores (or their softmax) and the one-hot target,
+    averaged over batch and classes. Its gradient has the same size, sign(s - t), however
+    near or far a score is: robust to outliers, but no slowing down near the target
+    (MSE's gradient, 2 (s - t), shrinks as it nears it)."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        outputs = scores.softmax(1) if self.softmax else scores
+        return F.l1_loss(outputs, F.one_hot(target, scores.shape[1]).to(outputs.dtype))
 
 
 class OneVsRestLogistic(nn.Module):

@@ -6,6 +6,13 @@ weight's gradient, L2 adds 2 * lambda * w. They are distinct from an
 optimizer's ``weight_decay`` (which, in AdamW, is decoupled from the
 gradient altogether; in SGD it equals an L2 penalty of lambda / 2).
 
+The soft-margin SVM (Cortes & Vapnik 1995) minimizes 1/2 ||w||^2 + C sum_i hinge_i.
+Divided by C n it is mean_i hinge_i + 1/(2 C n) ||w||^2: C is the inverse of the L2
+strength. ``regularization=soft_margin`` takes C and sets strength = 1 / (2 C); since
+the data loss here is the batch *mean*, this C is the textbook's C times n (the
+number of training examples). Large C: a hard margin, fit every point; small C: a
+wide margin that tolerates violations.
+
 By default only weights are penalized (parameters of two or more
 dimensions: convolution kernels and linear matrices), not biases and not
 the scale and shift of normalization layers, which set the scale of a
@@ -32,8 +39,15 @@ class WeightPenalty(nn.Module):
         l1_ratio: float = 0.5,
         include_biases: bool = False,
         include_norm: bool = False,
+        C: float | None = None,
     ) -> None:
         super().__init__()
+        if C is not None:  # the soft margin's C: L2 at strength 1 / (2 C)
+            if isinstance(C, bool) or not isinstance(C, (int, float)) or C <= 0:
+                raise ValueError(f"regularization.C must be a number > 0, got {C!r}")
+            if kind != "l2":
+                raise ValueError(f"regularization.C is the inverse of an L2 strength: kind must be 'l2', got {kind!r}")
+            strength = 1.0 / (2.0 * C)
         if kind not in KINDS:
             raise ValueError(f"regularization.kind={kind!r} is not valid; valid: {', '.join(KINDS)}")
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
