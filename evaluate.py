@@ -92,6 +92,11 @@ def evaluate(cfg: DictConfig) -> dict:
         logger.finalize("success")  # flush the events before the process ends
     print("per-class accuracy: " + ", ".join(f"{c} {a:.4f}" for c, a in report["per_class_acc"].items()))
     print("final metrics: " + json.dumps({k: v for k, v in report.items() if k.startswith("test/")}))
+    if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of the first test batch, as PNGs
+        from training.features import write_pngs
+        images, targets = next(iter(datamodule.test_dataloader()))[:2]
+        for png in write_pngs(module.net, images[:64], targets[:64], output_dir, getattr(datamodule, "shift", None), getattr(datamodule, "scale", None)):
+            print(f"wrote {png}")
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export)
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")

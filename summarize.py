@@ -92,6 +92,27 @@ def plot(rows, totals, path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
+    """receptive_field_image.png: the first test image of ``data`` with the region the central
+    unit of ``rf_layer`` (default: the last feature map) sees. The data set is loaded for this."""
+    from training.features import receptive_field_figure
+    from training.diagnostics import unnormalize
+
+    name = cfg.rf_layer or totals.last_map
+    row = next((r for r in rows if r.name == name and r.rf is not None and len(r.output_shape or ()) == 4), None)
+    if row is None:
+        raise ValueError(f"rf_layer={name!r} is not a layer with a spatial output; valid: a layer name of the table")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    image = unnormalize(datamodule.test_set[0][0][None], datamodule.shift, datamodule.scale)[0]
+    title = f"{cfg.model.name}, {name}: the central unit sees {row.rf[0]}x{row.rf[1]} input pixels"
+    figure, _, _ = receptive_field_figure(image, row, title)
+    path = Path(cfg.paths.output_dir) / "receptive_field_image.png"
+    figure.savefig(path, dpi=120)
+    return path
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="summarize")
 def main(cfg: DictConfig) -> dict:
     rows, totals = build(cfg)
@@ -106,6 +127,8 @@ def main(cfg: DictConfig) -> dict:
         shape = "x".join(map(str, totals.input_shape[1:]))
         plot(rows, totals, path, f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
         print(f"wrote {path}", file=sys.stderr)
+    if cfg.rf_image:
+        print(f"wrote {user_errors_as_lines(draw_receptive_field)(cfg, rows, totals)}", file=sys.stderr)
     return {"params": totals.params, "macs": totals.macs}
 
 

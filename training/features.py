@@ -154,6 +154,7 @@ def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, outp
         imsave(path, grid.permute(1, 2, 0).clamp(0, 1).numpy().squeeze())
         return path
 
+    images = images.to(next(net.parameters()).device)
     written = []
     conv = first_conv(net)
     if conv is not None:
@@ -166,6 +167,33 @@ def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, outp
         for kind, grid in cam_grids(net, images, targets, shift, scale).items():
             written.append(save(f"grad_cam_{kind}.png", grid))
     return written
+
+
+def receptive_field_figure(image: torch.Tensor, row, title: str):
+    """A matplotlib figure: ``image`` (C, H, W) in [0, 1] with the input region that the central
+    unit of ``row``'s output sees (a ``training.introspection.LayerRow``), clipped to the image,
+    and the unit's own footprint (jump x jump). Returns (figure, unit, (rows, cols))."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    height, width = image.shape[-2:]
+    unit = (row.output_shape[-2] // 2, row.output_shape[-1] // 2)
+    (top, bottom), (left, right) = row.rf_interval(unit, (height, width))
+    figure = Figure(figsize=(5, 5.4))
+    axes = figure.add_subplot()
+    shown = image.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+    axes.imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
+    axes.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, edgecolor="red",
+                             linewidth=2, label=f"receptive field: {row.rf[0]}x{row.rf[1]} (clipped to the image)"))
+    centre = (row.rf_start[0] + unit[0] * row.jump[0] + (row.rf[0] - row.jump[0]) / 2,
+              row.rf_start[1] + unit[1] * row.jump[1] + (row.rf[1] - row.jump[1]) / 2)
+    axes.add_patch(Rectangle((centre[1] - 0.5, centre[0] - 0.5), row.jump[1], row.jump[0], fill=False,
+                             edgecolor="yellow", linewidth=1.5, label=f"the unit's step: jump {row.jump[0]}"))
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8)
+    axes.set_xticks([]), axes.set_yticks([])
+    figure.tight_layout()
+    return figure, unit, ((top, bottom), (left, right))
 
 
 # callbacks -----------------------------------------------------------------------

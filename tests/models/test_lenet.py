@@ -33,7 +33,7 @@ def count(model: nn.Module) -> int:
 
 def test_registry_and_signatures():
     assert family.MODELS == {"lenet5": lenet5, "lenet5_paper": lenet5_paper}
-    expected = ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem", "image_size", "form"]
+    expected = ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem", "image_size", "form", "downsample"]
     for builder, activation, form in ((lenet5, "relu", "modern"), (lenet5_paper, "lecun_tanh", "paper")):
         params = inspect.signature(builder).parameters
         assert list(params) == expected

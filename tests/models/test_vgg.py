@@ -57,7 +57,8 @@ def test_registry():
     assert list(family.MODELS) == NAMES
     for name, builder in family.MODELS.items():
         params = inspect.signature(builder).parameters
-        assert list(params) == ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem"]
+        assert list(params) == ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem", "downsample"]
+        assert params["downsample"].default == "pool"  # the paper's max-pools
         assert params["batchnorm"].default is name.endswith("_bn")
         defaults = [params[key].default for key in ("num_classes", "dropout", "stem")]
         assert defaults == [1000, 0.5, "imagenet"]

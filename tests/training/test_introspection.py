@@ -24,7 +24,7 @@ from training.introspection import (
 
 
 def build(name: str, size: int = 32, **options) -> nn.Module:
-    if name.startswith(("lenet5", "logreg", "ovr_logreg", "linear_svm")):
+    if name.startswith(("lenet5", "logreg", "ovr_logreg", "linear_svm", "rff_svm")):
         options.setdefault("image_size", size)  # their classifier is sized for the input
     return create_model(name, num_classes=10, in_channels=3, stem=options.pop("stem", "cifar"), **options)
 

@@ -1,0 +1,221 @@
+"""The README's "The textbook, measured": each row's switch changes the computation, and each
+row's command, shortened (few steps, digits), writes the artifact the row names and shows
+what the row says."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from helpers import run_script
+from models import create_model
+from training.diagnostics import margins, sparsity
+from training.features import cam_grids, feature_map_grids, filter_grid, first_conv, grad_cam, stage_outputs
+from training.introspection import count_parameters_and_macs, summarize
+from training.losses import OneHotMAE
+from training.regularization import WeightPenalty
+
+SHORT = ("trainer.enable_progress_bar=false", "data.batch_size=32")
+
+
+def events(run_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def last(accumulator: EventAccumulator, tag: str) -> float:
+    return accumulator.Scalars(tag)[-1].value
+
+
+def run_of(sweep_dir, *parts: str):
+    """The run dir of a sweep whose name holds every one of ``parts``."""
+    found = [d for d in sweep_dir.iterdir() if d.is_dir() and all(p in d.name for p in parts)]
+    assert len(found) == 1, (parts, [d.name for d in sweep_dir.iterdir()])
+    return found[0]
+
+
+# pooling against strided convolution ---------------------------------------------------
+@pytest.mark.parametrize("name, channels", [("lenet5", 1), ("vgg11_bn", 3)])
+def test_strided_convolution_replaces_pooling_with_the_same_parameters_and_fewer_macs(name, channels):
+    pool = create_model(name, num_classes=10, in_channels=channels, stem="cifar")
+    stride = create_model(name, num_classes=10, in_channels=channels, stem="cifar", downsample="stride")
+    assert any(isinstance(m, nn.MaxPool2d) for m in pool.modules())
+    assert not any(isinstance(m, nn.MaxPool2d) for m in stride.modules())
+    (p_params, p_macs), (s_params, s_macs) = (count_parameters_and_macs(m, (channels, 32, 32)) for m in (pool, stride))
+    assert p_params == s_params and s_macs < p_macs
+    stride.load_state_dict(pool.state_dict())  # same weights: only the downsampling differs
+    x = torch.randn(2, channels, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(pool.eval()(x), stride.eval()(x))
+    shapes = [r.output_shape for r in summarize(stride, (channels, 32, 32))[0] if r.type == "Conv2d"]
+    assert shapes[0][-1] == (14 if name == "lenet5" else 16)  # the first conv strides: C1 32 -> 14 as C1 + S2; VGG-11 32 -> 16
+
+
+def test_downsample_errors_are_one_line():
+    with pytest.raises(ValueError, match=r"^downsample must be one of pool, stride; got 'avg'$"):
+        create_model("vgg11", downsample="avg")
+    with pytest.raises(ValueError, match="paper form of LeNet-5 .* must be 'pool'"):
+        create_model("lenet5_paper", downsample="stride")
+    with pytest.raises(ValueError, match="has no option downsample"):
+        create_model("resnet20", downsample="stride")
+
+
+# the kernel SVM ------------------------------------------------------------------------
+def test_random_fourier_features_approximate_the_rbf_kernel_and_stay_fixed():
+    torch.manual_seed(0)
+    svm = create_model("rff_svm", num_classes=10, in_channels=1, image_size=4, features=20_000, gamma=0.1)
+    assert sum(p.numel() for p in svm.parameters()) == (20_000 + 1) * 10  # only the linear SVM learns
+    x = torch.randn(6, 1, 4, 4)
+    z = svm.features(x)
+    kernel = torch.exp(-0.1 * torch.cdist(x.flatten(1), x.flatten(1)) ** 2)
+    assert (z @ z.T - kernel).abs().max() < 0.05
+    with pytest.raises(ValueError, match="rff_svm is linear: it has no activation"):
+        create_model("rff_svm", activation="relu")
+
+
+def test_soft_margin_c_is_the_inverse_of_the_l2_strength():
+    assert WeightPenalty("l2", C=50.0).strength == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="kind must be 'l2'"):
+        WeightPenalty("l1", C=1.0)
+    with pytest.raises(ValueError, match="regularization.C must be a number > 0"):
+        WeightPenalty("l2", C=0)
+
+
+# losses ----------------------------------------------------------------------------------
+def test_mae_is_the_mean_absolute_error_on_one_hot_targets_with_a_constant_gradient():
+    scores = torch.tensor([[0.5, 3.0, -1.0], [0.9, 0.1, 0.2]], requires_grad=True)
+    target = torch.tensor([1, 0])
+    loss = OneHotMAE()(scores, target)
+    assert loss.item() == pytest.approx((0.5 + 2.0 + 1.0 + 0.1 + 0.1 + 0.2) / 6)
+    loss.backward()
+    assert torch.allclose(scores.grad.abs(), torch.full_like(scores, 1 / 6))  # far or near: the same step
+
+
+def test_margins_are_the_true_score_minus_the_best_other():
+    logits = torch.tensor([[2.0, 0.5, 1.0], [0.0, 3.0, 1.0]])
+    assert margins(logits, torch.tensor([0, 0])).tolist() == [1.0, -3.0]
+
+
+def test_sparsity_counts_weights_below_the_threshold_per_layer():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].weight[0].fill_(1e-4)
+        net[2].weight.zero_()
+    fractions = sparsity(net, 1e-3)
+    assert fractions == {"0_0": 0.25, "1_2": 1.0, "all": (4 + 8) / 24}
+
+
+# features and Grad-CAM ---------------------------------------------------------------
+def test_the_filter_image_has_one_tile_per_first_layer_filter():
+    for name, channels in (("lenet5", 1), ("vgg11", 3)):
+        conv = first_conv(create_model(name, num_classes=10, in_channels=channels, stem="cifar"))
+        grid = filter_grid(conv, tile=24, per_row=8)
+        side = conv.kernel_size[0] * (24 // conv.kernel_size[0])
+        rows, columns = math.ceil(conv.out_channels / 8), min(conv.out_channels, 8)
+        assert grid.shape == (channels, 2 + rows * (side + 2), 2 + columns * (side + 2))
+
+
+def test_feature_maps_go_stage_by_stage_from_fine_to_coarse():
+    net = create_model("lenet5").eval()
+    stages = stage_outputs(net, torch.randn(1, 1, 32, 32))
+    assert [(name, out.shape[-1]) for name, out in stages] == [("features.2", 28), ("features.3", 14),
+                                                              ("features.6", 10), ("features.7", 5)]
+    grids = feature_map_grids(net, torch.randn(1, 1, 32, 32), channels=16)
+    assert [g.shape[-1] for _, g in grids] == [2 + 6 * 34, 2 + 6 * 34, 2 + 8 * 34, 2 + 8 * 34]  # 6 or 16 maps, 32 px
+
+
+def test_grad_cam_maps_have_the_input_size_are_non_negative_and_follow_the_class():
+    torch.manual_seed(0)
+    net = create_model("vgg11_bn", num_classes=10, in_channels=3, stem="cifar").train()
+    x = torch.randn(3, 3, 32, 32)
+    maps, logits = grad_cam(net, x)
+    assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    assert net.training and all(p.grad is None for p in net.parameters())  # mode and gradients untouched
+    other, _ = grad_cam(net, x, classes=(logits.argmax(1) + 1) % 10)
+    assert not torch.allclose(maps, other)  # another class, another map
+    grids = cam_grids(net, x, logits.argmax(1))
+    assert set(grids) == {"correct"} and grids["correct"].shape == (3, 2 + 2 * 34, 2 + 3 * 34)
+
+
+# the commands, shortened ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sparsity_runs(tmp_path_factory):
+    """experiment=sparsity_ablation (with every diagnostic), 2 epochs, one seed: L1 and L2."""
+    sweep_dir = tmp_path_factory.mktemp("sparsity")
+    result = run_script("train.py", "-m", "experiment=sparsity_ablation", "seed=1", "trainer.max_epochs=2",
+                        "callbacks.filters.every_n_epochs=1", *SHORT, f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep_dir
+
+
+def test_l1_makes_more_weights_zero_than_l2_after_the_same_steps(sparsity_runs):
+    l1, l2 = events(run_of(sparsity_runs, "regularization=l1")), events(run_of(sparsity_runs, "regularization=l2"))
+    assert last(l1, "sparsity/all") > 2 * last(l2, "sparsity/all")
+    assert sum(t.startswith("sparsity/") for t in l1.Tags()["scalars"]) == 6  # LeNet-5's 5 weight layers + all
+
+
+def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsity_runs):
+    run = events(run_of(sparsity_runs, "regularization=l1"))
+    images = set(run.Tags()["images"])
+    assert {"features/filters", "features/input", "features/0_features.2", "features/3_features.7"} <= images
+    assert images & {"grad_cam/correct", "grad_cam/misclassified"}
+    filters = run.Images("features/filters")
+    assert len(filters) == 2 and filters[-1].width == 2 + 6 * 22  # one 20-pixel tile per C1 filter
+    assert sum(t.startswith("activation_mean/") for t in run.Tags()["scalars"]) == 4  # LeNet-5's 4 ReLUs
+    assert 0 <= last(run, "diagnostics/inside_margin") <= 1 and "margins/val" in run.Tags()["histograms"]
+
+
+def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
+    from matplotlib.image import imread
+
+    result = run_script("evaluate.py", f"ckpt_path='{run_of(sparsity_runs, 'regularization=l1')}'", "visualize=true",
+                        "trainer=cpu", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert imread(tmp_path / "filters.png").shape[:2] == (2 + 22, 2 + 6 * 22)
+    assert imread(tmp_path / "feature_maps.png").shape[0] == 4 * 36  # 4 stages, one row of 32-pixel maps each
+    assert (tmp_path / "grad_cam_correct.png").is_file()
+
+
+def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
+    result = run_script("train.py", "-m", "experiment=kernel_svm", "regularization.C=10000", "seed=1",
+                        "trainer.max_epochs=5", *SHORT, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    acc = {m: json.loads((run_of(tmp_path, f"model={m}") / "metrics.json").read_text())["test/acc"]
+           for m in ("linear_svm", "rff_svm")}
+    assert acc["rff_svm"] > acc["linear_svm"] + 0.01 and acc["rff_svm"] > 0.95, acc
+
+
+def test_batchnorm_trains_at_an_lr_where_the_plain_network_fails(tmp_path):
+    result = run_script("train.py", "-m", "experiment=batchnorm_lr", "optimizer.lr=1.0", "seed=1", "test=false",
+                        *SHORT, f"hydra.sweep.dir={tmp_path}")
+    acc = {bn: json.loads((run_of(tmp_path, f"model.batchnorm={bn}") / "metrics.json").read_text())
+           for bn in ("True", "False")}
+    assert acc["True"]["val/acc_best"] > 0.5, (acc, result.stderr[-2000:])
+    plain = acc["False"]
+    assert plain.get("status") == "diverged" or plain["val/acc_best"] < 0.25, plain
+
+
+def test_the_receptive_field_box_is_the_units_input_region():
+    from training.features import receptive_field_figure
+
+    rows, _ = summarize(create_model("lenet5"), (1, 32, 32))
+    row = next(r for r in rows if r.name == "features.6")  # C3 after its ReLU: 10x10 units, RF 14, jump 2
+    _, unit, box = receptive_field_figure(torch.rand(1, 32, 32), row, "C3")
+    assert unit == (5, 5) and box == ((10, 23), (10, 23))
+
+
+def test_summarize_draws_the_receptive_field_on_a_real_image(tmp_path):
+    result = run_script("summarize.py", "model=lenet5", "data=digits", "rf_image=true", "rf_layer=features.6",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "receptive_field_image.png").is_file()
+    bad = run_script("summarize.py", "model=lenet5", "data=digits", "rf_image=true", "rf_layer=classifier.1",
+                     f"hydra.run.dir={tmp_path}")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: rf_layer='classifier.1'")
