@@ -179,7 +179,7 @@ def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
                         "trainer=cpu", "logger=none", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert imread(tmp_path / "filters.png").shape[:2] == (2 + 22, 2 + 6 * 22)
-    assert imread(tmp_path / "feature_maps.png").shape[0] == 4 * 36  # 4 stages, one row of 32-pixel maps each
+    assert imread(tmp_path / "feature_maps.png").shape[0] == 2 * 36 + 2 * 70  # 4 stages: 6, 6, 16, 16 maps of 32 px, 8 a row
     assert (tmp_path / "grad_cam_correct.png").is_file()
 
 
@@ -193,13 +193,13 @@ def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
 
 
 def test_batchnorm_trains_at_an_lr_where_the_plain_network_fails(tmp_path):
-    result = run_script("train.py", "-m", "experiment=batchnorm_lr", "optimizer.lr=1.0", "seed=1", "test=false",
+    result = run_script("train.py", "-m", "experiment=batchnorm_lr", "optimizer.lr=0.3", "seed=1", "test=false",
                         *SHORT, f"hydra.sweep.dir={tmp_path}")
     acc = {bn: json.loads((run_of(tmp_path, f"model.batchnorm={bn}") / "metrics.json").read_text())
            for bn in ("True", "False")}
-    assert acc["True"]["val/acc_best"] > 0.5, (acc, result.stderr[-2000:])
+    assert acc["True"]["val/acc_best"] > 0.3, (acc, result.stderr[-2000:])  # chance: 0.1
     plain = acc["False"]
-    assert plain.get("status") == "diverged" or plain["val/acc_best"] < 0.25, plain
+    assert plain.get("status") == "diverged" or plain["val/acc_best"] < 0.15, plain
 
 
 def test_the_receptive_field_box_is_the_units_input_region():
@@ -219,3 +219,31 @@ def test_summarize_draws_the_receptive_field_on_a_real_image(tmp_path):
     bad = run_script("summarize.py", "model=lenet5", "data=digits", "rf_image=true", "rf_layer=classifier.1",
                      f"hydra.run.dir={tmp_path}")
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: rf_layer='classifier.1'")
+
+
+def fake_run(root, name: str, overrides: list[str], seed: int, val: float, test: float) -> None:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(f"task_name: train\nseed: {seed}\nmodel:\n  name: lenet5\n")
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*overrides, f"seed={seed}"]))
+    (run / "metrics.json").write_text(json.dumps({"val/acc_best": val, "test/acc": test, "val/loss": 0.1}))
+
+
+def test_best_of_grid_picks_each_optimizers_lr_on_validation_never_on_test(tmp_path):
+    from reporting.best_of_grid import best_of_grid, main
+
+    # sgd: lr 0.1 wins on validation, though 0.01 has the better test accuracy; adam: 0.001
+    cells = {("sgd", "0.01"): (0.80, 0.99), ("sgd", "0.1"): (0.90, 0.85),
+             ("adam", "0.001"): (0.95, 0.93), ("adam", "0.1"): (0.20, 0.20)}
+    for (optimizer, lr), (val, test) in cells.items():
+        for seed in (1, 2, 3):
+            fake_run(tmp_path, f"{optimizer}_{lr}_{seed}", [f"optimizer={optimizer}", f"optimizer.lr={lr}"],
+                     seed, val + 0.01 * seed, test + 0.01 * seed)
+    rows = {r["optimizer"]: r for r in best_of_grid(tmp_path)}
+    assert rows["sgd"]["optimizer.lr"] == "0.1" and rows["adam"]["optimizer.lr"] == "0.001"
+    assert rows["sgd"]["test_acc"] == pytest.approx(0.87) and rows["sgd"]["test_acc_std"] == pytest.approx(0.01)
+    assert rows["sgd"]["seeds"] == [1, 2, 3]
+    assert main([f"dir={tmp_path}"]) == 0
+    assert "| sgd |" in (tmp_path / "best_of_grid.md").read_text()
+    assert (tmp_path / "best_of_grid_train_loss.png").is_file()
+    assert main([f"dir={tmp_path}", "by=activation"]) == 2  # no run sets activation=
