@@ -183,6 +183,18 @@ def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
     assert (tmp_path / "grad_cam_correct.png").is_file()
 
 
+def test_sigmoid_outputs_are_not_zero_centred_and_tanh_outputs_are(tmp_path):
+    result = run_script("train.py", "-m", "experiment=smoke", "activation=sigmoid,tanh", "callbacks=diagnostics",
+                        "trainer.max_epochs=1", "trainer.limit_train_batches=5", "test=false", *SHORT,
+                        f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    means = {a: [v for t, v in ((t, last(events(run_of(tmp_path, f"activation={a}")), t))
+                               for t in events(run_of(tmp_path, f"activation={a}")).Tags()["scalars"])
+                 if t.startswith("activation_mean/")] for a in ("sigmoid", "tanh")}
+    assert len(means["sigmoid"]) == len(means["tanh"]) == 4  # LeNet-5's four activations
+    assert min(means["sigmoid"]) > 0.2 and max(abs(m) for m in means["tanh"]) < 0.2, means
+
+
 def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
     result = run_script("train.py", "-m", "experiment=kernel_svm", "regularization.C=10000", "seed=1",
                         "trainer.max_epochs=5", *SHORT, f"hydra.sweep.dir={tmp_path}")
