@@ -205,8 +205,9 @@ def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
 
 
 def test_batchnorm_trains_at_an_lr_where_the_plain_network_fails(tmp_path):
+    # one epoch of the measured runs (seed 1, lr 0.3): with batchnorm 0.52 val acc, without 0.097
     result = run_script("train.py", "-m", "experiment=batchnorm_lr", "optimizer.lr=0.3", "seed=1", "test=false",
-                        *SHORT, f"hydra.sweep.dir={tmp_path}")
+                        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
     acc = {bn: json.loads((run_of(tmp_path, f"model.batchnorm={bn}") / "metrics.json").read_text())
            for bn in ("True", "False")}
     assert acc["True"]["val/acc_best"] > 0.3, (acc, result.stderr[-2000:])  # chance: 0.1
