@@ -39,6 +39,7 @@ from training.checkpoints import check_fits, load_checkpoint
 from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
+from training.performance import check_precision
 from training.records import flat_hparams, save_run_config, write_manifest, write_metrics
 from training.validation import check_config
 
@@ -76,6 +77,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         state = load_checkpoint(cfg.resume)["state_dict"]
         check_fits(module.state_dict(), state, cfg.resume, f"model={cfg.model.name} as configured")
     trainer_cfg = cfg.trainer
+    check_precision(trainer_cfg.precision, trainer_cfg.accelerator)  # bf16 on a CPU that emulates it: refused
     if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
     loggers = instantiate_all(cfg.logger)
