@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
 from training.checkpoints import check_fits, load_checkpoint
+from training.device_slots import register_resolvers
 from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
@@ -132,6 +133,7 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    register_resolvers()  # here, not at import: a joblib worker runs this function, not the module (trainer=gpu_sweep)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
     try:  # in a sweep, a failed run is recorded and the launcher goes on with the others

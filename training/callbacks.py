@@ -6,12 +6,16 @@
 - ``DivergenceGuard`` stops training at the first non-finite loss, before
   its backward pass and optimizer step can write NaN into the weights, so
   the last checkpoint stays the last good one.
+- ``TimeToTarget`` records the wall time from the end of the first training
+  step (compiling and start-up left out) to the first validation whose
+  metric reaches a target: a speedrun's figure.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 
 import lightning as L
 import numpy as np
@@ -71,3 +75,31 @@ class DivergenceGuard(L.Callback):
             f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
             "lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0). The last checkpoint holds the last finite weights."
         )
+
+
+class TimeToTarget(L.Callback):
+    """``time_to_target_s`` in ``trainer.callback_metrics`` (and so in train.py's metrics.json) and in the
+    loggers: seconds from the end of the first training step to the end of the first validation where
+    ``monitor`` >= ``target``; absent when the target is never reached. The first step is left out because
+    it holds torch.compile's compiling and cuDNN's autotuning; the first validation's compile is counted."""
+
+    def __init__(self, monitor: str = "val/acc", target: float = 0.94) -> None:
+        self.monitor, self.target = monitor, target
+        self.start: float | None = None
+        self.seconds: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.start is None:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or self.start is None or value is None or float(value) < self.target:
+            return
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.start
+            for logger in trainer.loggers:
+                logger.log_metrics({"time_to_target_s": self.seconds}, step=trainer.global_step)
+        trainer.callback_metrics["time_to_target_s"] = torch.tensor(self.seconds)
