@@ -26,7 +26,7 @@
   found (inductor needs one).
 - ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark``: cuDNN times its
   convolution algorithms for each new input shape and keeps the fastest.
-  Ignored with a warning under ``Trainer(deterministic=True)``.
+  Ignored under ``Trainer(deterministic=True)``, with a warning on a GPU.
 - ``matmul_precision``: ``torch.set_float32_matmul_precision``: "highest"
   (true fp32), "high" (TF32 on Ampere and later), "medium" (bf16).
 
@@ -125,8 +125,10 @@ class PerformanceSwitches(L.Callback):
         """Apply every switch to ``net`` and the process (also usable without a Trainer)."""
         if self._saved is None:
             self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads())
+        device = device or next(net.parameters(), torch.empty(0)).device  # in setup, still on the CPU: say where it goes
         if self.cudnn_benchmark and deterministic:
-            warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs fixed algorithms")
+            if device.type == "cuda":  # on a CPU there is no cuDNN to speak of (the default preset sets it on everywhere)
+                warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs fixed algorithms")
         elif self.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision(self.matmul_precision)
@@ -134,7 +136,6 @@ class PerformanceSwitches(L.Callback):
             torch.set_num_threads(self.threads or threads or default_threads())
         if id(net) in self._prepared:
             return net
-        device = device or next(net.parameters(), torch.empty(0)).device  # in setup, still on the CPU: say where it goes
         self.applied = {**self.decide(net, device, planned_steps), "threads": torch.get_num_threads()}
         if self.applied["channels_last"]:
             net.to(memory_format=torch.channels_last)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -83,11 +84,19 @@ def test_cudnn_benchmark_and_matmul_precision_hold_during_fit_and_are_restored_a
     assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
 
 
-def test_cudnn_benchmark_gives_way_to_a_deterministic_trainer_with_a_warning():
+def test_cudnn_benchmark_gives_way_to_a_deterministic_trainer_with_a_warning_on_a_gpu():
     seen = Seen()
-    with pytest.warns(UserWarning, match="cudnn_benchmark=true is ignored"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit(PerformanceSwitches(cudnn_benchmark=True), seen, deterministic=True)
     assert seen.cudnn_benchmark is False
+    assert not [w for w in caught if "cudnn_benchmark" in str(w.message)]  # on the CPU: nothing to warn about
+    net = create_model("lenet5", num_classes=10, in_channels=3)
+    switches = PerformanceSwitches(cudnn_benchmark=True)
+    with pytest.warns(UserWarning, match="cudnn_benchmark=true is ignored"):
+        switches.apply(net, deterministic=True, device=torch.device("cuda"))  # where the net will train
+    assert torch.backends.cudnn.benchmark is False
+    switches.restore()
 
 
 def test_a_bad_matmul_precision_is_one_line_with_the_valid_ones():
