@@ -1,7 +1,7 @@
 """Measure the zoo's speed against the machine it runs on: warm-up excluded, repeats, medians.
 
-    python benchmark.py quick=true                  # about a minute: lenet5 and resnet20 (the test suite runs a smaller one)
-    python benchmark.py                             # the README's CPU tables
+    python benchmark.py quick=true threads=1        # lenet5 and resnet20: the README's table (the test suite runs a smaller one)
+    python benchmark.py                             # five models and the defaults against performance=off
     python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
 The report names the machine (CPU model, flags, cores, torch threads; GPU

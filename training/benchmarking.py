@@ -348,7 +348,7 @@ def machine_lines(report: dict) -> list[str]:
                  f"{m['load_average_at_start']:.1f} at start, {m['load_average_at_end']:.1f} at end.")
     theory = peak["theoretical"]
     per_cycle = c["fp32_flops_per_cycle"]
-    how = (f" ({per_cycle} FLOP/cycle x {c['mhz'] / 1e3:.2f} GHz x {m['torch_threads']} threads)"
+    how = (f" ({per_cycle} FLOP/cycle x {c['mhz'] / 1e3:.2f} GHz x {m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''})"
            if m["device_type"] == "cpu" and theory["fp32"] else " (data sheet)" if theory["fp32"] else "")
     lines.append("Peak: measured sgemm " + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in peak["measured"].items())
                  + f"; theoretical fp32 {_g(theory['fp32'])} GFLOP/s{how}"
