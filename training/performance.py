@@ -16,7 +16,8 @@
   predict is converted whatever loader made it (a callback cannot replace
   the batch in ``on_train_batch_start``; the hook changes no parameter
   names, so checkpoints are unaffected). ``auto``: on when the network has
-  a 2-D convolution.
+  a 2-D convolution, unless the optimizer is LBFGS (it flattens gradients
+  with ``view``, which NHWC gradients refuse).
 - ``compile``: ``net.compile()`` (``torch.compile`` in place: the module
   keeps its parameter names, so its checkpoints still load into an
   uncompiled model); ``compile_mode`` and ``compile_backend`` are passed on.
@@ -110,9 +111,12 @@ class PerformanceSwitches(L.Callback):
         self._prepared: set[int] = set()  # nets already converted (setup runs once per stage)
         self.applied: dict = {}  # what was decided, for the run's log and the tests
 
-    def decide(self, net: nn.Module, device: torch.device, planned_steps: float | None = None) -> dict:
-        """The switches ``auto`` resolves to for ``net`` on ``device`` over a fit of ``planned_steps``."""
-        channels_last = has_conv2d(net) if self.channels_last == AUTO else self.channels_last
+    def decide(self, net: nn.Module, device: torch.device, planned_steps: float | None = None,
+               optimizer: Callable | None = None) -> dict:
+        """The switches ``auto`` resolves to for ``net`` on ``device`` over a fit of ``planned_steps``
+        with ``optimizer`` (a factory: LBFGS flattens gradients with ``view``, which NHWC ones refuse)."""
+        lbfgs = getattr(optimizer, "func", optimizer) is torch.optim.LBFGS
+        channels_last = (has_conv2d(net) and not lbfgs) if self.channels_last == AUTO else self.channels_last
         compile_ = self.compile
         if compile_ == AUTO:
             long_enough = planned_steps is not None and planned_steps >= self.compile_min_steps
@@ -121,7 +125,8 @@ class PerformanceSwitches(L.Callback):
         return {"channels_last": bool(channels_last), "compile": bool(compile_)}
 
     def apply(self, net: nn.Module, deterministic: bool = False, threads: int | None = None,
-              planned_steps: float | None = None, device: torch.device | None = None) -> nn.Module:
+              planned_steps: float | None = None, device: torch.device | None = None,
+              optimizer: Callable | None = None) -> nn.Module:
         """Apply every switch to ``net`` and the process (also usable without a Trainer)."""
         if self._saved is None:
             self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads())
@@ -136,7 +141,7 @@ class PerformanceSwitches(L.Callback):
             torch.set_num_threads(self.threads or threads or default_threads())
         if id(net) in self._prepared:
             return net
-        self.applied = {**self.decide(net, device, planned_steps), "threads": torch.get_num_threads()}
+        self.applied = {**self.decide(net, device, planned_steps, optimizer), "threads": torch.get_num_threads()}
         if self.applied["channels_last"]:
             net.to(memory_format=torch.channels_last)
             net.register_forward_pre_hook(_to_channels_last)
@@ -163,7 +168,8 @@ class PerformanceSwitches(L.Callback):
         processes = trainer.num_devices if trainer.strategy.root_device.type == "cpu" else 1
         # Trainer(deterministic=True) has switched torch's deterministic algorithms on by now
         self.apply(pl_module.net, deterministic=torch.are_deterministic_algorithms_enabled(),
-                   threads=default_threads(processes), planned_steps=planned, device=trainer.strategy.root_device)
+                   threads=default_threads(processes), planned_steps=planned, device=trainer.strategy.root_device,
+                   optimizer=getattr(pl_module, "optimizer_factory", None))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.restore()

@@ -218,3 +218,10 @@ def test_train_py_refuses_bf16_on_a_cpu_without_bf16_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("error: trainer.precision=bf16-mixed: this CPU has no bf16 instructions")
+
+
+def test_auto_channels_last_stays_off_for_lbfgs_whose_flat_gradients_need_nchw():
+    switches = PerformanceSwitches(channels_last="auto")
+    net = create_model("lenet5", num_classes=10, in_channels=3)
+    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.LBFGS, lr=1))["channels_last"] is False
+    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.SGD, lr=1))["channels_last"] is True
