@@ -47,10 +47,8 @@ def build_from_weights(cfg: DictConfig):
 def build(cfg: DictConfig):
     if cfg.weights and cfg.ckpt_path:
         raise ValueError("give ckpt_path= or weights=, not both")
-    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
     if cfg.weights:
-        return (*build_from_weights(cfg), trainer)
+        return (*build_from_weights(cfg), make_trainer(cfg))
     if not cfg.ckpt_path:
         raise ValueError("ckpt_path or weights is required: python evaluate.py ckpt_path=<a .ckpt file or a run dir> "
                          f"or weights=<one of {', '.join(shipped()) or 'the files in weights/'}>")
@@ -65,7 +63,13 @@ def build(cfg: DictConfig):
     net = instantiate(config["model"], num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
     module.load_state_dict(checkpoint["state_dict"])
-    return path, datamodule, module, trainer
+    return path, datamodule, module, make_trainer(cfg)
+
+
+def make_trainer(cfg: DictConfig):
+    """Last: the Trainer prints what it found (GPU, TPU) when built, so every input is checked first."""
+    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
+    return instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
 
 
 def evaluate(cfg: DictConfig) -> dict:
