@@ -107,4 +107,4 @@ def test_every_run_dir_holds_its_manifest(digits_run):
     assert "train.py" in manifest["command"] and "experiment=smoke" in manifest["command"] and manifest["seed"] == 42
     assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
     assert manifest["cpu"] and manifest["cpu_cores_usable"] >= 1 and manifest["torch_threads"] >= 1
-    assert manifest["devices"] and "cudnn" in manifest and "cuda" in manifest
+    assert manifest["devices"] and "cudnn" in manifest and "cuda" in manifest and manifest["tags"] == []

@@ -62,7 +62,7 @@ def write_manifest(cfg: DictConfig) -> None:
     """manifest.json: software, hardware, commit and command line of the run; a resumed run keeps its
     first start's record and lists each resume's own under ``resumes``."""
     path = Path(cfg.paths.output_dir) / "manifest.json"
-    current = manifest(seed=cfg.seed)
+    current = {**manifest(seed=cfg.seed), "tags": list(cfg.get("tags") or [])}
     if cfg.resume and path.is_file():
         try:
             first = json.loads(path.read_text())
