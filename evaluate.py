@@ -4,8 +4,10 @@
     python evaluate.py ckpt_path=outputs/<run>          # that run's best checkpoint
     python evaluate.py ckpt_path=... data.data_dir=/elsewhere trainer=cpu
 
-The model and data are rebuilt from the configuration stored in the
-checkpoint (``data.*`` here overrides it). Reports top-1 and top-5 accuracy,
+The model and data are rebuilt from the options stored in the checkpoint
+(``data.*`` here overrides them), through the model registry and the
+``configs/data/`` options only: a checkpoint names options, never code
+(training/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
 macro precision / recall / F1, per-class accuracy and the confusion matrix:
 printed, written as metrics.json and confusion_matrix.png into the run dir,
 and logged to TensorBoard. Checkpoints are opened with weights_only=True.
@@ -21,30 +23,35 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.cli import entry_point, user_errors_as_lines
+from training.cli import UserError, entry_point, instantiate_trainer, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure
+from training.records import write_json
+from training.trust import build_datamodule, build_model, stored_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
+HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
+                                         "experiment", "callbacks", "seed", "resume")}
+REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
 
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
     if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise ValueError("ckpt_path is required: python evaluate.py ckpt_path=<a .ckpt file or a run dir>")
+        raise UserError(f"ckpt_path is required: {REQUIRED['ckpt_path']}")
     path = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(path)
-    config = checkpoint.get("hyper_parameters", {}).get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds no training configuration; was it written by train.py?")
-    data_cfg = {**config["data"], **{k: v for k, v in cfg.data.items() if v is not None and k in config["data"]}}
-    datamodule = instantiate(data_cfg)
-    datamodule.prepare_data()
-    net = instantiate(config["model"], num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
+    config = stored_config(checkpoint, str(path))  # options only: a stored _target_ we do not name is refused
+    replace = {k: v for k, v in cfg.data.items() if v is not None and k in config["data"]}
+    datamodule = build_datamodule(config, str(path), replace)
+    net = build_model(config, str(path), num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
     module.load_state_dict(checkpoint["state_dict"])
     loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
+    trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
+    datamodule.prepare_data()  # may download; a missing data set is reported here
+    datamodule.setup("test")  # reads (and checks) the data before the trainer starts
     return path, datamodule, module, trainer
 
 
@@ -63,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "classes": list(map(str, classes)),
     }
     output_dir = Path(cfg.paths.output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_json(output_dir / "metrics.json", report)
     figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"])
     figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
@@ -81,4 +88,5 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main)()
+    entry_point(CONFIG_DIR, main, config_name="evaluate", hints=HINTS, required=REQUIRED,
+                unset=("data",))()

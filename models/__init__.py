@@ -8,6 +8,8 @@ one sweep can cross any model with any switch.
 from __future__ import annotations
 
 import inspect
+import linecache
+import os
 from typing import Callable
 
 from torch import nn
@@ -27,6 +29,10 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+class ModelOptionError(ValueError):
+    """A model name or option the registry refuses: the caller's input, not a bug (callers may report it as one line)."""
+
+
 def list_models() -> list[str]:
     """Names accepted by ``create_model``, sorted."""
     return sorted(_MODELS)
@@ -44,7 +50,7 @@ def model_family(name: str) -> str:
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+        raise ModelOptionError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
     return _MODELS[name]
 
 
@@ -54,5 +60,20 @@ def create_model(name: str, **options) -> nn.Module:
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return builder(**options)
+        raise ModelOptionError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
+    try:
+        return builder(**options)
+    except ValueError as error:  # a builder's own `raise ValueError(...)` refuses an option; any other is a bug
+        if _raised_here(error):
+            raise ModelOptionError(str(error)) from error
+        raise
+
+
+def _raised_here(error: BaseException) -> bool:
+    """Whether ``error`` came from a ``raise`` statement in a file of this package (not from torch or a slip)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return (os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(__file__))
+            and linecache.getline(path, tb.tb_lineno).lstrip().startswith("raise "))
