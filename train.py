@@ -51,9 +51,11 @@ HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss"
 REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}
 
 
-def instantiate_all(group: DictConfig | None) -> list:
-    """Build every ``_target_`` node of a group of named parts (callbacks, loggers)."""
-    return [instantiate(node) for node in (group or {}).values() if node and "_target_" in node]
+def instantiate_all(group: DictConfig | None, **tensorboard) -> list:
+    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``tensorboard``:
+    more arguments for a TensorBoardLogger (its SummaryWriter's)."""
+    return [instantiate(node, **(tensorboard if node._target_.endswith(".TensorBoardLogger") else {}))
+            for node in (group or {}).values() if node and "_target_" in node]
 
 
 @user_errors_as_lines
@@ -75,14 +77,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )
+    purge = {}
     if cfg.resume:
         checkpoint = load_checkpoint(cfg.resume)
+        purge = {"purge_step": checkpoint.get("global_step", 0)}  # TensorBoard drops what the killed run logged after it
         stored_config(checkpoint, cfg.resume)  # options only, as resume_argv checked; here too for callers of build()
         check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, f"model={cfg.model.name} as configured")
     trainer_cfg = cfg.trainer
     if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
-    loggers = instantiate_all(cfg.logger)
+    loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
     if not loggers:  # logger=none: nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
