@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.cli import UserError, entry_point, instantiate_trainer, user_errors_as_lines
+from training.cli import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure
 from training.records import write_json
@@ -57,6 +57,7 @@ def build(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     path, datamodule, module, trainer = build(cfg)
+    log_to_file(cfg.paths.output_dir, "evaluate")
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
     classes = list(getattr(datamodule, "classes", None) or range(datamodule.num_classes))

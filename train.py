@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
 from training.checkpoints import check_fits, load_checkpoint
-from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, message, resume_argv,
+from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, resume_argv,
                           user_errors_as_lines)
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
@@ -99,6 +99,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
+    log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
     save_run_config(cfg)
     write_manifest(cfg)
     size = datamodule.image_size

@@ -305,6 +305,20 @@ def user_errors_as_lines(function: Callable) -> Callable:
     return wrapper
 
 
+def log_to_file(output_dir: str | Path, name: str) -> None:
+    """Log into ``<run dir>/<name>.log`` from now on, as Hydra's file handler would have from the start
+    (hydra/default.yaml leaves it out until the run is valid); once per process."""
+    import logging
+
+    path = Path(output_dir) / f"{name}.log"
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)
+
+
 def instantiate_trainer(node: DictConfig, **kwargs):
     """``lightning.Trainer`` from its config; a Trainer Lightning refuses to build on this machine
     (``trainer=gpu`` without a GPU, ``trainer.devices=0``) is the user's to fix: one line."""
@@ -319,7 +333,7 @@ def instantiate_trainer(node: DictConfig, **kwargs):
             raise
         text = message(cause)
         if "not available" in text or "No supported gpu backend" in text:
-            raise UserError(f"trainer.accelerator={node.get('accelerator')!r} needs a GPU and this machine has none "
+            raise UserError(f"trainer.accelerator={node.get('accelerator')!r}: this machine has no GPU "
                             f"(Lightning: {text}); run on the CPU with trainer=cpu") from None
         raise UserError(f"trainer: {text}") from None
 

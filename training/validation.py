@@ -81,6 +81,9 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
      lambda v: v is None or (_integer(v) and v >= 1)),
     ("callbacks.early_stopping.patience", "an integer >= 0", lambda v: _integer(v) and v >= 0),
     ("test", "true or false", lambda v: isinstance(v, bool)),
+    ("performance.matmul_precision", "one of highest, high, medium", lambda v: v in ("highest", "high", "medium")),
+    ("performance.channels_last", "true or false", lambda v: isinstance(v, bool)),
+    ("performance.compile", "true or false", lambda v: isinstance(v, bool)),
 ]
 
 _ABSENT = object()
