@@ -152,7 +152,7 @@ def test_evaluate_as_a_user_runs_it_refuses_the_issues_checkpoint(tiny_run, tmp_
     ("+callbacks.evil._target_=os.system", "callbacks.evil._target_"),
     ("trainer.default_root_dir={_target_:builtins.open}", "not a plain value"),
     ("data.data_dir=${oc.env:HOME}", "interpolation"),
-    ("hydra.run.dir=/elsewhere", "hydra.run.dir"),
+    ("hydra.job.chdir=true", "hydra.job.chdir"),
 ])
 def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, override, says, capsys):
     source, _ = tiny_run
