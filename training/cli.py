@@ -18,6 +18,7 @@ import difflib
 import functools
 import hashlib
 import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -274,6 +275,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
 
     @functools.wraps(main)
     def run():
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
         try:
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])

@@ -20,6 +20,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from PIL import Image
@@ -339,8 +340,9 @@ def test_a_valueerror_from_a_bug_in_model_code_keeps_its_traceback(monkeypatch, 
         return int("not a number")  # a slip in the model code: ValueError, raised by int(), not by a check
 
     monkeypatch.setattr(models.lenet.LeNet5, "__init__", broken)
-    with pytest.raises(ValueError, match="not a number"):
+    with pytest.raises(InstantiationException) as error:  # raised on, not turned into one line and exit 2
         run_entry("train.py", ["experiment=smoke", f"paths.output_dir={tmp_path}"], capsys)
+    assert isinstance(error.value.__cause__, ValueError) and "not a number" in str(error.value.__cause__)
     assert "error:" not in capsys.readouterr().err
 
 
