@@ -23,7 +23,7 @@ CONFIGS = ROOT / "configs"
 EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
 # checked by the data module at run time, not by composition
 VALID_VALUES = {"data.augment": AUGMENTATIONS, "data.normalize": NORMALIZATIONS}
-ONE_STEP = ("data=digits", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+ONE_STEP = ("data=digits", "data.val_size=200", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
 
 
@@ -44,8 +44,9 @@ def test_every_cell_of_the_sweep_composes(name):
     text = (CONFIGS / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_"), "an experiment overrides groups at the top level"
     sweep = sweep_of(name)
-    if name != "smoke":
+    if name != "smoke":  # a comparison or a published recipe: every cell over three seeds
         assert sweep.get("seed") == ["1", "2", "3"], "a comparison repeats every cell over three seeds"
+    if name.endswith("_ablation") or name.startswith("compare_"):
         assert len(sweep) >= 2
     for key, values in sweep.items():
         assert len(values) == len(set(values)) >= 1, (key, values)
@@ -89,3 +90,50 @@ def test_every_experiment_trains_one_step(one_step_each, name):
     fixed = yaml.safe_load((ROOT / "configs" / "experiment" / f"{name}.yaml").read_text())
     model = next((d["override /model"] for d in fixed.get("defaults", []) if "override /model" in d), None)
     assert model is None or config["model"]["name"] == model
+
+
+def composed(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={name}", *overrides])
+
+
+def test_resnet_cifar_paper_is_section_4_2():
+    """He et al. 2015, section 4.2: SGD 0.9, wd 1e-4, batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k."""
+    cfg = composed("resnet_cifar_paper")
+    assert cfg.model.name == "resnet20" and cfg.model.shortcut == "A" and cfg.model.dropout == 0
+    assert cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.9 and not cfg.optimizer.get("nesterov", False)
+    assert cfg.optimizer.weight_decay == 1e-4 and cfg.data.batch_size == 128 and cfg.data.val_size == 5000
+    assert cfg.data.augment == "standard" and cfg.data.crop_padding == 4 and cfg.loss.label_smoothing == 0
+    assert list(cfg.scheduler.factory.milestones) == [32000, 48000] and cfg.scheduler.factory.gamma == 0.1
+    assert cfg.scheduler.interval == "step" and cfg.scheduler.factory.warmup_steps == 0
+    assert cfg.trainer.max_steps == 64000 and cfg.trainer.max_epochs == -1
+    deep = composed("resnet110_cifar_paper")
+    assert deep.model.name == "resnet110" and deep.scheduler.factory.warmup_steps == 400
+    assert deep.optimizer.lr * deep.scheduler.factory.warmup_factor == pytest.approx(0.01)
+    assert deep.trainer.max_steps == 64000 and deep.optimizer.weight_decay == 1e-4
+
+
+def test_paper_schedule_in_iterations():
+    """The lr the paper's schedule gives at each iteration (ResNet-110's warm-up included)."""
+    import torch
+
+    from training.schedulers import warmup_multistep
+
+    def lrs(warmup: int, steps: list[int]) -> list[float]:
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        factor = warmup_multistep(optimizer, [32000, 48000], 0.1, warmup, 0.1).lr_lambdas[0]
+        return [round(0.1 * factor(step), 10) for step in steps]
+
+    assert lrs(0, [0, 31999, 32000, 47999, 48000, 63999]) == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert lrs(400, [0, 399, 400, 32000]) == [0.01, 0.01, 0.1, 0.01]
+
+
+def test_recipes_for_small_models_suit_them():
+    """Linear models get no augmentation (a shifted pixel is a different feature to them); the SVM uses the hinge."""
+    for name in ("logreg_cifar", "linear_svm_cifar"):
+        cfg = composed(name)
+        assert cfg.data.augment == "none" and cfg.trainer.max_epochs == 30
+    assert composed("linear_svm_cifar").loss._target_.endswith("MulticlassHinge")
+    assert composed("lenet5_cifar").model.name == "lenet5"
+    fast = composed("resnet_cifar_fast")
+    assert fast.trainer.max_epochs == 50 and fast.loss.label_smoothing == 0.1 and fast.performance.channels_last

@@ -5,7 +5,8 @@
   and loop counters, but not the RNGs that drive dropout and augmentation).
 - ``DivergenceGuard`` stops training at the first non-finite loss, before
   its backward pass and optimizer step can write NaN into the weights, so
-  the last checkpoint stays the last good one.
+  the last checkpoint (if one was written before) stays the last good one;
+  its message names that checkpoint, or says that there is none.
 - ``TimeToTarget`` records the wall time from the end of the first training
   step (compiling and start-up left out) to the first validation whose
   metric reaches a target: a speedrun's figure.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 
@@ -70,10 +72,15 @@ class DivergenceGuard(L.Callback):
         causes = f"the learning rate ({', '.join(f'{lr:g}' for lr in lrs)}) is likely too high"
         if "16" in str(trainer.precision):
             causes += f", or the {trainer.precision} loss scale overflowed (try precision=32-true or bf16-mixed)"
+        saved = sorted({path for callback in trainer.checkpoint_callbacks
+                        for path in (callback.last_model_path, callback.best_model_path) if path and os.path.isfile(path)},
+                       key=os.path.getmtime)
+        kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
+                else "no checkpoint was saved before it, so no weights were kept")
         raise DivergenceError(
             f"training diverged: loss is {value} at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
-            "lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0). The last checkpoint holds the last finite weights."
+            f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
 
 

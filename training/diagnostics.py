@@ -36,6 +36,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from models.layers import ACTIVATIONS
 
+from .errors import UserError
 from .plots import confusion_matrix_figure
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
@@ -110,7 +111,7 @@ class ForwardProbe:
 
 def check_every(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 

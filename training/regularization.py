@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import UserError
+
 KINDS = ("none", "l1", "l2", "elastic_net")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -35,11 +37,11 @@ class WeightPenalty(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"regularization.kind={kind!r} is not valid; valid: {', '.join(KINDS)}")
+            raise UserError(f"regularization.kind={kind!r} is not valid; valid: {', '.join(KINDS)}")
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-            raise ValueError(f"regularization.strength must be a number >= 0, got {strength!r}")
+            raise UserError(f"regularization.strength must be a number >= 0, got {strength!r}")
         if not 0.0 <= l1_ratio <= 1.0:
-            raise ValueError(f"regularization.l1_ratio must be in [0, 1], got {l1_ratio!r}")
+            raise UserError(f"regularization.l1_ratio must be in [0, 1], got {l1_ratio!r}")
         self.kind, self.strength = kind, float(strength)
         self.l1_ratio = {"l1": 1.0, "l2": 0.0}.get(kind, l1_ratio)
         self.include_biases, self.include_norm = include_biases, include_norm

@@ -1,0 +1,165 @@
+"""Shipped weights: every card's file and accuracy are checkable, and loading them is safe.
+
+Every file in weights/ is evaluated on the real CIFAR-10 test split (the JPEG copy
+in ../shared/data, 10,000 images) and must give the test accuracy its card states;
+torch.hub and evaluate.py load the same files; a corrupted or mismatched file is
+one line. torchvision's ImageNet weights load by key into our torchvision forms.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from helpers import ROOT, final_metrics, run_script
+from models import create_model, weights as weights_module
+from models.weights import WeightsError, read_card, sha256, shipped
+from reporting.weights import card_datamodule
+from reporting.weights import test_accuracy as accuracy_on_test_split  # (a test_* name would be collected)
+
+CARDS = sorted(shipped().items())
+
+
+def test_weights_are_shipped_with_cards():
+    names = [name for name, _ in CARDS]
+    assert {"logreg-cifar10", "linear_svm-cifar10", "lenet5-cifar10"} <= set(names), names
+
+
+@pytest.mark.parametrize("name,card_path", CARDS, ids=[n for n, _ in CARDS])
+def test_card_is_complete_and_its_sha256_matches(name, card_path):
+    card = read_card(card_path)
+    file = card_path.with_name(card["file"])
+    assert file.is_file() and file.stat().st_size == card["bytes"] <= 10 * 2**20
+    assert sha256(file) == card["sha256"]
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert not any(key.startswith(("net.", "model.", "optimizer")) for key in state), "a plain state_dict of the network"
+    assert name == f"{card['model']['name']}-{card['data']['name']}"
+    for key in ("options",):
+        assert key in card["model"]
+    data = card["data"]
+    assert data["split"] == {**data["split"], "train": 45000, "val": 5000, "test": 10000}
+    assert len(data["classes"]) == 10 and len(data["normalization"]["shift"]) == 3
+    assert card["recipe"]["experiment"] and card["recipe"]["command"].startswith("python train.py")
+    assert isinstance(card["seed"], int) and card["epochs"] >= 1 and card["commit"]
+    assert 0 < card["metrics"]["val_acc"] <= 1 and 0 < card["metrics"]["test_acc"] <= 1
+    assert card["software"]["torch"] and card["training"]["wall_time_s"] > 0 and card["training"]["cpu"]
+
+
+@pytest.mark.parametrize("name,card_path", CARDS, ids=[n for n, _ in CARDS])
+def test_shipped_weights_reach_their_card_accuracy_on_the_real_test_split(cifar10_jpeg, name, card_path):
+    root, cache = cifar10_jpeg
+    card = read_card(card_path)
+    net = create_model(card["model"]["name"], weights="cifar10")
+    assert not net.training
+    correct, total = accuracy_on_test_split(net, card_datamodule(card, root=str(root), data_dir=str(cache)))
+    assert total == 10000
+    assert correct / total == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
+
+
+def test_torch_hub_loads_shipped_weights(cifar10_jpeg):
+    root, cache = cifar10_jpeg
+    name = "resnet20" if "resnet20-cifar10" in shipped() else "lenet5"
+    net = torch.hub.load(str(ROOT), name, source="local", weights="cifar10")
+    card = read_card(shipped()[f"{name}-cifar10"])
+    correct, total = accuracy_on_test_split(net, card_datamodule(card, root=str(root), data_dir=str(cache)))
+    assert correct / total == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
+
+
+def test_evaluate_py_evaluates_shipped_weights_with_the_card_normalization(cifar10_jpeg, tmp_path):
+    root, cache = cifar10_jpeg
+    card = read_card(shipped()["logreg-cifar10"])
+    result = run_script("evaluate.py", "weights=logreg-cifar10", f"data.root={root}", f"paths.data_dir={cache}",
+                        "logger=none", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert final_metrics(result.stdout)["test/acc"] == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
+
+
+# ---- bad weights: one line each ---------------------------------------------------
+
+
+@pytest.fixture
+def copied_card(tmp_path):
+    """The shipped logreg weights and card, copied somewhere they may be damaged."""
+    card_path = shipped()["logreg-cifar10"]
+    card = read_card(card_path)
+    shutil.copy(card_path, tmp_path / card_path.name)
+    shutil.copy(card_path.with_name(card["file"]), tmp_path / card["file"])
+    return tmp_path / card_path.name, card
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unknown_weights_name_is_one_line(tmp_path):
+    one_line_error(run_script("evaluate.py", "weights=resnet20-imagenet21k", f"hydra.run.dir={tmp_path}"),
+                   "resnet20-imagenet21k", "lenet5-cifar10")
+    with pytest.raises(WeightsError, match="'cifar100' is not shipped for model 'resnet20'; valid: cifar10"):
+        create_model("resnet20", weights="cifar100")
+
+
+def test_corrupted_weights_file_is_refused_before_it_is_opened(copied_card, tmp_path):
+    card_path, card = copied_card
+    file = card_path.with_name(card["file"])
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+    one_line_error(run_script("evaluate.py", f"weights={file}", f"hydra.run.dir={tmp_path / 'run'}"),
+                   "does not match its card", "sha256")
+    with pytest.raises(WeightsError, match="does not match its card"):
+        create_model("logreg", weights=str(file))
+
+
+def test_weights_for_another_model_are_one_line(copied_card, tmp_path):
+    card_path, card = copied_card
+    with pytest.raises(ValueError, match="are for model 'logreg', not 'resnet20'"):
+        create_model("resnet20", weights=str(card_path))
+    # a card that claims another model for these tensors: the tensors do not fit it
+    card["model"] = {"name": "linear_svm", "options": {**card["model"]["options"], "num_classes": 100}}
+    card_path.write_text(json.dumps(card))
+    one_line_error(run_script("evaluate.py", f"weights={card_path}", f"hydra.run.dir={tmp_path / 'run'}"),
+                   "does not fit model=linear_svm", "of another shape")
+
+
+# ---- torchvision's ImageNet weights ------------------------------------------------
+
+# every model whose form="torchvision" is torchvision's network
+IMAGENET = ["alexnet", "resnet18", "resnet50", "vgg11_bn", "densenet121", "mobilenet_v2", "efficientnet_b0", "googlenet"]
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_imagenet_weights_load_by_key_and_give_torchvisions_logits(name, monkeypatch):
+    torch.manual_seed(0)
+    theirs = torchvision.models.get_model(name, weights=None, **({"aux_logits": False, "init_weights": True} if name == "googlenet" else {}))
+    monkeypatch.setattr(weights_module, "imagenet_state_dict", lambda model: theirs.state_dict())
+    ours = create_model(name, weights="imagenet", **({"aux_logits": False} if name == "googlenet" else {}))
+    assert not ours.training
+    theirs.eval()
+    x = torch.randn(2, 3, 64, 64)
+    if name == "googlenet":
+        theirs.transform_input = False
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_imagenet_weights_offline_say_where_to_put_the_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)  # what get_state_dict calls
+    with pytest.raises(WeightsError, match=rf"put that file at {tmp_path}/checkpoints/resnet18-[0-9a-f]+\.pth"):
+        create_model("resnet18", weights="imagenet")
+    with pytest.raises(WeightsError, match="torchvision ships no ImageNet weights for 'resnet20'"):
+        create_model("resnet20", weights="imagenet")
