@@ -51,7 +51,7 @@ from datamodules import RandomImagesDataModule
 from models import list_models
 from training.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, theoretical_peak,
                                    three_paths)
-from training.cli import entry_point, user_errors_as_lines
+from training.cli import UserError, entry_point, user_errors_as_lines
 from training.hardware import cpu
 from training.performance import check_precision, default_threads
 
@@ -79,10 +79,10 @@ def settings(cfg: DictConfig) -> SimpleNamespace:
     s.update({**QUICK, "models": s["quick_models"]} if s["quick"] else {})
     unknown = sorted(set(s["models"]) - set(list_models()))
     if unknown:
-        raise ValueError(f"models: {', '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
+        raise UserError(f"models: {', '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
     device = torch.device(s["device"] if s["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
+        raise UserError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
     s["variants"] = s["variants"] or s[f"{device.type}_variants"]
     for variant in s["variants"]:
         check_precision(variant["precision"], device.type)
@@ -160,4 +160,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main)()
+    entry_point(CONFIG_DIR, main, config_name="benchmark")()

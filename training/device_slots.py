@@ -26,6 +26,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from .errors import UserError
+
 _held: dict[tuple[str, int], tuple[int, object]] = {}  # (lock dir, devices) -> (device, open lock file)
 
 
@@ -34,7 +36,7 @@ def claim_device(lock_dir: str | os.PathLike, devices: int) -> int:
     holds it until it exits (asking again returns the same one). More processes than devices: they
     share, spread by process id, with a warning."""
     if devices < 1:
-        raise ValueError(f"device_slot: {devices} devices; a sweep with one run per device needs at least one")
+        raise UserError(f"device_slot: {devices} devices; a sweep with one run per device needs at least one")
     key = (str(Path(lock_dir).resolve()), devices)
     if key in _held:
         return _held[key][0]

@@ -47,6 +47,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from .errors import UserError
 from .hardware import BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -57,7 +58,7 @@ def check_precision(precision: str, accelerator: str, flags: set[str] | None = N
     """Refuse bf16 autocast on a CPU that emulates bf16 (measured 15x slower than fp32 on a Zen 3 EPYC)."""
     on_cpu = accelerator == "cpu" or (accelerator == AUTO and not torch.cuda.is_available())
     if str(precision).startswith("bf16") and on_cpu and not cpu_has_bf16(flags):
-        raise ValueError(
+        raise UserError(
             f"trainer.precision={precision}: this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo), "
             "so bf16 autocast is emulated and runs many times slower than fp32; use trainer.precision=32-true")
 
@@ -83,7 +84,7 @@ def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
 
 def _switch(name: str, value) -> bool | str:
     if value not in (True, False, AUTO):
-        raise ValueError(f"performance.{name}={value!r} is not valid; valid: true, false, auto")
+        raise UserError(f"performance.{name}={value!r} is not valid; valid: true, false, auto")
     return value
 
 
@@ -100,9 +101,9 @@ class PerformanceSwitches(L.Callback):
         compile_min_steps: int = 1000,
     ) -> None:
         if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
+            raise UserError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
         if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
-            raise ValueError(f"performance.threads={threads!r} is not valid: it must be null (the usable cores), "
+            raise UserError(f"performance.threads={threads!r} is not valid: it must be null (the usable cores), "
                              "0 (torch's own count) or an integer >= 1")
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps

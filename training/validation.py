@@ -82,8 +82,10 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("callbacks.early_stopping.patience", "an integer >= 0", lambda v: _integer(v) and v >= 0),
     ("test", "true or false", lambda v: isinstance(v, bool)),
     ("performance.matmul_precision", "one of highest, high, medium", lambda v: v in ("highest", "high", "medium")),
-    ("performance.channels_last", "true or false", lambda v: isinstance(v, bool)),
-    ("performance.compile", "true or false", lambda v: isinstance(v, bool)),
+    ("performance.channels_last", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
+    ("performance.compile", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
+    ("performance.compile_min_steps", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+    ("performance.threads", "null, 0 (torch's own) or an integer >= 1", lambda v: v is None or (_integer(v) and v >= 0)),
 ]
 
 _ABSENT = object()
