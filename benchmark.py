@@ -1,115 +1,163 @@
-"""Measure the zoo's speed, honestly: warm-up excluded, several repeats, medians.
+"""Measure the zoo's speed against the machine it runs on: warm-up excluded, repeats, medians.
 
-    python benchmark.py --threads 1              # this CPU (the README's table)
-    python benchmark.py --device cuda --batch-size 512 --precision bf16-mixed --channels-last --compile
-    python benchmark.py --quick                  # lenet5 and resnet20, a few small steps (the test suite runs this)
+    python benchmark.py quick=true threads=1        # lenet5 and resnet20: the README's table (the test suite runs a smaller one)
+    python benchmark.py                             # five models and the defaults against performance=off
+    python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
-(a) per model: training and inference throughput (images/s) on one batch
-    held on the device, and the training steps' peak memory (CUDA:
-    max_memory_allocated; CPU: growth of the process's peak RSS);
-(b) the same training steps, model and data through our ImageClassifier and
-    a lightning.Trainer set up as train.py sets it up (TensorBoard logger,
-    progress bar) and through a plain PyTorch loop, interleaved in one run;
-    the ratio of the median step times is Lightning's overhead;
-(c) images/s of the tensor data path against the torchvision path (DataLoader
-    with --workers processes, batches moved to the device) on the same data.
-Data: CIFAR-10-shaped random uint8 images (what a step or a batch costs does
-not depend on the pixels). Writes benchmark.md and benchmark.json into --out.
-
-argparse rather than a Hydra entry point: a benchmark is a fixed protocol with
-a few knobs of its own, and needs no run dir, sweeps or config groups on its
-command line. It does read each model's config with Hydra's compose API, so a
-model is built exactly as ``train.py model=<name>`` builds it.
+The report names the machine (CPU model, flags, cores, torch threads; GPU
+name, driver, CUDA) and its peak (a measured sgemm, and the data sheet's
+figure where known), then, each model built as ``train.py model=<name>``
+builds it, on CIFAR-10-shaped random images (a step's cost does not depend
+on the pixels):
+(a) per variant (precision, channels_last, compile) and batch size: training
+    images/s of the bare step on one batch held on the device, its GFLOP/s
+    (6 x MACs per image) as a fraction of the measured peak, inference
+    images/s and training memory;
+(b) the same step three ways, interleaved in one run so their ratios hold
+    on any machine: bare, through ImageClassifier + lightning.Trainer over
+    the tensor pipeline (as train.py runs it), and a plain torchvision
+    DataLoader loop; with the tensor pipeline's data time as a fraction of
+    the Lightning step;
+(c) images/s of the two data paths alone;
+(d) the Lightning step of ResNet-20 with performance=off (the defaults
+    before issue 15) against performance=default, interleaved;
+(e) on CUDA, the speedrun: train.py experiment=speedrun, time to 94 %.
+Writes benchmark.md (or ``report``) and benchmark.json into the run dir.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
 import os
 import platform
-from datetime import datetime
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import hydra
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules import RandomImagesDataModule
 from models import list_models
-from training.benchmarking import cpu_description, data_paths, lightning_vs_plain, markdown, model_throughput
-from training.cli import fail
+from training.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, theoretical_peak,
+                                   three_paths)
+from training.cli import UserError, entry_point, user_errors_as_lines
+from training.hardware import cpu
+from training.performance import check_precision, default_threads
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+QUICK = dict(warmup=1, steps=3, repeats=2)
 
 
-def zoo_model(name: str, args) -> nn.Module:
+def train_config(*overrides: str) -> DictConfig:
+    """train.py's config with ``overrides`` (inside @hydra.main, Hydra is set up on configs/ already)."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def zoo_model(name: str, stem: str) -> nn.Module:
     """The model exactly as ``train.py model=<name>`` builds it (paper defaults from configs/model/)."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={name}", f"model.stem={args.stem}"])
-    return instantiate(cfg.model, num_classes=10, in_channels=3)
+    return instantiate(train_config(f"model={name}", f"model.stem={stem}").model, num_classes=10, in_channels=3)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet18", "mobilenet_v2", "vgg11_bn"])
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"], help="model.stem (imagenet for 224x224)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch CPU threads (default: all cores); 1 keeps timings steady on a shared CPU")
-    parser.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:1 ...")
-    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed"])
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile each model (compile time is warm-up)")
-    parser.add_argument("--warmup", type=int, default=2, help="steps left out of every timing")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-size", type=int, default=20000, help="images in the data set of (b) and (c)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="DataLoader workers of the torchvision path in (c) (default: 4 as in configs/data, <= cores)")
-    parser.add_argument("--quick", action="store_true", help="lenet5 and resnet20, batch 16, 1+3 steps, 2 repeats, 1 thread")
-    parser.add_argument("--out", default=None, help="output dir (default outputs/<date>_<time>_benchmark)")
-    parser.error = fail  # one line, exit status 2
-    args = parser.parse_args(argv)
-    unknown = sorted(set(args.models) - set(list_models()))
+@user_errors_as_lines
+def settings(cfg: DictConfig) -> SimpleNamespace:
+    """The run's settings, checked, with quick mode and the per-device defaults filled in."""
+    s = OmegaConf.to_container(cfg, resolve=True)
+    s.update({**QUICK, "models": s["quick_models"]} if s["quick"] else {})
+    unknown = sorted(set(s["models"]) - set(list_models()))
     if unknown:
-        fail(f"--models {' '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
-    if args.quick:
-        args.models, args.batch_size, args.data_size = ["lenet5", "resnet20"], 16, 1024
-        args.warmup, args.steps, args.repeats, args.threads = 1, 3, 2, 1  # one thread: steady on a busy CPU
-    args.data_size = max(args.data_size, 2 * (args.warmup + args.steps + 2) * args.batch_size)  # (b) stays in one epoch
-    return args
+        raise UserError(f"models: {', '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
+    device = torch.device(s["device"] if s["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
+    s["variants"] = s["variants"] or s[f"{device.type}_variants"]
+    for variant in s["variants"]:
+        check_precision(variant["precision"], device.type)
+    s["batch_sizes"] = s["batch_sizes"] or ([256, 512] if device.type == "cuda" else [128])
+    s["threads"] = s["threads"] or default_threads()
+    s["workers"] = min(s["workers"], os.cpu_count() or 1)
+    s["defaults_check"]["enabled"] = (not s["quick"]) if s["defaults_check"]["enabled"] is None else s["defaults_check"]["enabled"]
+    s["speedrun"]["enabled"] = (device.type == "cuda" and not s["quick"]) if s["speedrun"]["enabled"] is None else s["speedrun"]["enabled"]
+    largest = max(s["batch_sizes"] + [s["defaults_check"]["batch_size"]])
+    s["data_size"] = max(s["data_size"], 2 * (s["warmup"] + s["steps"] + 2) * largest)  # the Lightning steps stay in one epoch
+    return SimpleNamespace(**s, device_=device, torch_default_threads=torch.get_num_threads())
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def measure(args: SimpleNamespace, variant: dict, batch_size: int) -> SimpleNamespace:
+    return SimpleNamespace(**{**vars(args), **variant, "batch_size": batch_size})
+
+
+def speedrun(args: SimpleNamespace, out: Path) -> dict:
+    """train.py experiment=speedrun in a subprocess; its metrics.json (time to 94 %, test accuracy, wall time)."""
+    run_dir = out / "speedrun"
+    command = [sys.executable, str(CONFIG_DIR.parent / "train.py"), "experiment=speedrun", f"hydra.run.dir={run_dir}",
+               "trainer.enable_progress_bar=false", *args.speedrun["overrides"]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    return {"command": " ".join(command[1:]), "returncode": done.returncode, "error": done.stderr[-2000:] if done.returncode else "",
+            **{key: metrics.get(key) for key in ("time_to_target_s", "test/acc", "val/acc_best", "epochs", "wall_time_s")}}
+
+
+def run(args: SimpleNamespace, out: Path) -> dict:
+    device = args.device_
     torch.set_num_threads(args.threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
-    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(args.out or f"outputs/{datetime.now():%Y-%m-%d_%H-%M-%S}_benchmark")
-    out.mkdir(parents=True, exist_ok=True)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
-    environment = {"device": name, "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
-                   "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
-    report = {"environment": environment, "settings": {k: v for k, v in vars(args).items() if k not in ("out", "quick")}}
-    datamodule = RandomImagesDataModule(args.data_size, batch_size=args.batch_size, num_workers=args.workers)
+    machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "gpu": gpu(device) if device.type == "cuda" else None,
+               "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
+               "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
+    precisions = {v["precision"] for v in args.variants}
+    peak = {"measured": {"fp32": sgemm(device), **({"bf16": sgemm(device, torch.bfloat16)} if "bf16-mixed" in precisions else {})},
+            "theoretical": theoretical_peak(device, machine["cpu"], args.threads)}
+    report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
+    build = lambda name: functools.partial(zoo_model, name, args.stem)  # noqa: E731
+    report["models"] = [{"variant": v["name"], "batch_size": b, **model_throughput(m, build(m), measure(args, v, b), device)}
+                        for v in args.variants for b in args.batch_sizes for m in args.models]
+    paths_args = measure(args, args.variants[args.paths_variant], args.batch_sizes[0])
+    datamodule = RandomImagesDataModule(args.data_size, batch_size=paths_args.batch_size, num_workers=args.workers)
     datamodule.device = device
     datamodule.setup()
-    report["data_paths"] = data_paths(datamodule, args, device)
-    report["models"] = [model_throughput(m, functools.partial(zoo_model, m, args), args, device) for m in args.models]
-    report["overhead"] = [lightning_vs_plain(m, functools.partial(zoo_model, m, args), args, device, datamodule)
-                          for m in args.models]
-    report["environment"]["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings
-    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    (out / "benchmark.md").write_text(markdown(report))
-    print(markdown(report) + f"\nwritten: {out / 'benchmark.md'}, {out / 'benchmark.json'}")
+    report["data_paths"] = data_paths(datamodule, paths_args, device)
+    report["paths"] = {"variant": paths_args.name, "batch_size": paths_args.batch_size,
+                       "rows": [three_paths(m, build(m), paths_args, device, datamodule) for m in args.models]}
+    check = args.defaults_check
+    if check["enabled"]:
+        check_args = measure(args, args.variants[0], check["batch_size"])
+        datamodule.batch_size = check["batch_size"]
+        runs = {name: functools.partial(instantiate, train_config(*overrides).performance) for name, overrides in check["runs"].items()}
+        report["defaults"] = {"model": check["model"], "batch_size": check["batch_size"],
+                              **defaults_vs_off(build(check["model"]), check_args, device, datamodule, runs)}
+    if args.speedrun["enabled"]:
+        report["speedrun"] = speedrun(args, out)
+    machine["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
+def main(cfg: DictConfig) -> dict:
+    args = settings(cfg)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = run(args, out)
+    path = Path(args.report) if args.report else out / "benchmark.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(report))
+    path.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    print(markdown(report) + f"\nwritten: {path}, {path.with_suffix('.json')}")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    entry_point(CONFIG_DIR, main, config_name="benchmark")()

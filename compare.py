@@ -8,7 +8,8 @@ A run is a folder holding a .hydra/ folder written by train.py: what it changed 
 .hydra/overrides.yaml, its numbers from metrics.json, its validation curve from its TensorBoard
 events. Runs that differ only in ``seed`` form one cell, reported as mean ± std over the seeds
 (sample standard deviation). A run without metrics.json (crashed, killed or still running), with
-``status: failed`` in it, or with a non-finite loss is listed and marked, never dropped.
+``status: failed`` in it, with a non-finite loss, or whose files cannot be read (a truncated
+metrics.json: ``unreadable``) is listed and marked, never dropped.
 
 Writes into ``dir``: comparison.md (also printed), comparison.csv (one row per run, raw numbers),
 comparison_cells.csv (one row per cell, mean and std; only when seeds repeat), val_acc.png (validation
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 from training.cli import fail
+from training.files import write_text
 from training.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                  sort_rows, write_csv)
 
@@ -76,7 +78,7 @@ def main(argv: list[str]) -> list[dict]:
         cell_table = markdown(table, ["overrides", "model", "runs", "status", *numbers])
         text += [f"{len(table)} cells, mean ± std over seeds:", "", cell_table, "", "## Every run", ""]
     text += [markdown(runs, ["overrides", "model", "seed", "status", *numbers]), ""]
-    (root / "comparison.md").write_text("\n".join(text))
+    write_text(root / "comparison.md", "\n".join(text))  # atomic, as the CSVs
     write_csv(root / "comparison.csv", runs, [*TEXT, *NUMBERS])
     written = [root / "comparison.md", root / "comparison.csv"]
     if repeated:

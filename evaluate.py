@@ -6,8 +6,10 @@
     python evaluate.py weights=resnet20-cifar10 data.root=data/cifar10-jpeg   # weights/, normalized as its card says
     python evaluate.py ckpt_path=outputs/<run> export=weights   # also write weights/<model>-cifar10.pth + card
 
-The model and data are rebuilt from the configuration stored in the
-checkpoint (``data.*`` here overrides it). Reports top-1 and top-5 accuracy,
+The model and data are rebuilt from the options stored in the checkpoint
+(``data.*`` here overrides them), through the model registry and the
+``configs/data/`` options only: a checkpoint names options, never code
+(training/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
 macro precision / recall / F1, per-class accuracy and the confusion matrix:
 printed, written as metrics.json and confusion_matrix.png into the run dir,
 and logged to TensorBoard. Checkpoints are opened with weights_only=True.
@@ -26,11 +28,17 @@ from models import create_model
 from models.weights import find_card, read_card, shipped
 from reporting.weights import card_datamodule, export
 from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
-from training.cli import entry_point, user_errors_as_lines
+from training.cli import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure
+from training.records import write_json
+from training.trust import build_datamodule, build_model, stored_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
+HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
+                                         "experiment", "callbacks", "seed", "resume")}
+REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
 
 
 def build_from_weights(cfg: DictConfig):
@@ -39,37 +47,41 @@ def build_from_weights(cfg: DictConfig):
     card = read_card(card_path)
     net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
     datamodule = card_datamodule(card, root=cfg.data.root, data_dir=cfg.data.data_dir or cfg.paths.data_dir)
-    datamodule.prepare_data()
     return card_path, datamodule, ImageClassifier(net, num_classes=len(card["data"]["classes"]), config=card)
 
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
     if cfg.weights and cfg.ckpt_path:
-        raise ValueError("give ckpt_path= or weights=, not both")
-    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
+        raise UserError("give ckpt_path= or weights=, not both")
     if cfg.weights:
-        return (*build_from_weights(cfg), trainer)
+        card_path, datamodule, module = build_from_weights(cfg)
+        return card_path, datamodule, module, make_trainer(cfg, datamodule)
     if not cfg.ckpt_path:
-        raise ValueError("ckpt_path or weights is required: python evaluate.py ckpt_path=<a .ckpt file or a run dir> "
-                         f"or weights=<one of {', '.join(shipped()) or 'the files in weights/'}>")
+        raise UserError(f"ckpt_path or weights is required: {REQUIRED['ckpt_path']} "
+                        f"or weights=<one of {', '.join(shipped()) or 'the files in weights/'}>")
     path = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(path)
-    config = checkpoint.get("hyper_parameters", {}).get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds no training configuration; was it written by train.py?")
-    data_cfg = {**config["data"], **{k: v for k, v in cfg.data.items() if v is not None and k in config["data"]}}
-    datamodule = instantiate(data_cfg)
-    datamodule.prepare_data()
-    net = instantiate(config["model"], num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
+    config = stored_config(checkpoint, str(path))  # options only: a stored _target_ we do not name is refused
+    replace = {k: v for k, v in cfg.data.items() if v is not None and k in config["data"]}
+    datamodule = build_datamodule(config, str(path), replace)
+    net = build_model(config, str(path), num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
     module.load_state_dict(checkpoint["state_dict"])
-    return path, datamodule, module, trainer
+    return path, datamodule, module, make_trainer(cfg, datamodule)
+
+
+def make_trainer(cfg: DictConfig, datamodule):
+    """Last: the Trainer prints what it found (GPU, TPU) when built, so every input is checked first."""
+    loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
+    datamodule.prepare_data()  # may download; a missing data set is reported here
+    datamodule.setup("test")  # reads (and checks) the data before the trainer starts
+    return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
 
 
 def evaluate(cfg: DictConfig) -> dict:
     path, datamodule, module, trainer = build(cfg)
+    log_to_file(cfg.paths.output_dir, "evaluate")
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
     classes = list(getattr(datamodule, "classes", None) or range(datamodule.num_classes))
@@ -83,7 +95,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "classes": list(map(str, classes)),
     }
     output_dir = Path(cfg.paths.output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_json(output_dir / "metrics.json", report)
     figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"])
     figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
@@ -109,4 +121,5 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main)()
+    entry_point(CONFIG_DIR, main, config_name="evaluate", hints=HINTS, required=REQUIRED,
+                unset=("data",))()

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from training import introspection
-from training.cli import entry_point, user_errors_as_lines
+from training.cli import UserError, entry_point, user_errors_as_lines
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -33,7 +33,7 @@ def input_size(cfg: DictConfig) -> tuple[int, int]:
     size = cfg.input_size if cfg.input_size is not None else cfg.data.get("image_size", 32)
     size = list(size) if isinstance(size, (list, tuple, ListConfig)) else [size, size]
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ValueError(f"input_size must be a positive integer or [height, width], got {cfg.input_size!r}")
+        raise UserError(f"input_size must be a positive integer or [height, width], got {cfg.input_size!r}")
     return size[0], size[1]
 
 
@@ -42,12 +42,12 @@ def build(cfg: DictConfig):
     """Check the options, build the model, summarize it; bad input, including an
     input too small for the model, fails here as one line."""
     if cfg.format not in introspection.FORMATS:
-        raise ValueError(f"format={cfg.format!r} is not valid; valid: {', '.join(introspection.FORMATS)}")
+        raise UserError(f"format={cfg.format!r} is not valid; valid: {', '.join(introspection.FORMATS)}")
     if cfg.output is not None and not Path(cfg.output).parent.is_dir():
-        raise FileNotFoundError(f"output={cfg.output}: the folder {Path(cfg.output).parent} does not exist")
+        raise UserError(f"output={cfg.output}: the folder {Path(cfg.output).parent} does not exist")
     missing = sorted(key for group in ("data", "model") for key in OmegaConf.missing_keys(cfg[group]))
     if missing:
-        raise ValueError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
+        raise UserError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
     height, width = input_size(cfg)
     if height == width and "image_size" in cfg.data:
         cfg.data.image_size = height  # models whose classifier depends on the size (LeNet, linear) follow it
@@ -58,9 +58,9 @@ def build(cfg: DictConfig):
         return introspection.summarize(net, shape)
     except introspection.FeatureMapVanishes as error:
         smallest = introspection.smallest_input_size(net, datamodule.in_channels, max(height, width))
-        raise ValueError(error.describe(cfg.model.name, smallest)) from None
+        raise UserError(error.describe(cfg.model.name, smallest)) from None
     except RuntimeError as error:  # e.g. a classifier sized for another input: the chosen size does not fit
-        raise ValueError(f"{cfg.model.name} cannot take a {height}x{width} input: {str(error).splitlines()[0]}") from None
+        raise UserError(f"{cfg.model.name} cannot take a {height}x{width} input: {str(error).splitlines()[0]}") from None
 
 
 def plot(rows, totals, path: Path, title: str) -> None:
@@ -101,7 +101,7 @@ def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
     name = cfg.rf_layer or totals.last_map
     row = next((r for r in rows if r.name == name and r.rf is not None and len(r.output_shape or ()) == 4), None)
     if row is None:
-        raise ValueError(f"rf_layer={name!r} is not a layer with a spatial output; valid: a layer name of the table")
+        raise UserError(f"rf_layer={name!r} is not a layer with a spatial output; valid: a layer name of the table")
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -133,4 +133,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main)()
+    entry_point(CONFIG_DIR, main, config_name="summarize")()

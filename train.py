@@ -36,21 +36,28 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
 from training.checkpoints import check_fits, load_checkpoint
-from training.cli import entry_point, fail, is_user_error, message, resume_argv, user_errors_as_lines
+from training.device_slots import register_resolvers
+from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, resume_argv,
+                          user_errors_as_lines)
 from training.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
+from training.performance import check_precision
 from training.records import flat_hparams, save_run_config, write_manifest, write_metrics
+from training.trust import stored_config
 from training.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 log = logging.getLogger(__name__)
 # final metrics for TensorBoard's HPARAMS tab (logged once more as hp/val_acc_best, ...: the curves keep their own points)
 HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
+REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}
 
 
-def instantiate_all(group: DictConfig | None) -> list:
-    """Build every ``_target_`` node of a group of named parts (callbacks, loggers)."""
-    return [instantiate(node) for node in (group or {}).values() if node and "_target_" in node]
+def instantiate_all(group: DictConfig | None, **tensorboard) -> list:
+    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``tensorboard``:
+    more arguments for a TensorBoardLogger (its SummaryWriter's)."""
+    return [instantiate(node, **(tensorboard if node._target_.endswith(".TensorBoardLogger") else {}))
+            for node in (group or {}).values() if node and "_target_" in node]
 
 
 @user_errors_as_lines
@@ -72,24 +79,30 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )
+    purge = {}
     if cfg.resume:
-        state = load_checkpoint(cfg.resume)["state_dict"]
-        check_fits(module.state_dict(), state, cfg.resume, f"model={cfg.model.name} as configured")
+        checkpoint = load_checkpoint(cfg.resume)
+        purge = {"purge_step": checkpoint.get("global_step", 0)}  # TensorBoard drops what the killed run logged after it
+        stored_config(checkpoint, cfg.resume)  # options only, as resume_argv checked; here too for callers of build()
+        check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, f"model={cfg.model.name} as configured")
     trainer_cfg = cfg.trainer
+    check_precision(trainer_cfg.precision, trainer_cfg.accelerator)  # bf16 on a CPU that emulates it: refused
     if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
-    loggers = instantiate_all(cfg.logger)
+    loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
     if not loggers:  # logger=none: nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
-    datamodule.prepare_data()  # last: it may download; a missing data set is reported here
+    trainer = instantiate_trainer(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    datamodule.prepare_data()  # it may download; a missing data set is reported here
+    datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
     return datamodule, module, trainer
 
 
 def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
+    log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
     save_run_config(cfg)
     write_manifest(cfg)
     size = datamodule.image_size
@@ -103,9 +116,12 @@ def train(cfg: DictConfig) -> float | None:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume, weights_only=True)
     except DivergenceError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep records this run as failed and goes on
+            raise  # the sweep records this run as diverged and goes on
+        if trainer.is_global_zero:
+            write_metrics(cfg, {"status": "diverged", "error": str(error), "epochs": trainer.current_epoch})
         fail(str(error), status=1)
     seconds = time.perf_counter() - start
+    steps = trainer.global_step - module.segment_start_step  # this segment's own: a resumed run's earlier steps took other time
 
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.test:
@@ -115,7 +131,7 @@ def train(cfg: DictConfig) -> float | None:
         metrics["best_checkpoint"] = best
     finite = all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss"))
     metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
-                   train_images_per_s=round(trainer.global_step * cfg.data.batch_size / seconds, 1),  # val included
+                   train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1),  # val included
                    status="completed" if finite else "diverged")
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab: the settings next to the final metrics
@@ -130,6 +146,7 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    register_resolvers()  # here, not at import: a joblib worker runs this function, not the module (trainer=gpu_sweep)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
     try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
@@ -143,4 +160,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, prepare=resume_argv)()
+    entry_point(CONFIG_DIR, main, prepare=resume_argv, config_name="train", required=REQUIRED)()

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
-from .transforms import AUGMENTATIONS, NORMALIZATIONS, build_transforms, channel_stats, check_choice
+from .transforms import AUGMENTATIONS, DataError, NORMALIZATIONS, build_transforms, channel_stats, check_choice
 
 PIPELINES = ("auto", "tensor", "torchvision")
 log = logging.getLogger(__name__)
@@ -116,14 +116,14 @@ class ClassificationDataModule(L.LightningDataModule):
         check_choice("data.normalize", normalize, NORMALIZATIONS)
         check_choice("data.pipeline", pipeline, PIPELINES)
         if pipeline == "tensor" and augment not in TENSOR_AUGMENTATIONS:
-            raise ValueError(
+            raise DataError(
                 f"data.augment={augment!r} has no batched form for data.pipeline=tensor; valid there: "
                 f"{', '.join(TENSOR_AUGMENTATIONS)} (or set data.pipeline=torchvision)"
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+            raise DataError(f"data.batch_size must be a positive integer, got {batch_size!r}")
         if not (isinstance(val_size, int) and val_size >= 1) and not (isinstance(val_size, float) and 0 < val_size < 1):
-            raise ValueError(f"data.val_size must be a count >= 1 or a fraction in (0, 1), got {val_size!r}")
+            raise DataError(f"data.val_size must be a count >= 1 or a fraction in (0, 1), got {val_size!r}")
         self.data_dir, self.batch_size, self.num_workers = str(data_dir), batch_size, num_workers
         self.val_size, self.image_size, self.seed = val_size, image_size, seed
         self.augment, self.normalize = augment, normalize
@@ -165,7 +165,7 @@ class ClassificationDataModule(L.LightningDataModule):
         pool, targets, test = self.load()
         holdout = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(targets))
         if holdout >= len(targets):
-            raise ValueError(f"data.val_size={self.val_size} leaves no training images out of {len(targets)}")
+            raise DataError(f"data.val_size={self.val_size} leaves no training images out of {len(targets)}")
         train_idx, val_idx = stratified_split(targets, holdout, self.seed)
         self.shift, self.scale = self.fixed_stats or channel_stats(self.train_images_for_stats(pool, train_idx), self.normalize)
         common = dict(shift=self.shift, scale=self.scale, image_size=self.image_size, resize=self.resize,

@@ -19,6 +19,14 @@ The normalization statistics come from ``stats_samples`` training images
 drawn with the seed (all of them if there are fewer), to keep start-up short
 on large folders; both paths draw the same images, so they get the same
 statistics.
+
+The folder is checked where it is read, before any training: both splits
+must hold the same class folders, and every image is decoded once when the
+data module is set up (on the tensor path that decoding is the cache; on the
+torchvision path it is a check, repeated at every set-up). A missing class,
+a file that does not decode (truncated, or not an image at all) or an image
+whose pixels are not 8-bit (16-bit, 32-bit or float modes) gets one line
+naming the file or the class and what was expected.
 """
 
 from __future__ import annotations
@@ -29,13 +37,49 @@ import os
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from .base import ClassificationDataModule, TensorImages
+from .transforms import DataError
 
 log = logging.getLogger(__name__)
+# PIL modes of 8-bit images, brought to RGB as torchvision's ImageFolder does; others (I;16, I, F) would be clipped
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+
+
+def read_image(path: str) -> tuple[Image.Image | None, str]:
+    """(the image as RGB, "") or (None, what is wrong with the file)."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in MODES:
+                return None, f"{path} has mode {image.mode}; expected an 8-bit image (RGB, grey, palette or CMYK)"
+            image.load()  # decodes all of it: a truncated file fails here, not in the middle of training
+            return image.convert("RGB"), ""
+    except Exception as error:  # noqa: BLE001 -- whatever PIL raises on these bytes, the file is what is wrong
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return None, f"{path} is not a readable image ({reason}); expected a decodable JPEG, PNG, ... file"
+
+
+class Checked(Dataset):
+    """Every image of ``samples`` decoded, with what is wrong with it instead of an exception (which a
+    DataLoader worker would turn into a traceback): (uint8 image through ``transform`` or an empty
+    tensor, target, problem or "")."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform=None) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        image, problem = read_image(path)
+        if image is None or self.transform is None:
+            return torch.zeros(0, dtype=torch.uint8), target, problem
+        return self.transform(image).as_subclass(torch.Tensor), target, problem
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -49,12 +93,17 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.root = Path(root)
         for split in ("train", "test"):
             if not (self.root / split).is_dir():
-                raise FileNotFoundError(
+                raise DataError(
                     f"data.root={root!r} has no {split}/ folder; expected {root}/train/<class>/* and {root}/test/<class>/*"
                 )
         self.classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        tested = sorted(p.name for p in (self.root / "test").iterdir() if p.is_dir())
+        for name, has, lacks in [(c, "train", "test") for c in self.classes if c not in tested] + [
+                (c, "test", "train") for c in tested if c not in self.classes]:
+            raise DataError(f"data.root={root!r}: class {name!r} has a {has}/ folder but no {lacks}/{name}/ folder; "
+                            f"expected the same class folders under train/ and test/")
         if len(self.classes) < 2:
-            raise FileNotFoundError(f"data.root={root!r}: train/ holds {len(self.classes)} class folders, need at least 2")
+            raise DataError(f"data.root={root!r}: train/ holds {len(self.classes)} class folders, need at least 2")
         self.num_classes = len(self.classes)
         self.stats_samples = stats_samples
         self._fits_in_memory = True
@@ -68,17 +117,33 @@ class ImageFolderDataModule(ClassificationDataModule):
     def to_size(self) -> v2.Compose:
         return v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)])
 
+    def folder(self, split: str) -> datasets.ImageFolder:
+        try:
+            return datasets.ImageFolder(str(self.root / split))
+        except FileNotFoundError as error:  # torchvision: a class folder without a single image file
+            raise DataError(f"data.root={str(self.root)!r}: {split}/: {str(error).splitlines()[0]}") from None
+
+    def check(self, checked: Checked) -> list:
+        """Decode every image of ``checked`` once (``num_workers`` processes); the batches, or
+        DataError naming the first bad file."""
+        batches = list(DataLoader(checked, batch_size=256, num_workers=self.num_workers,
+                                  collate_fn=lambda items: list(zip(*items))))
+        problems = [p for _, _, found in batches for p in found if p]
+        if problems:
+            more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
+            raise DataError(f"data.root={str(self.root)!r}: {problems[0]}{more}")
+        return batches
+
     def load(self):
-        train = datasets.ImageFolder(str(self.root / "train"))
-        test = datasets.ImageFolder(str(self.root / "test"))
-        if test.classes != train.classes:
-            raise ValueError(f"{self.root}: test/ classes {test.classes} differ from train/ classes {train.classes}")
+        train, test = self.folder("train"), self.folder("test")
         decoded_bytes = (len(train) + len(test)) * self.in_channels * self.image_size**2
         self._fits_in_memory = decoded_bytes <= self.tensor_max_bytes
         if self.pipeline == "auto" and not self._fits_in_memory:
             log.info(f"data.pipeline=auto: {self.root} would take {decoded_bytes / 2**30:.1f} GiB decoded; torchvision path")
         if self.tensor_path:
             train, test = self.decoded(train, test)
+        else:  # decoded lazily at every epoch: check every file now, not in the middle of training
+            self.check(Checked(train.samples + test.samples))
         return train, torch.as_tensor(train.targets), test
 
     def cache_path(self) -> Path:
@@ -100,12 +165,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         log.info(f"decoding {len(train) + len(test)} images of {self.root} once into {path}")
         splits = {}
         for name, folder in (("train", train), ("test", test)):
-            folder.transform = self.to_size()
-            loader = DataLoader(folder, batch_size=256, num_workers=self.num_workers)
-            images, targets = zip(*loader)
-            folder.transform = None
-            splits[name] = torch.cat(images).as_subclass(torch.Tensor).contiguous()
-            splits[f"{name}_targets"] = torch.cat(targets)
+            batches = self.check(Checked(folder.samples, self.to_size()))
+            splits[name] = torch.stack([image for images, _, _ in batches for image in images]).contiguous()
+            splits[f"{name}_targets"] = torch.tensor([target for _, targets, _ in batches for target in targets])
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")  # renamed when complete: no half-written cache
         torch.save({"root": str(self.root.resolve()), "image_size": self.image_size, "files": files.hexdigest(), **splits}, partial)

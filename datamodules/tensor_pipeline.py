@@ -49,6 +49,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .transforms import DataError
+
 TENSOR_AUGMENTATIONS = ("none", "crop", "standard", "cutout")
 
 
@@ -168,7 +170,7 @@ class DeviceLoader:
         world_size: int = 1,
     ) -> None:
         if augment not in TENSOR_AUGMENTATIONS:
-            raise ValueError(f"augment={augment!r} has no batched form; valid: {', '.join(TENSOR_AUGMENTATIONS)}")
+            raise DataError(f"augment={augment!r} has no batched form; valid: {', '.join(TENSOR_AUGMENTATIONS)}")
         assert images.dtype == torch.uint8 and images.ndim == 4, "images must be uint8 (N, C, H, W)"
         self.device = images.device
         self.images, self.targets = images, targets.to(self.device, torch.int64)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
-from .base import ClassificationDataModule, TensorImages
+from .base import ClassificationDataModule, DataError, TensorImages
 
 # name -> (torchvision class, classes, channels, native size, where it lands under data_dir, source)
 DATASETS = {
@@ -38,7 +38,7 @@ def to_uint8_images(data, size: int) -> torch.Tensor:
 class TorchvisionDataModule(ClassificationDataModule):
     def __init__(self, dataset: str = "cifar10", download: bool = True, **kwargs) -> None:
         if dataset not in DATASETS:
-            raise ValueError(f"data.dataset={dataset!r} is not valid; valid: {', '.join(DATASETS)}")
+            raise DataError(f"data.dataset={dataset!r} is not valid; valid: {', '.join(DATASETS)}")
         super().__init__(**kwargs)
         self.name, self.download = dataset, download
         self.dataset_class, self.num_classes, self.in_channels, self.native_size, self.folder, self.url = DATASETS[dataset]
@@ -53,13 +53,13 @@ class TorchvisionDataModule(ClassificationDataModule):
             for train in (True, False):
                 self._open(train, self.download)
         except (URLError, OSError) as error:  # no network, or a partial download
-            raise FileNotFoundError(
+            raise DataError(
                 f"{self.name} is not in {where} and could not be downloaded ({error}); "
                 f"download {self.url} into {self.data_dir} by hand, or train offline with "
                 f"data=digits or data=image_folder data.root=<dir>"
             ) from None
         except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-            raise FileNotFoundError(
+            raise DataError(
                 f"{self.name} is not in {where} (or is corrupted) and data.download=false; "
                 f"set data.download=true or download {self.url} into {self.data_dir} by hand"
             ) from None

@@ -36,9 +36,14 @@ class Cutout(torch.nn.Module):
         return image
 
 
+class DataError(ValueError):
+    """Bad data or a bad data option (a missing folder, an unreadable image, a value out of range):
+    the user's to fix, reported by the entry points as one line. Raised deliberately, never by a bug."""
+
+
 def check_choice(key: str, value: str, valid: tuple[str, ...]) -> str:
     if value not in valid:
-        raise ValueError(f"{key}={value!r} is not valid; valid: {', '.join(valid)}")
+        raise DataError(f"{key}={value!r} is not valid; valid: {', '.join(valid)}")
     return value
 
 

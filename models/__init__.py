@@ -8,12 +8,15 @@ one sweep can cross any model with any switch.
 from __future__ import annotations
 
 import inspect
+import linecache
+import os
 from typing import Callable
 
 from torch import nn
 
 from . import alexnet, densenet, efficientnet, googlenet, lenet, linear, mobilenet, resnet, vgg
 from . import weights as _weights
+from .errors import ModelOptionError, WeightsError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     **alexnet.MODELS,
@@ -45,7 +48,7 @@ def model_family(name: str) -> str:
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+        raise ModelOptionError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
     return _MODELS[name]
 
 
@@ -62,24 +65,43 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
+        raise ModelOptionError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
     if weights is None:
-        return builder(**options)
+        return _build(builder, options)
     if weights == "imagenet":
         state = _weights.imagenet_state_dict(name)  # first: a model torchvision has no weights for is named as such
         defaults = {"num_classes": 1000, "in_channels": 3, "stem": "imagenet", "form": "torchvision"}
-        net = builder(**{**{k: v for k, v in defaults.items() if k in valid}, **options})
+        net = _build(builder, {**{k: v for k, v in defaults.items() if k in valid}, **options})
         _weights.load_into(net, state, f"torchvision's ImageNet weights for {name}",
                            f"model={name} with {options or 'the torchvision form'}")
         return net.eval()
     card_path = _weights.find_card(name, weights)
     card, state = _weights.load_state_dict(card_path)
     if card["model"].get("name") != name:
-        raise ValueError(f"weights={weights!r} ({card_path.name}) are for model {card['model'].get('name')!r}, not {name!r}")
+        raise WeightsError(f"weights={weights!r} ({card_path.name}) are for model {card['model'].get('name')!r}, not {name!r}")
     stored = card["model"].get("options", {})
     bad = sorted(set(stored) - set(valid))
     if bad:
-        raise ValueError(f"{card_path.name} names options that model {name!r} does not have: {', '.join(bad)}")
-    net = builder(**{**stored, **options})
+        raise WeightsError(f"{card_path.name} names options that model {name!r} does not have: {', '.join(bad)}")
+    net = _build(builder, {**stored, **options})
     _weights.load_into(net, state, card_path.with_name(card["file"]).name, f"model={name} built with {options or 'its card options'}")
     return net.eval()
+
+
+def _build(builder: Callable[..., nn.Module], options: dict) -> nn.Module:
+    try:
+        return builder(**options)
+    except ValueError as error:  # a builder's own `raise ValueError(...)` refuses an option; any other is a bug
+        if _raised_here(error):
+            raise ModelOptionError(str(error)) from error
+        raise
+
+
+def _raised_here(error: BaseException) -> bool:
+    """Whether ``error`` came from a ``raise`` statement in a file of this package (not from torch or a slip)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return (os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(__file__))
+            and linecache.getline(path, tb.tb_lineno).lstrip().startswith("raise "))

@@ -51,9 +51,15 @@ Departures from the paper, and why:
 - ``batchnorm`` (default off, as in the paper) puts a BatchNorm after every
   conv; LRN stays where the paper has it either way.
 
-``form="torchvision"`` reproduces ``torchvision.models.googlenet`` (parameter
-order included, so its weights load by position): 6,624,904 parameters
-without the aux heads, 13,004,888 with them. It departs from the paper in:
+``form="torchvision"`` reproduces ``torchvision.models.googlenet`` with its
+parameter names (``conv1.conv.weight``, ``inception3a.branch2.1.bn.running_var``,
+``aux1.fc2.bias``, ...), so torchvision's ImageNet weights load by key
+(``load_state_dict(..., strict=True)``; the paper form uses the same names).
+Those weights come with torchvision's ``transform_input=True``, which turns
+ImageNet-normalised images into the [-1, 1] scaling of the TF-slim model;
+this model has no such step: give it ``2 * pixels - 1`` for pixels in [0, 1].
+6,624,904 parameters without the aux heads, 13,004,888 with them. It departs
+from the paper in:
 - the "5x5" branch uses a 3x3 conv (pytorch/vision issue #906): its weights
   were ported from TF-slim's inception_v1, which has this slip
   (tensorflow/models issue #443), and cannot change without retraining;
@@ -66,11 +72,12 @@ without the aux heads, 13,004,888 with them. It departs from the paper in:
 ``batchnorm`` and ``dropout`` default to None, meaning "the form's default":
 off and 0.4 for the paper, on and 0.2 for torchvision.
 
-CIFAR stem (``stem="cifar"``): one 3x3 stride-1 conv to 192 channels
-(+ LRN in the paper form) and a 3x3/2 max-pool replace the 7x7/2 conv, the
-first pool, the 1x1 conv and the 3x3 conv, so module 3a sees 16x16 maps
-(the paper's 3a sees 28x28, an eighth of its input): 3a/3b at 16x16, 4a-4e
-at 8x8, 5a/5b at 4x4. Letting 3a see 32x32 (as kuangliu's CIFAR GoogLeNet
+CIFAR stem (``stem="cifar"``): ``conv3`` becomes one 3x3 stride-1 conv from
+the image to 192 channels, followed as before by ``lrn2`` (paper form) and the
+3x3/2 ``maxpool2``; the 7x7/2 conv, the first pool and LRN and the 1x1 conv
+(``conv1``, ``maxpool1``, ``lrn1``, ``conv2``) are identities. So module 3a
+sees 16x16 maps (the paper's 3a sees 28x28, an eighth of its input): 3a/3b
+at 16x16, 4a-4e at 8x8, 5a/5b at 4x4. Letting 3a see 32x32 (as kuangliu's CIFAR GoogLeNet
 does) costs four times the compute (1.45 G multiply-adds per image against
 0.37 G; forward+backward of two images on one CPU core 0.3 s against 0.1 s)
 for a model whose point is the module, not the resolution.
@@ -82,10 +89,12 @@ At 32x32 and 10 classes: 5,864,762 parameters without the aux heads,
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation
 
 FORMS = ("paper", "torchvision")
 
@@ -101,7 +110,6 @@ INCEPTION: dict[str, tuple[int, int, int, int, int, int]] = {
     "5a": (256, 160, 320, 32, 128, 128),
     "5b": (384, 192, 384, 48, 128, 128),
 }
-AUX_AFTER = ("4a", "4d")  # modules whose outputs feed an auxiliary classifier
 
 
 def lrn() -> nn.LocalResponseNorm:
@@ -109,28 +117,38 @@ def lrn() -> nn.LocalResponseNorm:
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 
+class BasicConv2d(nn.Sequential):
+    """conv -> batchnorm (if on) -> activation: ``layers.ConvNormAct`` under
+    torchvision's names (``conv``, ``bn``), so that the state_dict keys match."""
+
+    def __init__(
+        self, cin: int, cout: int, k: int, stride: int = 1, *, activation: ActivationArg, batchnorm: bool
+    ) -> None:
+        # "same" padding at stride 1; a conv bias only without BN, whose shift makes it redundant
+        layers = OrderedDict(conv=nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=not batchnorm))
+        if batchnorm:
+            layers["bn"] = nn.BatchNorm2d(cout)
+        layers["act"] = make_activation(activation)
+        super().__init__(layers)
+
+
 class Inception(nn.Module):
     """Four parallel branches, concatenated: 1x1 | 1x1->3x3 | 1x1->5x5 | pool->1x1."""
 
     def __init__(
-        self,
-        in_channels: int,
-        widths: tuple[int, int, int, int, int, int],
-        activation: ActivationArg,
-        batchnorm: bool,
+        self, in_channels: int, widths: tuple[int, ...], activation: ActivationArg, batchnorm: bool,
         big_kernel: int = 5,  # 3 in the torchvision form
     ) -> None:
         super().__init__()
         n1, n3r, n3, n5r, n5, npool = widths
 
-        def conv(cin: int, cout: int, k: int) -> ConvNormAct:
-            return ConvNormAct(cin, cout, k, activation=activation, batchnorm=batchnorm)
+        def conv(cin: int, cout: int, k: int) -> BasicConv2d:
+            return BasicConv2d(cin, cout, k, activation=activation, batchnorm=batchnorm)
 
         self.branch1 = conv(in_channels, n1, 1)
         self.branch2 = nn.Sequential(conv(in_channels, n3r, 1), conv(n3r, n3, 3))
         self.branch3 = nn.Sequential(conv(in_channels, n5r, 1), conv(n5r, n5, big_kernel))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), conv(in_channels, npool, 1))
-        self.out_channels = n1 + n3 + n5 + npool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = (self.branch1, self.branch2, self.branch3, self.branch4)
@@ -141,22 +159,19 @@ class AuxHead(nn.Sequential):
     """Auxiliary classifier: pool to 4x4, 1x1 conv 128, FC 1024, dropout, FC."""
 
     def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        pool: nn.Module,
-        activation: ActivationArg,
-        batchnorm: bool,
+        self, in_channels: int, num_classes: int, pool: nn.Module, activation: ActivationArg, batchnorm: bool,
         dropout: float,
     ) -> None:
         super().__init__(
-            pool,  # (N, C, 4, 4)
-            ConvNormAct(in_channels, 128, 1, activation=activation, batchnorm=batchnorm),  # (N, 128, 4, 4)
-            nn.Flatten(),  # (N, 2048)
-            nn.Linear(128 * 4 * 4, 1024),
-            make_activation(activation),
-            nn.Dropout(dropout),
-            nn.Linear(1024, num_classes),
+            OrderedDict(
+                pool=pool,  # (N, C, 4, 4)
+                conv=BasicConv2d(in_channels, 128, 1, activation=activation, batchnorm=batchnorm),  # (N, 128, 4, 4)
+                flatten=nn.Flatten(),  # (N, 2048)
+                fc1=nn.Linear(128 * 4 * 4, 1024),
+                act=make_activation(activation),
+                dropout=nn.Dropout(dropout),
+                fc2=nn.Linear(1024, num_classes),
+            )
         )
 
 
@@ -179,53 +194,53 @@ class GoogLeNet(nn.Module):
         dropout, aux_dropout = check_dropout(dropout), check_dropout(aux_dropout)
         paper = form == "paper"
 
-        def conv(cin: int, cout: int, k: int, stride: int = 1) -> ConvNormAct:
-            return ConvNormAct(cin, cout, k, stride, activation=activation, batchnorm=batchnorm)
+        def conv(cin: int, cout: int, k: int, stride: int = 1) -> BasicConv2d:
+            return BasicConv2d(cin, cout, k, stride, activation=activation, batchnorm=batchnorm)
 
-        def pool() -> nn.MaxPool2d:
-            return nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        def pool(k: int = 3) -> nn.MaxPool2d:
+            return nn.MaxPool2d(k, stride=2, ceil_mode=True)
 
-        maybe_lrn = [lrn()] if paper else []
+        def inception(cin: int, name: str) -> Inception:
+            return Inception(cin, INCEPTION[name], activation, batchnorm, big_kernel=5 if paper else 3)
+
+        def aux_head(cin: int) -> AuxHead | None:
+            # the paper's 5x5/3 average pool turns 14x14 maps (224x224 inputs) into
+            # 4x4; elsewhere pool adaptively to 4x4
+            aux_pool = nn.AvgPool2d(5, stride=3) if paper and stem == "imagenet" else nn.AdaptiveAvgPool2d(4)
+            return AuxHead(cin, num_classes, aux_pool, activation, batchnorm, aux_dropout) if aux_logits else None
+
+        # Shapes at 224x224; the CIFAR stem gives 16x16 maps to 3a, 8x8 to 4a, 4x4 to 5a.
         if stem == "imagenet":
-            layers = [conv(in_channels, 64, 7, stride=2), pool(), *maybe_lrn]  # (N, 64, 56, 56)
-            layers += [conv(64, 64, 1), conv(64, 192, 3), *maybe_lrn, pool()]  # (N, 192, 28, 28)
-        else:
-            layers = [conv(in_channels, 192, 3), *maybe_lrn, pool()]  # (N, 192, 16, 16)
-        self.stem = nn.Sequential(*layers)
+            self.conv1 = conv(in_channels, 64, 7, stride=2)  # (N, 64, 112, 112)
+            self.maxpool1 = pool()  # (N, 64, 56, 56)
+            self.lrn1 = lrn() if paper else nn.Identity()
+            self.conv2 = conv(64, 64, 1)
+            self.conv3 = conv(64, 192, 3)  # (N, 192, 56, 56)
+        else:  # only conv3, on the image
+            self.conv1, self.maxpool1, self.lrn1, self.conv2 = (nn.Identity() for _ in range(4))
+            self.conv3 = conv(in_channels, 192, 3)  # (N, 192, 32, 32)
+        self.lrn2 = lrn() if paper else nn.Identity()
+        self.maxpool2 = pool()  # (N, 192, 28, 28)
 
-        # Inception modules, with a stride-2 max-pool where the stage number changes.
-        self.body = nn.ModuleDict()
-        channels, stage = 192, "3"
-        for name, widths in INCEPTION.items():
-            if name[0] != stage:
-                small = name[0] == "5" and not paper  # torchvision pools 2x2/2 before 5a
-                self.body[f"pool{name[0]}"] = nn.MaxPool2d(2, 2, ceil_mode=True) if small else pool()
-                stage = name[0]
-            block = Inception(channels, widths, activation, batchnorm, big_kernel=5 if paper else 3)
-            self.body[name] = block
-            channels = block.out_channels  # 1024 after 5b
+        # A module's input width is the sum of the previous module's four branches.
+        self.inception3a = inception(192, "3a")  # (N, 256, 28, 28)
+        self.inception3b = inception(256, "3b")  # (N, 480, 28, 28)
+        self.maxpool3 = pool()  # (N, 480, 14, 14)
+        self.inception4a = inception(480, "4a")  # (N, 512, 14, 14)
+        self.inception4b = inception(512, "4b")  # (N, 512, 14, 14)
+        self.inception4c = inception(512, "4c")  # (N, 512, 14, 14)
+        self.inception4d = inception(512, "4d")  # (N, 528, 14, 14)
+        self.inception4e = inception(528, "4e")  # (N, 832, 14, 14)
+        self.maxpool4 = pool() if paper else pool(2)  # (N, 832, 7, 7); torchvision pools 2x2/2
+        self.inception5a = inception(832, "5a")  # (N, 832, 7, 7)
+        self.inception5b = inception(832, "5b")  # (N, 1024, 7, 7)
 
-        # Aux heads on 4a (512 channels) and 4d (528). The paper's 5x5/3 average pool
-        # turns 14x14 maps (224x224 inputs) into 4x4; elsewhere pool adaptively to 4x4.
-        def aux_pool() -> nn.Module:
-            return nn.AvgPool2d(5, stride=3) if paper and stem == "imagenet" else nn.AdaptiveAvgPool2d(4)
-
-        self.aux = None
-        if aux_logits:
-            self.aux = nn.ModuleDict(
-                {
-                    name: AuxHead(
-                        self.body[name].out_channels, num_classes, aux_pool(), activation, batchnorm, aux_dropout
-                    )
-                    for name in AUX_AFTER
-                }
-            )
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),  # (N, 1024, 1, 1): the paper's 7x7 average pool at 224x224
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels, num_classes),
-        )
+        # Aux heads (None with aux_logits=False), registered after 5b as in torchvision.
+        self.aux1 = aux_head(512)  # on 4a
+        self.aux2 = aux_head(528)  # on 4d
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # (N, 1024, 1, 1): the paper's 7x7 average pool at 224x224
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1024, num_classes)
         self._init_weights(paper)
 
     def _init_weights(self, paper: bool) -> None:
@@ -242,16 +257,18 @@ class GoogLeNet(nn.Module):
                 nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        x = self.stem(x)  # (N, 192, 28, 28) at 224x224; (N, 192, 16, 16) with the CIFAR stem
-        aux_outputs: list[torch.Tensor] = []
-        for name, layer in self.body.items():
-            x = layer(x)
-            if self.training and self.aux is not None and name in self.aux:
-                aux_outputs.append(self.aux[name](x))
-        logits = self.head(x)  # from (N, 1024, 7, 7), or (N, 1024, 4, 4) with the CIFAR stem
-        if self.training and self.aux is not None:
-            return logits, aux_outputs
-        return logits
+        heads = self.training and self.aux1 is not None  # the aux heads run in training only
+        x = self.lrn1(self.maxpool1(self.conv1(x)))  # (N, 64, 56, 56); identities with the CIFAR stem
+        x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))  # (N, 192, 28, 28)
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))  # (N, 480, 14, 14)
+        x = self.inception4a(x)  # (N, 512, 14, 14)
+        aux1 = self.aux1(x) if heads else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))  # (N, 528, 14, 14)
+        aux2 = self.aux2(x) if heads else None
+        x = self.maxpool4(self.inception4e(x))  # (N, 832, 7, 7)
+        x = self.inception5b(self.inception5a(x))  # (N, 1024, 7, 7)
+        logits = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))  # (N, num_classes)
+        return (logits, [aux1, aux2]) if heads else logits
 
 
 def googlenet(
@@ -279,7 +296,10 @@ def googlenet(
         dropout = 0.4 if form == "paper" else 0.2
     if aux_dropout is None:
         aux_dropout = 0.7 if dropout else 0.0
-    return GoogLeNet(num_classes, in_channels, activation, batchnorm, dropout, stem, form, aux_logits, aux_dropout)
+    return GoogLeNet(
+        num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+        dropout=dropout, stem=stem, form=form, aux_logits=aux_logits, aux_dropout=aux_dropout,
+    )
 
 
 MODELS = {"googlenet": googlenet}

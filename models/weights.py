@@ -29,12 +29,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import WeightsError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 CARD_FORMAT = 1
-
-
-class WeightsError(ValueError):
-    """A weights name, file or card that cannot be used: reported as one line."""
 
 
 def shipped() -> dict[str, Path]:

@@ -16,27 +16,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from training.hardware import cpu_has_bf16, cpu_model, usable_cores  # noqa: F401 (cpu_model, usable_cores: this module's API too)
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")
-
-
-def cpu_model() -> str | None:
-    """The processor's marketing name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, as a scheduler or ``taskset`` set it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def git_state(repo: Path = REPO) -> dict:
@@ -78,6 +61,7 @@ def manifest(seed: int | None = None, argv: list[str] | None = None) -> dict:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_bf16": cpu_has_bf16(),
         "cpu_cores_usable": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"],

@@ -27,10 +27,8 @@ from datamodules import ClassificationDataModule, ImageFolderDataModule, Torchvi
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
+from training.trust import build_datamodule, model_spec, stored_config
 
-# the data modules a run's data config may name (a run dir is data: its _target_ is only looked up here)
-DATA_MODULES = {"datamodules.ImageFolderDataModule": ImageFolderDataModule,
-                "datamodules.TorchvisionDataModule": TorchvisionDataModule}
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
                 "../shared/data/cifar10-jpeg.tar.gz, sha256 45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
@@ -100,19 +98,14 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
         raise WeightsError(f"{run_dir} is not a completed train.py run (status {metrics.get('status')!r}); only finished runs are exported")
     checkpoint_path = resolve_checkpoint(run_dir)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = checkpoint.get("hyper_parameters", {}).get("config")  # resolved, as plain containers
-    if not isinstance(config, dict):
-        raise WeightsError(f"{checkpoint_path} holds no training configuration; was it written by train.py?")
+    config = stored_config(checkpoint, str(checkpoint_path))  # options only: a stored _target_ we do not name is refused
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
     data_cfg = {k: v for k, v in config["data"].items() if k != "_target_"}
-    if config["data"].get("_target_") not in DATA_MODULES:
-        raise WeightsError(f"{run_dir}: data._target_={config['data'].get('_target_')!r} is not one of {', '.join(DATA_MODULES)}")
-    datamodule = DATA_MODULES[config["data"]["_target_"]](**data_cfg)
+    datamodule = build_datamodule(config, str(checkpoint_path))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model_name = config["model"]["name"]
-    options = {k: v for k, v in config["model"].items() if k not in ("_target_", "name")}
+    model_name, options = model_spec(config, str(checkpoint_path))
     options.update(num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     net = create_model(model_name, **options)
     load_into(net, state, str(checkpoint_path), f"model={model_name}")

@@ -23,7 +23,7 @@ CONFIGS = ROOT / "configs"
 EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
 # checked by the data module at run time, not by composition
 VALID_VALUES = {"data.augment": AUGMENTATIONS, "data.normalize": NORMALIZATIONS}
-ONE_STEP = ("data=digits", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+ONE_STEP = ("data=digits", "data.val_size=200", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
 
 

@@ -41,13 +41,14 @@ def test_checkpoints_best_and_last_load_with_weights_only(digits_run):
 
 def test_tensorboard_holds_every_epoch_and_the_learning_rate(digits_run):
     run_dir, _ = digits_run
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
     events = EventAccumulator(str(run_dir))
     events.Reload()
     tags = events.Tags()["scalars"]
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
-        assert len(events.Scalars(tag)) == 6, (tag, tags)
+        assert len(events.Scalars(tag)) == epochs == 10, (tag, tags)
     lr_tags = [t for t in tags if t.startswith("lr")]
-    assert lr_tags and len(events.Scalars(lr_tags[0])) >= 6
+    assert lr_tags and len(events.Scalars(lr_tags[0])) >= epochs
     lrs = [e.value for e in events.Scalars(lr_tags[0])]
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays
 
@@ -78,3 +79,32 @@ def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tm
     assert result.returncode == 0, result.stderr[-3000:]
     best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
     assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith(best.split("/")[-1])
+
+
+def test_a_redirected_log_has_one_plain_line_per_epoch_and_train_log_the_same(digits_run):
+    """stdout to a file or pipe (a SLURM job): a line per epoch as it ends, no progress-bar frames."""
+    import re
+
+    run_dir, result = digits_run
+    pattern = re.compile(r"epoch (\d+)/(\d+)  train loss [\d.]+ acc [\d.]+  val loss [\d.]+ acc [\d.]+  lr [\d.e-]+  "
+                         r"\d+ img/s  elapsed \d+:\d\d:\d\d  eta \d+:\d\d:\d\d$")
+    printed = [m.groups() for m in map(pattern.search, result.stdout.splitlines()) if m]
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]  # the number of epochs run
+    assert printed == [(str(k), str(epochs)) for k in range(1, epochs + 1)], result.stdout[-3000:]
+    logged = [m.groups() for m in map(pattern.search, (run_dir / "train.log").read_text().splitlines()) if m]
+    assert logged == printed
+    assert "\r" not in result.stdout and "it/s]" not in result.stdout  # no bar frames in a file
+
+
+def test_every_run_dir_holds_its_manifest(digits_run):
+    import lightning
+    import torchvision
+
+    run_dir, _ = digits_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["packages"]["torch"] in torch.__version__
+    assert manifest["packages"]["torchvision"] in torchvision.__version__ and manifest["packages"]["lightning"] == lightning.__version__
+    assert "train.py" in manifest["command"] and "experiment=smoke" in manifest["command"] and manifest["seed"] == 42
+    assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+    assert manifest["cpu"] and manifest["cpu_cores_usable"] >= 1 and manifest["torch_threads"] >= 1
+    assert manifest["devices"] and "cudnn" in manifest and "cuda" in manifest and manifest["tags"] == []

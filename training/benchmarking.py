@@ -1,10 +1,13 @@
 """How ``benchmark.py`` measures speed: clocks synchronized with the device,
-peak memory, a plain PyTorch training loop as the reference, and the three
-measurements it reports (model throughput, Lightning's overhead, the data
-paths), each timed after a warm-up, over several repeats, as medians.
+peak memory, the machine's measured peak (sgemm), a bare training step as
+the reference, and the measurements it reports (the bare step per model, the
+same step through our Lightning module and through a plain torchvision
+loop, the data paths, the defaults against ``performance=off``), each timed
+after a warm-up, over several repeats, as medians.
 
-``args`` is benchmark.py's parsed command line (batch_size, image_size,
-precision, channels_last, compile, warmup, steps, repeats, workers).
+``args`` is an object with benchmark.py's settings as attributes
+(batch_size, image_size, precision, channels_last, compile, warmup, steps,
+repeats, workers).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import ctypes
 import functools
 import io
 import os
+import shutil
+import subprocess
 import resource
 import statistics
 import tempfile
@@ -128,26 +133,80 @@ class StepClock(L.Callback):
         self.times.append(time.perf_counter())
 
 
-def cpu_description() -> str:
-    """The CPU's model name and its cores, e.g. for a benchmark's header."""
-    name = "CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
-    return f"{name}, {os.cpu_count()} cores"
-
-
 def sgd(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
 def switched(net: nn.Module, args) -> nn.Module:
-    return PerformanceSwitches(args.channels_last, args.compile).apply(net)
+    """The benchmark's switches applied to ``net``; torch.compile's caches emptied first (every
+    compiled module shares ``Module._call_impl``'s code object, and its recompile limit)."""
+    if args.compile:
+        torch._dynamo.reset()
+    return PerformanceSwitches(args.channels_last, args.compile, threads=torch.get_num_threads()).apply(net)
+
+
+def gpu(device: torch.device) -> dict:
+    """Name, compute capability, memory, driver and CUDA version of a CUDA device."""
+    props = torch.cuda.get_device_properties(device)
+    driver = None
+    if shutil.which("nvidia-smi"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                  capture_output=True, text=True, timeout=20)
+            driver = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+    return {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": props.total_memory / 2**30,
+            "multiprocessors": props.multi_processor_count, "driver": driver, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()}
+
+
+# Dense (no sparsity) peaks from NVIDIA's data sheets, TFLOP/s: fp32 (no tensor cores), bf16 tensor cores.
+GPU_PEAKS = (("H100 PCIe", 51.2, 756.0), ("H100", 66.9, 989.4), ("H200", 66.9, 989.4), ("A100", 19.5, 312.0))
+
+
+def theoretical_peak(device: torch.device, cpu: dict, threads: int) -> dict:
+    """The data sheet's peak in GFLOP/s where known: fp32 (and bf16 on GPUs)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        fp32, bf16 = next(((f, b) for key, f, b in GPU_PEAKS if key in name), (None, None))
+        return {"fp32": fp32 and fp32 * 1e3, "bf16": bf16 and bf16 * 1e3}
+    per_core = cpu.get("peak_gflops_per_core")
+    return {"fp32": per_core and per_core * threads, "bf16": None}
+
+
+def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, repeats: int = 5) -> float:
+    """The measured peak: GFLOP/s of the best of ``repeats`` n x n matrix products (2 n^3 FLOPs each)."""
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # true fp32, no TF32
+    try:
+        torch.mm(a, b)  # warm-up: library start-up, kernel selection
+        best = float("inf")
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    return 2 * n**3 / best / 1e9
+
+
+def training_flops(net: nn.Module, image_size: int) -> float:
+    """FLOPs of one training image: 2 per multiply-accumulate, forward once and backward twice over."""
+    from .introspection import count_parameters_and_macs
+
+    return 6.0 * count_parameters_and_macs(net, (3, image_size, image_size))[1]
 
 
 def model_throughput(name: str, build: Callable[[], nn.Module], args, device) -> dict:
-    """(a) images/s training and inferring on one batch held on the device; peak memory of training."""
+    """(a) images/s training (the bare step) and inferring on one batch held on the device;
+    peak memory of training; training FLOPs per image, for the fraction of the peak."""
     torch.manual_seed(0)
-    net, n = switched(build().to(device), args), args.warmup + args.steps
+    net = build()
+    flops = training_flops(net, args.image_size)
+    net, n = switched(net.to(device), args), args.warmup + args.steps
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     with MemoryPeak(device) as memory:
@@ -161,36 +220,84 @@ def model_throughput(name: str, build: Callable[[], nn.Module], args, device) ->
             infer.append(time.perf_counter())
     rate = lambda times: args.batch_size / statistics.median(step_durations(times, args.warmup))  # noqa: E731
     return {"model": name, "params": sum(p.numel() for p in net.parameters()), "train_img_s": rate(train),
-            "infer_img_s": rate(infer), "train_peak_mem_mib": memory.bytes / 2**20}
+            "infer_img_s": rate(infer), "train_peak_mem_mib": memory.bytes / 2**20, "train_flops_per_image": flops}
 
 
-def lightning_vs_plain(name: str, build: Callable[[], nn.Module], args, device, datamodule) -> dict:
-    """(b) median step time through ImageClassifier + Trainer and through a plain loop, interleaved."""
+def lightning_steps(net: nn.Module, args, device, loader, callbacks: list) -> list[float]:
+    """End times of the training steps of ImageClassifier + lightning.Trainer, set up as train.py sets it up
+    (TensorBoard logger, progress bar; checkpoints, written per epoch, are left out)."""
+    clock = StepClock()
+    quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
+        trainer = L.Trainer(
+            accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
+            precision=args.precision, max_steps=args.warmup + args.steps + 1,
+            logger=TensorBoardLogger(log_dir, name="", version=""), callbacks=[*callbacks, clock],
+            enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=50,
+        )
+        module = ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10)
+        trainer.fit(module, train_dataloaders=loader)
+    return clock.times
+
+
+PATHS = ("bare", "lightning", "torchvision")
+
+
+def three_paths(name: str, build: Callable[[], nn.Module], args, device, datamodule) -> dict:
+    """(b) the median time of the same training step three ways, interleaved over the repeats:
+    ``bare``: forward, loss, backward, step on one batch held on the device (the compute alone);
+    ``lightning``: ImageClassifier + Trainer over the tensor pipeline, as ``train.py`` runs it;
+    ``torchvision``: a plain loop over a DataLoader with per-image transforms in ``args.workers``
+    worker processes, each batch copied to the device (the usual PyTorch script)."""
     torch.manual_seed(0)
-    initial, loader, n = build(), datamodule.train_dataloader(), args.warmup + args.steps
-    plain, lightning = [], []
+    initial, n = build(), args.warmup + args.steps
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    medians: dict[str, list[float]] = {path: [] for path in PATHS}
     for repeat in range(args.repeats):
-        for path in (("plain", "lightning") if repeat % 2 == 0 else ("lightning", "plain")):
-            net = switched(copy.deepcopy(initial).to(device), args)  # the same weights for both, every repeat
-            if path == "plain":
-                batches = (batch for _, batch in zip(range(n + 1), loader))
+        for path in PATHS[repeat % 3:] + PATHS[:repeat % 3]:  # each path goes first in turn
+            net = switched(copy.deepcopy(initial).to(device), args)  # the same weights every path, every repeat
+            if path == "lightning":
+                datamodule.pipeline = "tensor"
+                times = lightning_steps(net, args, device, datamodule.train_dataloader(), [])
+            else:
+                if path == "bare":
+                    batches = [(x, y)] * (n + 1)
+                else:
+                    datamodule.pipeline = "torchvision"
+                    batches = ((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
+                               for _, (a, b) in zip(range(n + 1), datamodule.train_dataloader()))
                 times = plain_training_steps(net, batches, sgd(net.parameters()), args.precision)
-                plain.append(statistics.median(step_durations(times, args.warmup)))
-                continue
-            clock = StepClock()
-            quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
-            with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
-                trainer = L.Trainer(  # as train.py builds it: TensorBoard, progress bar; checkpoints (per epoch) untimed
-                    accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
-                    precision=args.precision, max_steps=n + 1, logger=TensorBoardLogger(log_dir, name="", version=""),
-                    callbacks=[clock], enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=50,
-                )
-                module = ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10)
-                trainer.fit(module, train_dataloaders=loader)
-            lightning.append(statistics.median(step_durations(clock.times, args.warmup)))
-    p, q = statistics.median(plain), statistics.median(lightning)
-    return {"model": name, "plain_ms": 1e3 * p, "lightning_ms": 1e3 * q, "ratio": q / p,
-            "plain_repeats_ms": [1e3 * t for t in plain], "lightning_repeats_ms": [1e3 * t for t in lightning]}
+            medians[path].append(statistics.median(step_durations(times, args.warmup)))
+    datamodule.pipeline = "tensor"
+    ms = {path: 1e3 * statistics.median(values) for path, values in medians.items()}
+    return {"model": name, **{f"{path}_ms": ms[path] for path in PATHS},
+            **{f"{path}_img_s": 1e3 * args.batch_size / ms[path] for path in PATHS},
+            **{f"{path}_repeats_ms": [1e3 * t for t in medians[path]] for path in PATHS}}
+
+
+def defaults_vs_off(build: Callable[[], nn.Module], args, device, datamodule, runs: dict[str, Callable]) -> dict:
+    """(d) the Lightning step (tensor pipeline, as train.py) with each named ``PerformanceSwitches``
+    factory of ``runs`` as its callback, interleaved over the repeats; the first run is the reference.
+    Before every run torch's thread count is put back to ``args.torch_default_threads``."""
+    torch.manual_seed(0)
+    initial, names = build(), list(runs)
+    datamodule.pipeline = "tensor"
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    applied: dict[str, dict] = {}
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            torch.set_num_threads(args.torch_default_threads)
+            torch._dynamo.reset()
+            switches = runs[name]()
+            times = lightning_steps(copy.deepcopy(initial).to(device), args, device, datamodule.train_dataloader(), [switches])
+            medians[name].append(statistics.median(step_durations(times, args.warmup)))
+            applied[name] = switches.applied
+    torch.set_num_threads(args.threads)
+    ms = {name: 1e3 * statistics.median(values) for name, values in medians.items()}
+    return {"runs": [{"name": name, "ms": ms[name], "img_s": 1e3 * args.batch_size / ms[name],
+                      "speedup": ms[names[0]] / ms[name], "applied": applied[name],
+                      "repeats_ms": [1e3 * t for t in medians[name]]} for name in names]}
 
 
 def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
@@ -222,21 +329,71 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 
+def _g(value: float | None, unit: str = "") -> str:
+    return "?" if value is None else f"{value:,.0f}{unit}"
+
+
+def machine_lines(report: dict) -> list[str]:
+    m, peak, s = report["machine"], report["peak"], report["settings"]
+    c = m["cpu"]
+    clock = f", {c['mhz'] / 1e3:.2f} GHz nominal" if c["mhz"] else ""
+    lines = [f"Machine: CPU {c['model']} ({c['vendor']} family {c['family']}; {' '.join(c['flags'])}; "
+             f"bf16 instructions: {'yes' if c['bf16'] else 'no'}), {c['cores_usable']} of {c['cores_total']} cores usable"
+             f"{clock}; torch threads {m['torch_threads']}."]
+    if m["gpu"]:
+        g = m["gpu"]
+        lines.append(f"GPU: {g['name']} (compute capability {g['capability']}, {g['memory_gib']:.0f} GiB, "
+                     f"{g['multiprocessors']} SMs), driver {g['driver']}, CUDA {g['cuda']}, cuDNN {g['cudnn']}.")
+    lines.append(f"Software: torch {m['torch']}, lightning {m['lightning']}, python {m['python']}. Load average "
+                 f"{m['load_average_at_start']:.1f} at start, {m['load_average_at_end']:.1f} at end.")
+    theory = peak["theoretical"]
+    per_cycle = c["fp32_flops_per_cycle"]
+    how = (f" ({per_cycle} FLOP/cycle x {c['mhz'] / 1e3:.2f} GHz x {m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''})"
+           if m["device_type"] == "cpu" and theory["fp32"] else " (data sheet)" if theory["fp32"] else "")
+    lines.append("Peak: measured sgemm " + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in peak["measured"].items())
+                 + f"; theoretical fp32 {_g(theory['fp32'])} GFLOP/s{how}"
+                 + (f", bf16 {_g(theory['bf16'])} GFLOP/s" if theory.get("bf16") else "") + ".")
+    lines.append(f"Protocol: {s['warmup']} warm-up + {s['steps']} timed steps, median of {s['repeats']} repeats; "
+                 f"{s['image_size']}x{s['image_size']}, stem {s['stem']}, random CIFAR-shaped images.")
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
-    env, s, d = report["environment"], report["settings"], report["data_paths"]
-    lines = [
-        f"Device: {env['device']} (load average {env['load_average_at_start']:.1f} at start, "
-        f"{env['load_average_at_end']:.1f} at end); torch {env['torch']}, lightning {env['lightning']}; "
-        f"torch threads: {s['threads']}; batch {s['batch_size']}, {s['image_size']}x{s['image_size']}, stem {s['stem']}, "
-        f"precision {s['precision']}, channels_last {s['channels_last']}, compile {s['compile']}; "
-        f"{s['warmup']} warm-up + {s['steps']} timed steps, median of {s['repeats']} repeats.", "",
-    ]
-    lines += table(["model", "params", "train img/s", "inference img/s", MEMORY[env["device_type"] == "cuda"]], [
-        [r["model"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}", f"{r['infer_img_s']:,.0f}",
-         f"{r['train_peak_mem_mib']:,.0f}"] for r in report["models"]])
-    lines += table(["model", "plain loop ms/step", "Lightning + ImageClassifier ms/step", "ratio"], [
-        [r["model"], f"{r['plain_ms']:.1f}", f"{r['lightning_ms']:.1f}", f"{r['ratio']:.3f}"] for r in report["overhead"]])
-    lines += table([f"data path (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
-        [f"tensor (on {env['device_type']})", f"{d['tensor_img_s']:,.0f}"],
+    m, peak = report["machine"], report["peak"]["measured"]
+    lines = machine_lines(report)
+    memory = MEMORY[m["device_type"] == "cuda"]
+    peak_of = lambda variant_precision: peak.get("bf16" if variant_precision == "bf16-mixed" else "fp32")  # noqa: E731
+    precisions = {v["name"]: v["precision"] for v in report["settings"]["variants"]}
+    rows = []
+    for r in report["models"]:
+        gflops = r["train_img_s"] * r["train_flops_per_image"] / 1e9
+        rows.append([r["model"], r["variant"], r["batch_size"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}", f"{gflops:,.1f}",
+                     f"{gflops / peak_of(precisions[r['variant']]):.0%}", f"{r['infer_img_s']:,.0f}", f"{r['train_peak_mem_mib']:,.0f}"])
+    lines += ["(a) The bare training step (one batch on the device), against the measured peak:", ""]
+    lines += table(["model", "variant", "batch", "params", "train img/s", "GFLOP/s (6 x MACs)", "of peak",
+                    "inference img/s", memory], rows)
+    paths, d = report["paths"], report["data_paths"]
+    lines += [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
+              "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
+    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
+                    "torchvision / bare", "data time"], [
+        [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
+         f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
+         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
+    lines += table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
+        [f"tensor (on {m['device_type']})", f"{d['tensor_img_s']:,.0f}"],
         [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
+    if "defaults" in report:
+        dc = report["defaults"]
+        lines += [f"(d) train.py's Lightning step of {dc['model']} (batch {dc['batch_size']}, tensor pipeline) per performance "
+                  "option, interleaved; compile time is in the warm-up:", ""]
+        lines += table(["performance", "threads", "channels_last", "compile", "ms/step", "img/s", "speed-up"], [
+            [r["name"], r["applied"].get("threads", "torch's"), r["applied"].get("channels_last"), r["applied"].get("compile"),
+             f"{r['ms']:.1f}", f"{r['img_s']:,.0f}", f"{r['speedup']:.2f}x"] for r in dc["runs"]])
+    if "speedrun" in report:
+        sr = report["speedrun"]
+        lines += [f"(e) Speedrun (`{sr['command']}`): exit {sr['returncode']}, time to 94 % val accuracy "
+                  f"{sr['time_to_target_s']} s (compile excluded), test accuracy {sr['test/acc']}, wall time {sr['wall_time_s']} s "
+                  f"for {sr['epochs']} epochs. Published: airbench94 2.59-3.83 s, a ResNet-18 about 7 min, on an A100.", ""]
+        lines += [sr["error"]] if sr["error"] else []
     return "\n".join(lines)

@@ -5,13 +5,19 @@
   and loop counters, but not the RNGs that drive dropout and augmentation).
 - ``DivergenceGuard`` stops training at the first non-finite loss, before
   its backward pass and optimizer step can write NaN into the weights, so
-  the last checkpoint stays the last good one.
+  the last checkpoint (if one was written before) stays the last good one;
+  its message names that checkpoint, or says that there is none.
+- ``TimeToTarget`` records the wall time from the end of the first training
+  step (compiling and start-up left out) to the first validation whose
+  metric reaches a target: a speedrun's figure.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import time
 
 import lightning as L
 import numpy as np
@@ -66,8 +72,41 @@ class DivergenceGuard(L.Callback):
         causes = f"the learning rate ({', '.join(f'{lr:g}' for lr in lrs)}) is likely too high"
         if "16" in str(trainer.precision):
             causes += f", or the {trainer.precision} loss scale overflowed (try precision=32-true or bf16-mixed)"
+        saved = sorted({path for callback in trainer.checkpoint_callbacks
+                        for path in (callback.last_model_path, callback.best_model_path) if path and os.path.isfile(path)},
+                       key=os.path.getmtime)
+        kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
+                else "no checkpoint was saved before it, so no weights were kept")
         raise DivergenceError(
             f"training diverged: loss is {value} at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
-            "lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0). The last checkpoint holds the last finite weights."
+            f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
+
+
+class TimeToTarget(L.Callback):
+    """``time_to_target_s`` in ``trainer.callback_metrics`` (and so in train.py's metrics.json) and in the
+    loggers: seconds from the end of the first training step to the end of the first validation where
+    ``monitor`` >= ``target``; absent when the target is never reached. The first step is left out because
+    it holds torch.compile's compiling and cuDNN's autotuning; the first validation's compile is counted."""
+
+    def __init__(self, monitor: str = "val/acc", target: float = 0.94) -> None:
+        self.monitor, self.target = monitor, target
+        self.start: float | None = None
+        self.seconds: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.start is None:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or self.start is None or value is None or float(value) < self.target:
+            return
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.start
+            for logger in trainer.loggers:
+                logger.log_metrics({"time_to_target_s": self.seconds}, step=trainer.global_step)
+        trainer.callback_metrics["time_to_target_s"] = torch.tensor(self.seconds)

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run dir -> its best checkpoint (else its last)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r} does not exist; give a .ckpt file or a run dir with checkpoints/")
+        raise UserError(f"ckpt_path={str(path)!r} does not exist; give a .ckpt file or a run dir with checkpoints/")
     if path.is_file():
         return path
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
@@ -31,7 +33,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return last
     found = sorted(folder.glob("*.ckpt"))
     if not found:
-        raise FileNotFoundError(f"ckpt_path={str(path)!r} holds no .ckpt file (looked in {folder})")
+        raise UserError(f"ckpt_path={str(path)!r} holds no .ckpt file (looked in {folder})")
     return found[-1]
 
 
@@ -41,17 +43,17 @@ def load_checkpoint(path: str | Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower() or "weights_only" in str(error):
-            raise ValueError(
+            raise UserError(
                 f"refused to load {path}: it holds objects other than tensors and plain containers "
                 "(loading it could run code); only checkpoints loadable with weights_only=True are accepted"
             ) from None
         reason = (str(error).strip().splitlines() or ["UnpicklingError"])[0]
-        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
+        raise UserError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
     except Exception as error:  # noqa: BLE001 -- random bytes fail deep in the unpickler (IndexError, KeyError, EOFError ...)
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
+        raise UserError(f"{path} is not a readable checkpoint (corrupted or truncated): {reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a Lightning checkpoint of this project (no state_dict)")
+        raise UserError(f"{path} is not a Lightning checkpoint of this project (no state_dict)")
     return checkpoint
 
 
@@ -60,7 +62,7 @@ def run_dir_of(checkpoint: Path) -> Path:
     for folder in checkpoint.resolve().parents:
         if (folder / ".hydra" / "overrides.yaml").is_file():
             return folder
-    raise FileNotFoundError(f"{checkpoint} is not inside a train.py run dir (no .hydra/overrides.yaml above it)")
+    raise UserError(f"{checkpoint} is not inside a train.py run dir (no .hydra/overrides.yaml above it)")
 
 
 def resume_target(target: str | Path) -> tuple[Path, Path]:
@@ -68,14 +70,16 @@ def resume_target(target: str | Path) -> tuple[Path, Path]:
     newest checkpoint (last.ckpt). No checkpoint is an error, never a fresh start."""
     path = Path(target)
     if not path.exists():
-        raise FileNotFoundError(f"resume={str(target)!r} does not exist; give a run dir or a .ckpt file")
+        raise UserError(f"resume={str(target)!r} does not exist; give a run dir or a .ckpt file")
     if path.is_dir():
         folder = path / "checkpoints"
         found = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime)) if folder.is_dir() else []
         if not found:
-            raise FileNotFoundError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {folder}); refusing to start from scratch")
+            raise UserError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {folder}); refusing to start from scratch")
         path = found[-1]
-    load_checkpoint(path)  # refuse unsafe or unreadable files before anything runs
+    from .trust import stored_config
+
+    stored_config(load_checkpoint(path), str(path))  # refuse unsafe or unreadable files, or stored code, before anything runs
     return path.resolve(), run_dir_of(path)
 
 
@@ -87,7 +91,7 @@ def check_fits(module_state: dict, checkpoint_state: dict, checkpoint_name: str,
     if missing or unexpected or wrong:
         first = (f"{wrong[0]} is {tuple(checkpoint_state[wrong[0]].shape)} in the checkpoint, {tuple(module_state[wrong[0]].shape)} in the model"
                  if wrong else f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
-        raise ValueError(
+        raise UserError(
             f"{checkpoint_name} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} unexpected, "
             f"{len(wrong)} of another shape (first: {first})"
         )

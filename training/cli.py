@@ -1,30 +1,58 @@
 """What the entry points share around Hydra: a check of the command line
-before anything is composed, and one-line errors instead of tracebacks.
+before anything is built, and one-line errors instead of tracebacks.
 
-A user's mistake (an unknown model, a missing data set, a bad value) gets
-one line on stderr naming the bad value and what would be valid, and exit
-status 2. Bugs still raise with their full traceback.
+A user's mistake (an unknown key or option, a bad value, a missing data set,
+a checkpoint or run dir that names code) gets one line on stderr naming the
+bad value and what would be valid, and exit status 2. Only ``UserError``
+(raised deliberately for bad input), the two option errors of the rooms that
+cannot import it (``models.ModelOptionError``, ``datamodules.DataError``) and
+a few library errors translated where they are raised (Hydra's composition
+errors for an unknown key, Lightning's for a Trainer it cannot build) are
+turned into that line: every other exception, a ``ValueError`` from a bug
+included, keeps its traceback.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
+import itertools
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Callable
 
-from hydra.errors import InstantiationException
-from omegaconf import OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from hydra.errors import HydraException, InstantiationException
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-# errors that mean "the input is wrong", not "the code is wrong"
-USER_ERRORS = (ValueError, FileNotFoundError, MissingMandatoryValue)
+from .errors import UserError
 
 
-class UserError(Exception):
-    """Bad input, reported as one line."""
+# the user errors of rooms that may not import this one: (module, class), looked up only once imported
+OTHER_ROOMS = (("models", "ModelOptionError"), ("datamodules.transforms", "DataError"))
+# flags after which the command line is left to Hydra alone (help, printing the config, shell completion)
+HYDRA_FLAGS = ("-m", "--multirun")
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The error Hydra wrapped while instantiating a part."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def is_user_error(error: BaseException) -> bool:
+    kinds = [UserError] + [getattr(sys.modules[module], name) for module, name in OTHER_ROOMS
+                           if module in sys.modules and hasattr(sys.modules[module], name)]
+    return isinstance(unwrap(error), tuple(kinds))
+
+
+def message(error: BaseException) -> str:
+    """The first line of the innermost user-facing message."""
+    text = str(unwrap(error)).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def group_options(config_dir: Path) -> dict[str, list[str]]:
@@ -50,21 +78,127 @@ def check_overrides(argv: list[str], config_dir: Path) -> None:
             continue  # sweeps like choice(...), interpolations: leave to Hydra
         for option in value.split(","):
             if option not in groups[group]:
-                raise UserError(f"{group}={option!r} is not a {group} option; valid: {', '.join(groups[group])}")
+                near = difflib.get_close_matches(option, groups[group], n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise UserError(f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(groups[group])}")
 
 
-def message(error: BaseException) -> str:
-    """The innermost user-facing message (Hydra wraps errors raised while instantiating)."""
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's parse of each override; a malformed one is named."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, parsed = OverridesParser.create(), []
+    for arg in overrides:
+        try:
+            parsed += parser.parse_overrides([arg])
+        except HydraException as error:  # OverrideParseException: Hydra's grammar, a user's typo
+            raise UserError(f"{arg!r} is not a valid override ({message(error)}); write key=value") from None
+    return parsed
 
 
-def is_user_error(error: BaseException) -> bool:
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    return isinstance(error, (UserError, *USER_ERRORS))
+def concrete_variants(parsed: list, limit: int = 32) -> list[list[str]]:
+    """Command lines without sweeps that together use every swept value once: the
+    first value of every sweep, then each other value of one sweep at a time.
+    Continuous sweeps (interval, Optuna's) are left out: their sweeper checks them."""
+    first, others = [], []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_delete():
+            first.append(key if override.value() is None else f"{key}={override.get_value_element_as_str()}")
+        elif not override.is_sweep_override():
+            first.append(f"{key}={override.get_value_element_as_str()}")
+        elif override.is_discrete_sweep():
+            values = list(itertools.islice(override.sweep_string_iterator(), limit))
+            first.append(f"{key}={values[0]}")
+            others += [(len(first) - 1, f"{key}={value}") for value in values[1:]]
+    variants = [first]
+    for index, replacement in others[:limit]:
+        variants.append([*first[:index], replacement, *first[index + 1:]])
+    return variants
+
+
+def node_keys(cfg: DictConfig, path: str) -> tuple[str, list[str]]:
+    """The deepest existing node on ``path`` and its keys (no ``_target_``-like ones)."""
+    parts = path.split(".") if path else []
+    while parts and not isinstance(OmegaConf.select(cfg, ".".join(parts), throw_on_missing=False), DictConfig):
+        parts.pop()
+    node = OmegaConf.select(cfg, ".".join(parts)) if parts else cfg
+    return ".".join(parts), sorted(k for k in node.keys() if not str(k).startswith("_"))
+
+
+def unknown_key_error(error: HydraException, variant: list[str], compose_: Callable, groups: dict,
+                      hints: dict[str, str]) -> UserError | None:
+    """One line for an override Hydra could not apply: the key, the valid keys of its node and the nearest."""
+    quoted = re.search(r"'([^']+)'", str(error))
+    if not quoted:
+        return None
+    key = quoted.group(1)
+    given = next((a for a in variant if a.lstrip("+~").split("=", 1)[0].split("@")[0] == key), None)
+    if given is None:
+        return None  # not about the command line: a broken config is a bug, keep the traceback
+    choices = [a for a in variant if a.lstrip("+~").split("=", 1)[0] in groups and a != given]
+    base = compose_(choices)
+    parent, valid = node_keys(base, key.rsplit(".", 1)[0] if "." in key else "")
+    name = key.rsplit(".", 1)[-1]
+    near = difflib.get_close_matches(name, valid, n=1)
+    where = f"{parent} has no key {name!r}" if parent else f"there is no key {name!r}"
+    first = re.split(r"[./@]", key)[0]
+    hint = f" ({hints[first]})" if first in hints else ""
+    did = f", did you mean {(parent + '.' if parent else '') + near[0]}?" if near else ""
+    return UserError(f"{given}: {where}{hint}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
+
+
+def missing_keys(node, path: str = "") -> list[str]:
+    """Keys left ``???`` (required), found without resolving any interpolation (some need a Hydra run)."""
+    found = []
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        child, name = node._get_node(key), f"{path}.{key}" if path else str(key)
+        if child._is_missing():
+            found.append(name)
+        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
+            found += missing_keys(child, name)
+    return found
+
+
+def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
+                       required: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
+    """Compose the config the command line asks for, as Hydra will, and check it before Hydra
+    creates a run dir and before torch is imported: unknown keys, malformed overrides, required
+    values left out and (for a single run) every value rule of ``training/validation.py``. In a
+    sweep each swept value is composed once; values are checked by each run (a bad cell fails alone)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .validation import check_config
+
+    check_overrides(argv, config_dir)
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in HYDRA_FLAGS for f in flags):
+        return  # --help, --cfg, ...: Hydra's own
+    multirun = bool(flags)
+    parsed = parse_overrides([a for a in argv if not a.startswith("-")])
+    groups = group_options(config_dir)
+
+    def compose_(overrides: list[str]) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+
+    try:
+        for variant in concrete_variants(parsed):
+            try:
+                cfg = compose_(variant)
+            except HydraException as error:  # ConfigCompositionException: an override Hydra cannot apply
+                translated = unknown_key_error(error, variant, compose_, groups, hints or {})
+                if translated is None:
+                    raise
+                raise translated from None
+            for key in missing_keys(cfg):
+                raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
+            if not multirun:
+                check_config(cfg, unset)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def run_dirname(overrides: str, max_bytes: int = 200) -> str:
@@ -80,7 +214,23 @@ def run_dirname(overrides: str, max_bytes: int = 200) -> str:
     return name
 
 
+def unique_dir(path: str) -> str:
+    """``path``, created now and so this process's alone; if another process created it
+    first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
+    exclusive, so two runs never share a dir. Cached in the config by OmegaConf
+    (``use_cache``), so every later read of the run or sweep dir gives the same answer."""
+    for n in itertools.count(1):
+        candidate = path if n == 1 else f"{path}_{n}"
+        try:
+            Path(candidate).mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
 OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
+OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
 
 
 def fail(text: str, status: int = 2) -> None:
@@ -91,7 +241,12 @@ def fail(text: str, status: int = 2) -> None:
 def resume_argv(argv: list[str]) -> list[str]:
     """``resume=<run dir or checkpoint>`` -> the original run's overrides, then
     the ones given now, then its run dir and checkpoint, so the resumed run
-    composes the same config and writes into the same dir (and TensorBoard run)."""
+    composes the same config and writes into the same dir (and TensorBoard run).
+
+    A run dir handed to us is data, not code: its checkpoint must load with
+    weights_only and store options only (training/trust.py), and its overrides
+    may choose options and set plain values, never name code
+    (``check_untrusted_overrides``), unless the same override is typed again now."""
     import yaml
 
     from .checkpoints import resume_target
@@ -100,23 +255,34 @@ def resume_argv(argv: list[str]) -> list[str]:
     if not targets or targets[-1] in ("", "null"):
         return argv
     checkpoint, run_dir = resume_target(targets[-1])
-    original = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    source = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        original = yaml.safe_load(source.read_text()) or []
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"{source} is not readable ({message(error)}); resume needs the run's overrides") from None
     keep = lambda a: not a.startswith(("resume=", "hydra.run.dir="))  # noqa: E731
-    return [a for a in original if keep(a)] + [a for a in argv if keep(a)] + [
-        f"hydra.run.dir={run_dir}", f"resume={checkpoint}"]
+    original = [a for a in original if not isinstance(a, str) or keep(a)]
+    check_untrusted_overrides([a for a in original if a not in argv], str(source))
+    return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={run_dir}", f"resume={checkpoint}"]
 
 
-def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None):
+def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
+                config_name: str | None = None, hints: dict[str, str] | None = None,
+                required: dict[str, str] | None = None, unset: tuple[str, ...] = ()):
     """Wrap a ``@hydra.main`` function: rewrite the command line (``prepare``),
-    check its overrides, and turn user errors raised before the run starts
-    into one line and exit 2."""
+    check it (``check_command_line``, when ``config_name`` is given), and turn user
+    errors raised before the run starts into one line and exit 2."""
 
     @functools.wraps(main)
     def run():
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
         try:
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])
-            check_overrides(sys.argv[1:], config_dir)
+            if config_name is None:
+                check_overrides(sys.argv[1:], config_dir)
+            else:
+                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset)
         except Exception as error:
             if is_user_error(error):
                 fail(message(error))
@@ -139,3 +305,56 @@ def user_errors_as_lines(function: Callable) -> Callable:
             raise
 
     return wrapper
+
+
+def log_to_file(output_dir: str | Path, name: str) -> None:
+    """Log into ``<run dir>/<name>.log`` from now on, as Hydra's file handler would have from the start
+    (hydra/default.yaml leaves it out until the run is valid); once per process."""
+    import logging
+
+    path = Path(output_dir) / f"{name}.log"
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)
+
+
+def instantiate_trainer(node: DictConfig, **kwargs):
+    """``lightning.Trainer`` from its config; a Trainer Lightning refuses to build on this machine
+    (``trainer=gpu`` without a GPU, ``trainer.devices=0``) is the user's to fix: one line."""
+    from hydra.utils import instantiate
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = unwrap(error)
+        if not isinstance(cause, MisconfigurationException):
+            raise
+        text = message(cause)
+        if "not available" in text or "No supported gpu backend" in text:
+            raise UserError(f"trainer.accelerator={node.get('accelerator')!r}: this machine has no GPU "
+                            f"(Lightning: {text}); run on the CPU with trainer=cpu") from None
+        raise UserError(f"trainer: {text}") from None
+
+
+def check_untrusted_overrides(overrides: list, source: str) -> None:
+    """Overrides read from a file someone handed us (a run dir's .hydra/overrides.yaml) may choose
+    options and set values, never name code: no ``hydra.*`` keys, no ``_target_``-like keys, values
+    plain (no dicts, no ``${...}`` interpolations or resolvers, no sweeps); then they pass the same
+    checks as a command line."""
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"{source} is not a list of key=value overrides")
+    for override in parse_overrides(overrides):
+        text = override.input_line
+        key = override.key_or_group
+        value = None if override.is_delete() else override.value()
+        plain = [value] if not isinstance(value, list) else value
+        if key.split("/")[0].split(".")[0] == "hydra" or any(p.startswith("_") for p in re.split(r"[./@]", key)):
+            raise UserError(f"{source}: {text!r} sets {key}, which a run dir may not set (refused: a run dir names options, not code)")
+        if override.is_sweep_override() or not all(v is None or isinstance(v, (str, int, float, bool)) for v in plain):
+            raise UserError(f"{source}: {text!r} is not a plain value (refused: a run dir names options, not code)")
+        if any(isinstance(v, str) and "${" in v for v in plain):
+            raise UserError(f"{source}: {text!r} holds an interpolation (refused: a run dir names options, not code)")

@@ -5,12 +5,15 @@ changed comes from .hydra/overrides.yaml, its numbers from metrics.json, its
 validation curve from its TensorBoard events. Runs that differ only in
 ``seed`` form one cell, reported as mean ± std over the seeds (sample standard
 deviation). A run without metrics.json, with ``status: failed`` in it, or with
-a non-finite loss is listed and marked, never dropped.
+a non-finite loss is listed and marked, never dropped; so is a run whose files
+cannot be read (a truncated metrics.json, a damaged .hydra/ YAML), marked
+``unreadable`` with the reason. The tables are written atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import matplotlib
 import yaml
+
+from .files import write_text
 
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,8 +38,45 @@ HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "
            "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
+STATUSES = ("completed", "diverged", "failed", "unreadable")
+
+
+class Unreadable(Exception):
+    """A run file that exists but cannot be read back (truncated, not JSON or YAML, not valid text)."""
+
+
 def load_yaml(path: Path):
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise Unreadable(f"{path.name} is unreadable: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+
+
+def load_json(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise Unreadable(f"{path.name} is unreadable: {str(error).splitlines()[0]}") from None
+
+
+def read_run(hydra_dir: Path) -> tuple[dict, dict | None, dict, list, str]:
+    """(config, metrics, Hydra's choices, overrides, why a file is unreadable or "")."""
+    parts: dict = {"config": {}, "metrics": None, "hydra": {}, "overrides": []}
+    problem = ""
+    for key, read, path in (("config", load_yaml, hydra_dir / "config.yaml"), ("hydra", load_yaml, hydra_dir / "hydra.yaml"),
+                            ("overrides", load_yaml, hydra_dir / "overrides.yaml"),
+                            ("metrics", load_json, hydra_dir.parent / "metrics.json")):
+        try:
+            parts[key] = read(path) if key == "metrics" else read(path) or parts[key]
+        except Unreadable as error:
+            problem = problem or str(error)
+    for key, kind in (("config", dict), ("hydra", dict), ("overrides", list)):
+        if not isinstance(parts[key], kind):
+            problem, parts[key] = problem or f".hydra/{key}.yaml is unreadable: not a {kind.__name__}", kind()
+    if parts["metrics"] is not None and not isinstance(parts["metrics"], dict):
+        problem, parts["metrics"] = problem or "metrics.json is unreadable: not a JSON object", None
+    choices = ((parts["hydra"].get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    return parts["config"], parts["metrics"], choices if isinstance(choices, dict) else {}, parts["overrides"], problem
 
 
 def status_of(metrics: dict | None) -> tuple[str, str]:
@@ -52,17 +94,15 @@ def find_runs(root: Path) -> list[dict]:
     """One row per training run under ``root`` (any depth)."""
     runs = []
     for hydra_dir in sorted(root.rglob(".hydra")):
-        config = load_yaml(hydra_dir / "config.yaml") or {}
-        if config.get("task_name") != "train":  # evaluate.py and other entry points write run dirs too
+        config, metrics, choices, overrides, problem = read_run(hydra_dir)
+        if config.get("task_name", "train") != "train":  # evaluate.py and other entry points write run dirs too
             continue
-        path = hydra_dir.parent / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else None
-        choices = (load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {}).get("choices", {})
-        status, error = status_of(metrics)
-        overrides = [str(o) for o in load_yaml(hydra_dir / "overrides.yaml") or []]
+        status, error = ("unreadable", problem) if problem else status_of(metrics)
+        overrides = [str(o) for o in overrides]
+        model = config.get("model")
         row = {"path": hydra_dir.parent, "run": hydra_dir.parent.relative_to(root).as_posix() or ".",
                "override_list": overrides, "all_overrides": " ".join(overrides),
-               "model": (config.get("model") or {}).get("name", choices.get("model", "")),
+               "model": str((model if isinstance(model, dict) else {}).get("name", choices.get("model", ""))),
                "data": choices.get("data", ""), "seed": config.get("seed", ""), "status": status, "error": error}
         for column, key in NUMBERS.items():
             value = (metrics or {}).get(key)
@@ -95,7 +135,7 @@ def cells(runs: list[dict], group: bool) -> list[dict]:
         cell = cell if len(members) > 1 else members[0]["overrides"]
         row = {"overrides": cell, "model": ", ".join(sorted({m["model"] for m in members})), "runs": len(members),
                "seeds": " ".join(str(m["seed"]) for m in members)}
-        counts = {s: sum(m["status"] == s for m in members) for s in ("completed", "diverged", "failed")}
+        counts = {s: sum(m["status"] == s for m in members) for s in STATUSES}
         row["status"] = ", ".join(f"{n} {s}" if n < len(members) else s for s, n in counts.items() if n)
         for column in NUMBERS:
             values = [m[column] for m in members if m[column] is not None and math.isfinite(m[column])]
@@ -141,10 +181,11 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([{c: ("" if r.get(c) is None else r[c]) for c in columns} for r in rows])
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows([{c: ("" if r.get(c) is None else r[c]) for c in columns} for r in rows])
+    write_text(path, text.getvalue())
 
 
 def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:

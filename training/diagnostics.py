@@ -42,6 +42,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from models.layers import ACTIVATIONS
 
+from .errors import UserError
 from .plots import confusion_matrix_figure
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
@@ -116,7 +117,7 @@ class ForwardProbe:
 
 def check_every(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
@@ -514,7 +515,7 @@ class WeightSparsity(L.Callback):
 
     def __init__(self, threshold: float = 1e-3) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
-            raise ValueError(f"callbacks.sparsity.threshold must be a number > 0, got {threshold!r}")
+            raise UserError(f"callbacks.sparsity.threshold must be a number > 0, got {threshold!r}")
         self.threshold = float(threshold)
         self.fractions: dict[str, float] = {}
 

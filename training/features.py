@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 
 
@@ -99,7 +100,7 @@ def grad_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor | None 
     net.eval()
     layer = layer or last_spatial_layer(net, images)
     if layer is None:
-        raise ValueError("grad_cam needs a network with a spatial feature map (a convolutional one)")
+        raise UserError("grad_cam needs a network with a spatial feature map (a convolutional one)")
     captured = []
     handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
     try:

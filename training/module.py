@@ -16,6 +16,7 @@ import functools
 from typing import Any
 
 import lightning as L
+
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -27,6 +28,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from .errors import UserError
 from .schedulers import complete
 
 
@@ -48,9 +50,10 @@ class ImageClassifier(L.LightningModule):
         the model and data without pickled objects."""
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler.interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+            raise UserError(f"scheduler.interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "regularization"], logger=False)
         self.net = net
+        self.segment_start_step = 0  # the optimizer step this fit started at (on_train_start)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         self.penalty = regularization if regularization is not None and regularization.active else None
@@ -112,6 +115,7 @@ class ImageClassifier(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity check's epoch must not count
+        self.segment_start_step = self.trainer.global_step  # > 0 after a resume: train.py's throughput counts from here
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)

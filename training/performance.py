@@ -3,29 +3,43 @@
 
 ``PerformanceSwitches`` (configured by ``configs/performance/``):
 
+- ``threads``: ``torch.set_num_threads`` while the trainer runs. ``null``:
+  ``OMP_NUM_THREADS`` when it is set, else the cores this process may use
+  (``os.sched_getaffinity``, as ``taskset`` or a scheduler set it) shared out
+  among the trainer's local processes (CPU DDP); ``0``: torch's own count
+  left alone (it counts physical cores, not the affinity mask).
 - ``channels_last``: the network's 4-D weights and every input batch in
-  NHWC memory order, which cuDNN's tensor-core convolutions prefer
-  (PyTorch's "Channels Last Memory Format" tutorial). The weights are
-  converted in ``setup``; the inputs by a forward pre-hook on ``net``, so
-  every batch of fit, validate, test and predict is converted whatever
-  loader made it (a callback cannot replace the batch in
-  ``on_train_batch_start``; the hook changes no parameter names, so
-  checkpoints are unaffected).
+  NHWC memory order, which cuDNN's tensor-core convolutions and oneDNN's
+  CPU convolutions prefer (PyTorch's "Channels Last Memory Format"
+  tutorial). The weights are converted in ``setup``; the inputs by a
+  forward pre-hook on ``net``, so every batch of fit, validate, test and
+  predict is converted whatever loader made it (a callback cannot replace
+  the batch in ``on_train_batch_start``; the hook changes no parameter
+  names, so checkpoints are unaffected). ``auto``: on when the network has
+  a 2-D convolution, unless the optimizer is LBFGS (it flattens gradients
+  with ``view``, which NHWC gradients refuse).
 - ``compile``: ``net.compile()`` (``torch.compile`` in place: the module
   keeps its parameter names, so its checkpoints still load into an
   uncompiled model); ``compile_mode`` and ``compile_backend`` are passed on.
+  ``auto``: on when the fit plans at least ``compile_min_steps`` optimizer
+  steps (compiling costs about a minute on a CPU, then each step is faster:
+  it pays from a few hundred steps on) and, on the CPU, a C++ compiler is
+  found (inductor needs one).
 - ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark``: cuDNN times its
   convolution algorithms for each new input shape and keeps the fastest.
-  Ignored with a warning under ``Trainer(deterministic=True)``.
+  Ignored under ``Trainer(deterministic=True)``, with a warning on a GPU.
 - ``matmul_precision``: ``torch.set_float32_matmul_precision``: "highest"
   (true fp32), "high" (TF32 on Ampere and later), "medium" (bf16).
 
 The global settings are restored in ``teardown``. Mixed precision is a
-Trainer argument (``trainer.precision``), not a switch here.
+Trainer argument (``trainer.precision``), not a switch here;
+``check_precision`` refuses bf16 on a CPU without bf16 instructions.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from typing import Callable
 
@@ -33,7 +47,32 @@ import lightning as L
 import torch
 from torch import nn
 
+from .errors import UserError
+from .hardware import BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
+
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+AUTO = "auto"
+
+
+def check_precision(precision: str, accelerator: str, flags: set[str] | None = None) -> None:
+    """Refuse bf16 autocast on a CPU that emulates bf16 (measured 15x slower than fp32 on a Zen 3 EPYC)."""
+    on_cpu = accelerator == "cpu" or (accelerator == AUTO and not torch.cuda.is_available())
+    if str(precision).startswith("bf16") and on_cpu and not cpu_has_bf16(flags):
+        raise UserError(
+            f"trainer.precision={precision}: this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo), "
+            "so bf16 autocast is emulated and runs many times slower than fp32; use trainer.precision=32-true")
+
+
+def default_threads(processes: int = 1) -> int:
+    """``OMP_NUM_THREADS`` when set, else this process's share of the usable cores."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, usable_cores() // max(1, processes))
+
+
+def has_conv2d(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
 def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
@@ -43,38 +82,71 @@ def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
     return (x, *rest)
 
 
+def _switch(name: str, value) -> bool | str:
+    if value not in (True, False, AUTO):
+        raise UserError(f"performance.{name}={value!r} is not valid; valid: true, false, auto")
+    return value
+
+
 class PerformanceSwitches(L.Callback):
     def __init__(
         self,
-        channels_last: bool = False,
-        compile: bool = False,
+        channels_last: bool | str = False,
+        compile: bool | str = False,
         cudnn_benchmark: bool = False,
         matmul_precision: str = "highest",
         compile_mode: str | None = None,
         compile_backend: str | Callable = "inductor",
+        threads: int | None = None,
+        compile_min_steps: int = 1000,
     ) -> None:
         if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
-        self.channels_last, self.compile, self.cudnn_benchmark = channels_last, compile, cudnn_benchmark
+            raise UserError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
+        if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
+            raise UserError(f"performance.threads={threads!r} is not valid: it must be null (the usable cores), "
+                             "0 (torch's own count) or an integer >= 1")
+        self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
+        self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
         self.matmul_precision, self.compile_mode, self.compile_backend = matmul_precision, compile_mode, compile_backend
         self._saved: tuple | None = None
         self._prepared: set[int] = set()  # nets already converted (setup runs once per stage)
+        self.applied: dict = {}  # what was decided, for the run's log and the tests
 
-    def apply(self, net: nn.Module, deterministic: bool = False) -> nn.Module:
+    def decide(self, net: nn.Module, device: torch.device, planned_steps: float | None = None,
+               optimizer: Callable | None = None) -> dict:
+        """The switches ``auto`` resolves to for ``net`` on ``device`` over a fit of ``planned_steps``
+        with ``optimizer`` (a factory: LBFGS flattens gradients with ``view``, which NHWC ones refuse)."""
+        lbfgs = getattr(optimizer, "func", optimizer) is torch.optim.LBFGS
+        channels_last = (has_conv2d(net) and not lbfgs) if self.channels_last == AUTO else self.channels_last
+        compile_ = self.compile
+        if compile_ == AUTO:
+            long_enough = planned_steps is not None and planned_steps >= self.compile_min_steps
+            compiler = device.type != "cpu" or shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+            compile_ = bool(long_enough and compiler)
+        return {"channels_last": bool(channels_last), "compile": bool(compile_)}
+
+    def apply(self, net: nn.Module, deterministic: bool = False, threads: int | None = None,
+              planned_steps: float | None = None, device: torch.device | None = None,
+              optimizer: Callable | None = None) -> nn.Module:
         """Apply every switch to ``net`` and the process (also usable without a Trainer)."""
         if self._saved is None:
-            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision())
+            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads())
+        device = device or next(net.parameters(), torch.empty(0)).device  # in setup, still on the CPU: say where it goes
         if self.cudnn_benchmark and deterministic:
-            warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs fixed algorithms")
+            if device.type == "cuda":  # on a CPU there is no cuDNN to speak of (the default preset sets it on everywhere)
+                warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs fixed algorithms")
         elif self.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision(self.matmul_precision)
+        if self.threads != 0:  # 0: torch's own count
+            torch.set_num_threads(self.threads or threads or default_threads())
         if id(net) in self._prepared:
             return net
-        if self.channels_last:
+        self.applied = {**self.decide(net, device, planned_steps, optimizer), "threads": torch.get_num_threads()}
+        if self.applied["channels_last"]:
             net.to(memory_format=torch.channels_last)
             net.register_forward_pre_hook(_to_channels_last)
-        if self.compile:
+        if self.applied["compile"]:
             net.compile(mode=self.compile_mode, backend=self.compile_backend)
         self._prepared.add(id(net))
         return net
@@ -82,13 +154,23 @@ class PerformanceSwitches(L.Callback):
     def restore(self) -> None:
         """Put the process-wide settings back as they were before ``apply``."""
         if self._saved is not None:
-            torch.backends.cudnn.benchmark, precision = self._saved
+            torch.backends.cudnn.benchmark, precision, threads = self._saved
             torch.set_float32_matmul_precision(precision)
+            torch.set_num_threads(threads)
             self._saved = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        planned = None
+        if stage == "fit" and self.compile == AUTO:
+            try:  # the data module is set up by now; max_epochs, max_steps and limit_train_batches are counted in
+                planned = trainer.estimated_stepping_batches
+            except Exception:  # a loader without a length: no estimate, no compile
+                planned = None
+        processes = trainer.num_devices if trainer.strategy.root_device.type == "cpu" else 1
         # Trainer(deterministic=True) has switched torch's deterministic algorithms on by now
-        self.apply(pl_module.net, deterministic=torch.are_deterministic_algorithms_enabled())
+        self.apply(pl_module.net, deterministic=torch.are_deterministic_algorithms_enabled(),
+                   threads=default_threads(processes), planned_steps=planned, device=trainer.strategy.root_device,
+                   optimizer=getattr(pl_module, "optimizer_factory", None))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.restore()

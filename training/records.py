@@ -5,7 +5,6 @@ settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from reporting.manifest import manifest
+
+from .files import write_json, write_text
 
 # TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
 # next to the final metrics
@@ -41,16 +42,10 @@ def save_run_config(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), folder / "overrides.yaml")
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
 
-
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then a rename (no half-written file)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(value, indent=2))
-    partial.replace(path)
 
 
 def write_metrics(cfg: DictConfig, metrics: dict) -> None:
@@ -62,7 +57,7 @@ def write_manifest(cfg: DictConfig) -> None:
     """manifest.json: software, hardware, commit and command line of the run; a resumed run keeps its
     first start's record and lists each resume's own under ``resumes``."""
     path = Path(cfg.paths.output_dir) / "manifest.json"
-    current = manifest(seed=cfg.seed)
+    current = {**manifest(seed=cfg.seed), "tags": list(cfg.get("tags") or [])}
     if cfg.resume and path.is_file():
         try:
             first = json.loads(path.read_text())

@@ -2,24 +2,45 @@
 
 Each rule names a config key, what it must be, and a predicate; a value
 that breaks one gets one line naming the key, the value and what would be
-valid. Keys absent from the composed config (a group without them) are
+valid. Numbers must be finite (``inf`` and ``nan`` break every numeric
+rule). Keys absent from the composed config (a group without them) are
 skipped. Options chosen from a group and model switches are checked where
 they are defined (training/cli.py, the model builders).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64, "16", 16, "bf16")
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _devices(value: Any) -> bool:
+    if value == "auto" or (_integer(value) and (value >= 1 or value == -1)):
+        return True
+    if isinstance(value, str):
+        return re.fullmatch(r"\d+(,\d+)*,?", value) is not None
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_integer(v) and v >= 0 for v in value)
+
+
+def _batches(value: Any) -> bool:  # limit_*_batches: a count, or a fraction of the epoch
+    return value is None or (_integer(value) and value >= 0) or (_number(value) and 0 <= value <= 1)
 
 
 RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
@@ -27,26 +48,59 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("optimizer.lr", "a number > 0", lambda v: _number(v) and v > 0),
     ("optimizer.weight_decay", "a number >= 0", lambda v: _number(v) and v >= 0),
     ("optimizer.momentum", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    ("optimizer.alpha", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    ("optimizer.eps", "a number > 0", lambda v: _number(v) and v > 0),
     ("data.batch_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
     ("data.num_workers", "an integer >= 0", lambda v: _integer(v) and v >= 0),
     ("data.image_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("data.val_size", "an integer >= 1 or a fraction in (0, 1)",
+     lambda v: (_integer(v) and v >= 1) or (_number(v) and not _integer(v) and 0 < v < 1)),
+    ("data.crop_padding", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+    ("data.cutout_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("data.stats_samples", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("data.download", "true or false", lambda v: isinstance(v, bool)),
     ("trainer.max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("trainer.min_epochs", "null or an integer >= 0", lambda v: v is None or (_integer(v) and v >= 0)),
+    ("trainer.accelerator", f"one of {', '.join(ACCELERATORS)}", lambda v: v in ACCELERATORS),
+    ("trainer.devices", "an integer >= 1, -1 (all), 'auto' or a list of device indices", _devices),
+    ("trainer.precision", f"one of {', '.join(map(str, PRECISIONS[:7]))}", lambda v: v in PRECISIONS),
+    ("trainer.deterministic", "true or false", lambda v: isinstance(v, bool) or v == "warn"),
+    ("trainer.gradient_clip_val", "null or a number >= 0", lambda v: v is None or (_number(v) and v >= 0)),
+    ("trainer.check_val_every_n_epoch", "null or an integer >= 1", lambda v: v is None or (_integer(v) and v >= 1)),
+    ("trainer.log_every_n_steps", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("trainer.limit_train_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
+    ("trainer.limit_val_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
+    ("trainer.limit_test_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
     ("model.dropout", "a number in [0, 1)", lambda v: v is None or (_number(v) and 0 <= v < 1)),
     ("model.batchnorm", "true or false", lambda v: v is None or isinstance(v, bool)),
     ("loss.label_smoothing", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    ("loss.margin", "a number > 0", lambda v: _number(v) and v > 0),
     ("regularization.strength", "a number >= 0", lambda v: _number(v) and v >= 0),
+    ("regularization.l1_ratio", "a number in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
     ("callbacks.last_checkpoint.every_n_train_steps", "null or an integer >= 1",
      lambda v: v is None or (_integer(v) and v >= 1)),
+    ("callbacks.early_stopping.patience", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+    ("test", "true or false", lambda v: isinstance(v, bool)),
+    ("performance.matmul_precision", "one of highest, high, medium", lambda v: v in ("highest", "high", "medium")),
+    ("performance.channels_last", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
+    ("performance.compile", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
+    ("performance.compile_min_steps", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+    ("performance.threads", "null, 0 (torch's own) or an integer >= 1", lambda v: v is None or (_integer(v) and v >= 0)),
 ]
 
 _ABSENT = object()
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise ValueError (one line) for the first configured value that breaks a rule."""
+def check_config(cfg: DictConfig, unset: tuple[str, ...] = ()) -> None:
+    """Raise UserError (one line) for the first configured value that breaks a rule.
+    Keys under a node of ``unset`` (evaluate.py's ``data``) may be null: not given."""
     for key, valid, ok in RULES:
-        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
-        if value is _ABSENT:
+        try:
+            value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        except OmegaConfBaseException as error:  # an interpolation that does not resolve: ${nope}
+            raise UserError(f"{key} does not resolve: {str(error).splitlines()[0]}") from None
+        if value is _ABSENT or (value is None and key.split(".")[0] in unset):
             continue
         if not ok(value):
-            raise ValueError(f"{key}={value!r} is not valid: it must be {valid}")
+            finite = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
+            raise UserError(f"{key}={value!r} is not valid: it must be {valid}{finite}")

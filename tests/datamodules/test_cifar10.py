@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from datamodules import TorchvisionDataModule
+from datamodules import DataError, TorchvisionDataModule
 
 PER_BATCH, TEST = 40, 30
 
@@ -108,7 +108,7 @@ def test_augmentation_on_training_images_only(cifar_dir):
 
 def test_absent_data_without_download_names_the_directory(tmp_path):
     dm = make(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match=r"empty/cifar-10-batches-py.*download"):
+    with pytest.raises(DataError, match=r"empty/cifar-10-batches-py.*download"):
         dm.prepare_data()
 
 
@@ -118,7 +118,7 @@ def test_failed_download_says_where_and_how(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.CIFAR10, "download", offline)
     dm = make(tmp_path / "offline", download=True)
-    with pytest.raises(FileNotFoundError, match=r"offline.*could not be downloaded.*cifar-10-python.tar.gz"):
+    with pytest.raises(DataError, match=r"offline.*could not be downloaded.*cifar-10-python.tar.gz"):
         dm.prepare_data()
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from datamodules import ImageFolderDataModule
+from datamodules import DataError, ImageFolderDataModule
 from helpers import SHARED_DATA
 from models import create_model
 from training.module import ImageClassifier
@@ -97,5 +97,5 @@ def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_path
 
 def test_a_folder_without_train_and_test_is_refused(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no test/ folder"):
+    with pytest.raises(DataError, match="no test/ folder"):
         ImageFolderDataModule(root=str(tmp_path))

@@ -1,4 +1,4 @@
-"""GoogLeNet: torchvision parity, the paper's counts, the aux-head contract."""
+"""GoogLeNet: torchvision parity (its weights load by key), the paper's counts, the aux-head contract."""
 
 import copy
 from pathlib import Path
@@ -9,7 +9,7 @@ import torchvision
 import yaml
 from torch import nn
 
-from models import layers
+from models import create_model, layers
 from models.googlenet import INCEPTION, GoogLeNet, googlenet
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "googlenet.yaml"
@@ -19,21 +19,32 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """Copy src's state into dst by position, asserting shapes pairwise."""
-    src_state, dst_state = src.state_dict(), dst.state_dict()
-    assert len(src_state) == len(dst_state)
+def blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The nine Inception modules by their Table 1 names."""
+    return {name: getattr(model, f"inception{name}") for name in INCEPTION}
+
+
+def aux_count(model: nn.Module) -> int:
+    return sum(count(head) for head in (model.aux1, model.aux2) if head is not None)
+
+
+def stem_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the stem hands to module 3a: the output of maxpool2."""
+    seen = []
+    handle = model.maxpool2.register_forward_hook(lambda m, i, out: seen.append(out))
     with torch.no_grad():
-        for (ks, vs), (kd, vd) in zip(src_state.items(), dst_state.items()):
-            assert vs.shape == vd.shape, (ks, kd)
-            vd.copy_(vs)
+        model.eval()(x)
+    handle.remove()
+    return seen[0]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["no_aux", "aux"])
 def pair(request):
-    """(torchvision model, ours with torchvision's weights), both in eval mode."""
+    """(torchvision model, ours built by the registry with torchvision's state_dict
+    loaded by key), both in eval mode."""
     torch.manual_seed(0)
     aux = request.param
+    # transform_input=False is torchvision's default without weights; ours has no such step
     theirs = torchvision.models.googlenet(weights=None, aux_logits=aux, init_weights=True, transform_input=False)
     # torchvision's std-0.01 init drowns the input after 22 layers (the logits are
     # nearly the fc bias), so give the convs and BN layers values that carry signal
@@ -44,8 +55,8 @@ def pair(request):
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
                 m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
-    ours = googlenet(form="torchvision", aux_logits=aux)
-    copy_weights(theirs, ours)
+    ours = create_model("googlenet", form="torchvision", aux_logits=aux)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
     return aux, theirs.eval(), ours.eval()
 
 
@@ -54,26 +65,56 @@ def test_torchvision_parameter_count(pair):
     assert count(ours) == count(theirs) == (13_004_888 if aux else 6_624_904)
 
 
-def test_torchvision_state_dict_order(pair):
+def test_torchvision_state_dict_keys(pair):
+    """Same keys in the same order (so loading by position works too), same shapes."""
     aux, theirs, ours = pair
-    pairs = list(zip(theirs.state_dict().items(), ours.state_dict().items()))
-    # the aux heads sit at the same positions (after 5b, before fc) with the same shapes
-    tv_aux = [i for i, ((k, _), _) in enumerate(pairs) if k.startswith("aux")]
-    our_aux = [i for i, (_, (k, _)) in enumerate(pairs) if k.startswith("aux")]
-    assert tv_aux == our_aux and len(tv_aux) == (2 * 10 if aux else 0)  # conv+bn(5)+fc1(2)+fc2(2), twice
-    for (kt, vt), (ko, vo) in pairs:
-        assert vt.shape == vo.shape, (kt, ko)
-        assert kt.rsplit(".", 1)[-1] == ko.rsplit(".", 1)[-1], (kt, ko)  # weight/bias/running_mean...
+    tv_state, our_state = theirs.state_dict(), ours.state_dict()
+    assert list(our_state) == list(tv_state) and len(tv_state) == (364 if aux else 344)
+    assert sum(k.startswith("aux") for k in our_state) == (2 * 10 if aux else 0)  # conv+bn(5)+fc1(2)+fc2(2), twice
+    assert all(our_state[k].shape == v.shape for k, v in tv_state.items())
 
 
-def test_torchvision_logits_eval(pair):
+@pytest.mark.parametrize("aux", [False, True], ids=["no_aux", "aux"])
+def test_torchvision_random_init_loads_by_key(aux):
+    """torchvision's randomly initialised state_dict, as it comes, loads by key into
+    the registry's torchvision form, and the logits are torchvision's bit for bit.
+    (This init drowns the input, so the logits are nearly the fc bias: the tests on
+    ``pair`` load weights that carry the input through, at several sizes.)"""
+    torch.manual_seed(0)
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=aux, init_weights=True).eval()
+    ours = create_model("googlenet", form="torchvision", aux_logits=aux)
+    result = ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    our_state = ours.state_dict()
+    assert all(torch.equal(our_state[k], v) for k, v in theirs.state_dict().items())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), theirs(x))
+
+
+@pytest.mark.parametrize("size", [224, 112, 64])
+def test_torchvision_logits_eval(pair, size):
     _, theirs, ours = pair
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         expected, got = theirs(x), ours(x)
     assert got.shape == (2, 1000)
     assert (expected[0] - expected[1]).abs().max() > 0.01 * expected.abs().max()  # logits follow the input
-    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item() + 1e-7)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("pair", [False], indirect=True, ids=["no_aux"])
+def test_torchvision_transform_input_is_inputs_in_minus_one_to_one(pair):
+    """With its ImageNet weights torchvision sets transform_input=True: ImageNet-normalised
+    images in, TF-slim's [-1, 1] scaling inside. Ours takes the [-1, 1] images directly."""
+    _, theirs, ours = pair
+    theirs = copy.deepcopy(theirs)
+    theirs.transform_input = True
+    pixels = torch.rand(2, 3, 64, 64)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    with torch.no_grad():
+        expected, got = theirs((pixels - mean) / std), ours(2 * pixels - 1)
+    assert torch.allclose(got, expected, atol=1e-4 * expected.abs().max().item())
 
 
 @pytest.mark.parametrize("pair", [True], indirect=True, ids=["aux"])
@@ -86,18 +127,17 @@ def test_torchvision_logits_train_with_aux(pair):
     torch.manual_seed(1)
     logits, (aux1, aux2) = ours(x)
     for got, want in ((logits, expected.logits), (aux1, expected.aux_logits1), (aux2, expected.aux_logits2)):
-        assert torch.allclose(got, want, atol=1e-5 * want.abs().max().item() + 1e-7)
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("pair", [True], indirect=True, ids=["aux"])
 def test_torchvision_aux_heads_on_14x14_maps(pair):
     """At 224x224 the heads see 14x14 maps, where adaptive and 5x5/3 pooling differ."""
     _, theirs, ours = pair
-    for name, tv_head, channels in (("4a", theirs.aux1, 512), ("4d", theirs.aux2, 528)):
+    for tv_head, our_head, channels in ((theirs.aux1, ours.aux1, 512), (theirs.aux2, ours.aux2, 528)):
         f = torch.randn(1, channels, 14, 14)
         with torch.no_grad():
-            want = tv_head(f)
-            assert torch.allclose(ours.aux[name](f), want, atol=1e-5 * want.abs().max().item())
+            assert torch.equal(our_head(f), tv_head(f))
 
 
 PAPER_TABLE_1 = {  # #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
@@ -131,37 +171,37 @@ def test_paper_table_and_parameter_count(paper):
         total += cin * (n1 + n3r + n5r + npool) + 9 * n3r * n3 + 25 * n5r * n5 + n1 + n3r + n3 + n5r + n5 + npool
         cin = n1 + n3 + n5 + npool
     total += 1024 * 1000 + 1000
-    no_aux = count(paper) - count(paper.aux)
+    no_aux = count(paper) - aux_count(paper)
     assert no_aux == total == 6_998_552
     assert abs(no_aux - 6.8e6) / 6.8e6 < 0.03  # Table 1: about 6.8M
     assert count(paper) == 13_378_280
     aux_head = (512 * 128 + 128) + (2048 * 1024 + 1024) + (1024 * 1000 + 1000)
-    assert count(paper.aux["4a"]) == aux_head and count(paper.aux["4d"]) == aux_head + 16 * 128
+    assert count(paper.aux1) == aux_head and count(paper.aux2) == aux_head + 16 * 128  # on 4a, 4d
     for name, k in PAPER_TABLE_1_PARAMS_K.items():  # 4c (+7.5%) and 5a (-5%) are the table's outliers
-        weights = sum(p.numel() for p in paper.body[name].parameters() if p.dim() > 1)
+        weights = sum(p.numel() for p in blocks(paper)[name].parameters() if p.dim() > 1)
         assert abs(weights / 1024 - k) / k < 0.08, name
 
 
 def test_paper_structure(paper):
     modules = list(paper.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in modules)
-    assert sum(isinstance(m, nn.LocalResponseNorm) for m in paper.stem) == 2
-    assert [type(m).__name__ for m in paper.stem] == [
-        "ConvNormAct", "MaxPool2d", "LocalResponseNorm", "ConvNormAct", "ConvNormAct", "LocalResponseNorm", "MaxPool2d"
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in modules) == 2
+    stem = (paper.conv1, paper.maxpool1, paper.lrn1, paper.conv2, paper.conv3, paper.lrn2, paper.maxpool2)
+    assert [type(m).__name__ for m in stem] == [
+        "BasicConv2d", "MaxPool2d", "LocalResponseNorm", "BasicConv2d", "BasicConv2d", "LocalResponseNorm", "MaxPool2d"
     ]
-    assert all(block.branch3[1][0].kernel_size == (5, 5) for name, block in paper.body.items() if name in INCEPTION)
-    assert [m.p for m in paper.head if isinstance(m, nn.Dropout)] == [0.4]
-    for head in paper.aux.values():
-        pool = head[0]
-        assert isinstance(pool, nn.AvgPool2d) and pool.kernel_size == 5 and pool.stride == 3
+    assert all(block.branch3[1].conv.kernel_size == (5, 5) for block in blocks(paper).values())
+    assert paper.dropout.p == 0.4
+    for head in (paper.aux1, paper.aux2):
+        assert isinstance(head.pool, nn.AvgPool2d) and head.pool.kernel_size == 5 and head.pool.stride == 3
         assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.7]
-    assert paper.body["pool4"].kernel_size == paper.body["pool5"].kernel_size == 3  # torchvision: 2 before 5a
+    assert paper.maxpool3.kernel_size == paper.maxpool4.kernel_size == 3  # torchvision: 2 before 5a
 
 
 def test_paper_shapes_at_224(paper):
     x = torch.randn(1, 3, 224, 224)
+    assert stem_output(paper, x).shape == (1, 192, 28, 28)
     with torch.no_grad():
-        assert paper.stem(x).shape == (1, 192, 28, 28)
         paper.train()
         logits, aux = paper(x)
         paper.eval()
@@ -180,27 +220,28 @@ def test_aux_contract_train_vs_eval():
     assert logits.shape == (2, 10) and isinstance(aux, list) and [a.shape for a in aux] == [(2, 10), (2, 10)]
     loss = nn.functional.cross_entropy(logits, y) + 0.3 * sum(nn.functional.cross_entropy(a, y) for a in aux)
     loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.aux.parameters())
+    aux_params = [p for head in (model.aux1, model.aux2) for p in head.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aux_params)
     model.zero_grad(set_to_none=True)
     model.eval()
     out = model(x)
     assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
     out.sum().backward()  # the heads are not run at inference
-    assert all(p.grad is None for p in model.aux.parameters())
-    assert all(p.grad is not None for p in model.head.parameters())
+    assert all(p.grad is None for p in aux_params)
+    assert all(p.grad is not None for p in model.fc.parameters())
     no_aux = googlenet(num_classes=10, stem="cifar", aux_logits=False).train()
-    assert no_aux.aux is None and isinstance(no_aux(x), torch.Tensor)
+    assert no_aux.aux1 is None and no_aux.aux2 is None and isinstance(no_aux(x), torch.Tensor)
 
 
 @pytest.mark.parametrize("form", ["paper", "torchvision"])
 def test_cifar_stem(form):
     model = googlenet(num_classes=10, stem="cifar", form=form)
-    stem_out = model.stem(torch.randn(2, 3, 32, 32))
-    assert stem_out.shape == (2, 192, 16, 16)
+    assert stem_output(model, torch.randn(2, 3, 32, 32)).shape == (2, 192, 16, 16)
+    assert all(isinstance(m, nn.Identity) for m in (model.conv1, model.maxpool1, model.lrn1, model.conv2))
     assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.modules()) == (1 if form == "paper" else 0)
-    assert all(isinstance(h[0], nn.AdaptiveAvgPool2d) for h in model.aux.values())
+    assert all(isinstance(h.pool, nn.AdaptiveAvgPool2d) for h in (model.aux1, model.aux2))
     expected = {"paper": (5_864_762, 10_214_990), "torchvision": (5_490_986, 9_841_470)}[form]
-    assert (count(model) - count(model.aux), count(model)) == expected
+    assert (count(model) - aux_count(model), count(model)) == expected
 
 
 def test_batchnorm_switch():
@@ -211,12 +252,12 @@ def test_batchnorm_switch():
     assert all(c.bias is None for c in convs(tv))
     tv_plain = googlenet(num_classes=10, stem="cifar", form="torchvision", batchnorm=False)
     assert not bns(tv_plain) and all(c.bias is not None for c in convs(tv_plain))
-    assert all(b.branch3[1][0].kernel_size == (3, 3) for n, b in tv_plain.body.items() if n in INCEPTION)
-    assert tv_plain.body["pool5"].kernel_size == 2
+    assert all(b.branch3[1].conv.kernel_size == (3, 3) for b in blocks(tv_plain).values())
+    assert tv_plain.maxpool4.kernel_size == 2
     paper_bn = googlenet(num_classes=10, stem="cifar", batchnorm=True)
     assert len(bns(paper_bn)) == len(convs(paper_bn)) and all(c.bias is None for c in convs(paper_bn))
     assert sum(isinstance(m, nn.LocalResponseNorm) for m in paper_bn.modules()) == 1  # LRN stays
-    assert [m.p for m in tv.head if isinstance(m, nn.Dropout)] == [0.2]
+    assert tv.dropout.p == 0.2
 
 
 @pytest.mark.parametrize(

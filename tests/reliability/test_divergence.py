@@ -3,6 +3,7 @@ the likely cause, and leaves only finite weights behind."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -36,7 +37,15 @@ def test_a_diverging_run_stops_with_one_line_and_a_finite_last_checkpoint(tmp_pa
     assert checkpoint["global_step"] <= int(match.group(2))  # written before the diverging step
     for key, tensor in checkpoint["state_dict"].items():
         assert torch.isfinite(tensor).all(), key
-    assert not (run_dir / "metrics.json").exists() or '"completed"' not in (run_dir / "metrics.json").read_text()
+    assert "checkpoints/" in errors[0] and "holds the last weights saved before it" in errors[0]  # what exists
+    written = json.loads((run_dir / "metrics.json").read_text())  # a single run records its divergence too
+    assert written["status"] == "diverged" and "training diverged" in written["error"]
+
+
+def test_a_run_diverging_before_any_checkpoint_says_there_is_none():
+    with pytest.raises(DivergenceError) as error:
+        fit(NaNAt(nan_step=0), [DivergenceGuard()])
+    assert "no checkpoint was saved before it" in str(error.value) and "last weights" not in str(error.value)
 
 
 class NaNAt(L.LightningModule):

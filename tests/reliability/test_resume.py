@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import ROOT, final_metrics, run_script
 
 COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=16",
           "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7"]
+
+
+def loss_steps(run_dir) -> list[int]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [e.step for e in events.Scalars("train/loss_step")]
 
 
 def weights(run_dir):
@@ -48,7 +57,17 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp
     assert not (run_dir / "metrics.json").exists()
     killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert killed_at["global_step"] == 2 * steps_per_epoch  # the last epoch end before the kill
-    result = run_script("train.py", f"resume={run_dir}", "callbacks.crash=null")
+    # the run dir names code (the crash callback's _target_): a run dir handed to resume= may not
+    refused = run_script("train.py", f"resume={run_dir}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert "callbacks.crash._target_" in refused.stderr.strip().splitlines()[-1]
+    overrides = run_dir / ".hydra" / "overrides.yaml"  # so the test takes its crash callback out of the run's files
+    overrides.write_text(yaml.safe_dump([o for o in yaml.safe_load(overrides.read_text()) if "crash" not in o]))
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        del checkpoint["hyper_parameters"]["config"]["callbacks"]["crash"]
+        torch.save(checkpoint, path)
+    result = run_script("train.py", f"resume={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_metrics(result.stdout)["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
     resumed_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -57,6 +76,13 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp
     assert resumed.keys() == whole.keys()
     for key in whole:
         assert torch.allclose(resumed[key].float(), whole[key].float(), atol=1e-6), key
+    # TensorBoard shows each step once: what the killed run logged after its checkpoint is dropped, then logged again
+    steps = loss_steps(run_dir)
+    assert steps == sorted(set(steps)) and max(steps) > killed_at["global_step"], steps
+    assert len(steps) == len(loss_steps(whole_dir)), (steps, loss_steps(whole_dir))
+    written = json.loads((run_dir / "metrics.json").read_text())  # throughput: the resumed segment's steps in its time
+    segment = whole_ckpt["global_step"] - killed_at["global_step"]
+    assert written["train_images_per_s"] * written["wall_time_s"] / 16 == pytest.approx(segment, rel=0.01)
 
 
 def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):

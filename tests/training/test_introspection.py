@@ -171,7 +171,8 @@ def test_analytic_receptive_field_is_the_set_of_pixels_with_a_gradient(name, siz
 
 def test_inception_concatenation_sees_the_union_of_its_branches():
     googlenet = build("googlenet")
-    model = nn.Sequential(googlenet.stem, googlenet.body["3a"])  # stem, then one Inception module
+    stem = nn.Sequential(googlenet.conv3, googlenet.lrn2, googlenet.maxpool2)  # the CIFAR stem: conv1, conv2 are identities
+    model = nn.Sequential(stem, googlenet.inception3a)  # stem, then one Inception module
     rows, totals = summarize(model, (3, 32, 32))
     branches = {r.name.split(".")[1]: r.rf[0] for r in rows if r.name.startswith("1.branch")}
     assert branches == {"branch1": 5, "branch2": 9, "branch3": 13, "branch4": 9}  # 1x1 | 3x3 | 5x5 | pool

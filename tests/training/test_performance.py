@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import create_model
 from training.module import ImageClassifier
 from training.benchmarking import MemoryPeak
-from training.performance import PerformanceSwitches
+from training.performance import PerformanceSwitches, check_precision, default_threads
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -29,12 +30,12 @@ def process_settings_restored():
     torch._dynamo.reset()
 
 
-def fit(switches: PerformanceSwitches, *callbacks, deterministic: bool = False, model: str = "lenet5"):
+def fit(switches: PerformanceSwitches, *callbacks, deterministic: bool = False, model: str = "lenet5", max_steps: int = 2):
     torch.manual_seed(0)
     net = create_model(model, num_classes=10, in_channels=3)
     module = ImageClassifier(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
     data = DataLoader(TensorDataset(torch.randn(24, 3, 32, 32), torch.randint(0, 10, (24,))), batch_size=8)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, deterministic=deterministic, callbacks=[switches, *callbacks])
     trainer.fit(module, train_dataloaders=data)
     return trainer, module
@@ -45,6 +46,7 @@ class Seen(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
+        self.threads = torch.get_num_threads()
         self.matmul_precision = torch.get_float32_matmul_precision()
 
 
@@ -82,11 +84,19 @@ def test_cudnn_benchmark_and_matmul_precision_hold_during_fit_and_are_restored_a
     assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
 
 
-def test_cudnn_benchmark_gives_way_to_a_deterministic_trainer_with_a_warning():
+def test_cudnn_benchmark_gives_way_to_a_deterministic_trainer_with_a_warning_on_a_gpu():
     seen = Seen()
-    with pytest.warns(UserWarning, match="cudnn_benchmark=true is ignored"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit(PerformanceSwitches(cudnn_benchmark=True), seen, deterministic=True)
     assert seen.cudnn_benchmark is False
+    assert not [w for w in caught if "cudnn_benchmark" in str(w.message)]  # on the CPU: nothing to warn about
+    net = create_model("lenet5", num_classes=10, in_channels=3)
+    switches = PerformanceSwitches(cudnn_benchmark=True)
+    with pytest.warns(UserWarning, match="cudnn_benchmark=true is ignored"):
+        switches.apply(net, deterministic=True, device=torch.device("cuda"))  # where the net will train
+    assert torch.backends.cudnn.benchmark is False
+    switches.restore()
 
 
 def test_a_bad_matmul_precision_is_one_line_with_the_valid_ones():
@@ -95,7 +105,9 @@ def test_a_bad_matmul_precision_is_one_line_with_the_valid_ones():
 
 
 @pytest.mark.parametrize("option, expected", [
-    ("default", dict(channels_last=False, compile=False, cudnn_benchmark=False, matmul_precision="highest")),
+    ("off", dict(channels_last=False, compile=False, cudnn_benchmark=False, matmul_precision="highest", threads=0)),
+    ("default", dict(channels_last="auto", compile="auto", cudnn_benchmark=True, matmul_precision="high", threads=None)),
+    ("cpu", dict(channels_last=True, compile=True, threads=None)),
     ("fast", dict(channels_last=True, compile=True, cudnn_benchmark=True, matmul_precision="high")),
 ])
 def test_the_performance_config_group_builds_the_callback(option, expected):
@@ -111,3 +123,105 @@ def test_memory_peak_sees_a_large_cpu_allocation():
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         del block
     assert 48 * 2**20 < peak.bytes < 512 * 2**20
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_performance_threads_is_torchs_thread_count_during_fit_and_is_restored_after(threads):
+    before, seen = torch.get_num_threads(), Seen()
+    assert before != threads or threads == 1
+    fit(PerformanceSwitches(threads=threads), seen)
+    assert seen.threads == threads
+    assert torch.get_num_threads() == before
+
+
+def test_threads_null_is_omp_num_threads_when_set_else_the_usable_cores_shared_among_processes(monkeypatch):
+    monkeypatch.setattr("training.performance.usable_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert (default_threads(), default_threads(processes=2), default_threads(processes=16)) == (8, 4, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(processes=2) == 3
+    seen = Seen()
+    fit(PerformanceSwitches(threads=None), seen)
+    assert seen.threads == 3
+
+
+def test_threads_0_leaves_torchs_own_count():
+    torch.set_num_threads(1)
+    try:
+        seen = Seen()
+        fit(PerformanceSwitches(threads=0), seen)
+        assert seen.threads == 1
+    finally:
+        torch.set_num_threads(default_threads())
+
+
+def test_auto_compiles_only_a_fit_long_enough_to_pay_back():
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    short = PerformanceSwitches(compile="auto", compile_min_steps=3, compile_backend=counting_backend)
+    fit(short, max_steps=2)
+    assert short.applied["compile"] is False and not graphs
+    long = PerformanceSwitches(compile="auto", compile_min_steps=3, compile_backend=counting_backend)
+    fit(long, max_steps=3)
+    assert long.applied["compile"] is True and graphs
+
+
+def test_auto_channels_last_is_on_for_a_convolutional_network_only():
+    _, module = fit(PerformanceSwitches(channels_last="auto"))
+    first_conv = next(m for m in module.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) and not first_conv.weight.is_contiguous()
+    switches = PerformanceSwitches(channels_last="auto")
+    fit(switches, model="logreg")
+    assert switches.applied["channels_last"] is False
+
+
+def test_a_bad_switch_value_is_one_line_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"compile='yes'.*true, false, auto"):
+        PerformanceSwitches(compile="yes")
+    with pytest.raises(ValueError, match=r"threads=-1"):
+        PerformanceSwitches(threads=-1)
+
+
+NO_BF16 = {"fma", "avx2", "avx512f"}  # a Zen 3/4-like CPU: AVX but no bf16 dot products
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_refused(accelerator, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"trainer.precision=bf16-mixed: this CPU has no bf16 instructions"):
+        check_precision("bf16-mixed", accelerator, flags=NO_BF16)
+    check_precision("bf16-mixed", accelerator, flags=NO_BF16 | {"avx512_bf16"})  # with them: allowed
+    check_precision("bf16-mixed", accelerator, flags=NO_BF16 | {"amx_bf16"})
+    check_precision("32-true", accelerator, flags=NO_BF16)
+
+
+def test_bf16_is_not_refused_for_a_gpu():
+    check_precision("bf16-mixed", "gpu", flags=set())
+
+
+def test_train_py_refuses_bf16_on_a_cpu_without_bf16_in_one_line(tmp_path):
+    """train.py as a user runs it, on a CPU whose /proc/cpuinfo lacks the bf16 flags (faked: this one may have them)."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    fake_cpu = ("import sys, runpy, training.hardware as h; h.cpu_flags = lambda: {'fma', 'avx2'}; "
+                "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", fake_cpu, str(ROOT / "train.py"), "experiment=smoke", "trainer=cpu",
+                             "trainer.precision=bf16-mixed", f"hydra.run.dir={tmp_path}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: trainer.precision=bf16-mixed: this CPU has no bf16 instructions")
+
+
+def test_auto_channels_last_stays_off_for_lbfgs_whose_flat_gradients_need_nchw():
+    switches = PerformanceSwitches(channels_last="auto")
+    net = create_model("lenet5", num_classes=10, in_channels=3)
+    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.LBFGS, lr=1))["channels_last"] is False
+    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.SGD, lr=1))["channels_last"] is True

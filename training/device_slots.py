@@ -1,0 +1,72 @@
+"""One GPU per run in a parallel sweep: each process of the sweep claims a device no other
+live process of the same sweep holds.
+
+Hydra's joblib launcher runs a sweep's jobs in ``n_jobs`` worker processes, handing each
+worker the next job as soon as it is free, so a job's number says nothing about which
+devices are busy (job 2 may start while job 0 still runs, on the device 2 % 2 = 0 it would
+get). Instead every worker takes, the first time its config asks, an exclusive lock on one
+file per device in the sweep dir (``<sweep dir>/.device_locks/<k>.lock``, ``fcntl.flock``)
+and keeps it for its lifetime: with ``n_jobs`` equal to the number of devices every worker
+holds its own device, and the operating system releases a lock when its process ends, even
+killed. The basic launcher (one process) always gets device 0, one run at a time.
+
+    python train.py -m hydra/launcher=joblib hydra.launcher.n_jobs=4 trainer=gpu_sweep model=resnet18,vgg11_bn seed=1,2
+
+``trainer=gpu_sweep`` sets ``trainer.devices: ${device_slot:${hydra:sweep.dir}}`` (the
+number of devices defaults to the GPUs visible; a second argument fixes it). train.py
+registers the resolver in its task function, so it exists in every worker process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import warnings
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .errors import UserError
+
+_held: dict[tuple[str, int], tuple[int, object]] = {}  # (lock dir, devices) -> (device, open lock file)
+
+
+def claim_device(lock_dir: str | os.PathLike, devices: int) -> int:
+    """The index of a device among ``devices`` that no other process of this sweep holds; this process
+    holds it until it exits (asking again returns the same one). More processes than devices: they
+    share, spread by process id, with a warning."""
+    if devices < 1:
+        raise UserError(f"device_slot: {devices} devices; a sweep with one run per device needs at least one")
+    key = (str(Path(lock_dir).resolve()), devices)
+    if key in _held:
+        return _held[key][0]
+    locks = Path(key[0]) / ".device_locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    for device in range(devices):
+        handle = open(locks / f"{device}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _held[key] = (device, handle)
+        return device
+    device = os.getpid() % devices
+    warnings.warn(f"device_slot: every one of the {devices} devices is held by another run of this sweep; "
+                  f"sharing device {device} (set hydra.launcher.n_jobs to at most the number of devices)")
+    return device
+
+
+def device_slot(lock_dir: str, devices: int | None = None) -> list[int]:
+    """The resolver: ``[k]``, a ``trainer.devices`` value naming the claimed device."""
+    if devices is None:
+        import torch
+
+        devices = torch.cuda.device_count()
+    return [claim_device(lock_dir, int(devices))]
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)

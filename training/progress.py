@@ -1,0 +1,81 @@
+"""One plain line per epoch, for logs that are files (SLURM jobs, ``> log 2>&1``).
+
+A progress bar redrawn in place is unreadable in a file and, written to a
+pipe, shows nothing until the run ends. ``EpochLog`` writes one line per
+epoch through Python's logging, which Hydra sends to the console and to the
+run dir's ``train.log``:
+
+    epoch 3/30  train loss 1.2345 acc 0.5512  val loss 1.1021 acc 0.6034  lr 0.0985  812 img/s  elapsed 0:04:12  eta 0:37:48
+
+When standard output is a terminal the progress bar stays and the line goes
+to ``train.log`` only; when it is not, the bar is switched off and the line
+goes to both. Epochs are counted from 1, as a person counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import lightning as L
+
+log = logging.getLogger("train")
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def epoch_line(epoch: int, epochs: int | None, metrics: dict, lr: float | None, images_per_s: float,
+               elapsed: float, eta: float | None) -> str:
+    """The text of one epoch's line; a metric that was not logged is left out."""
+    def pair(prefix: str) -> str:
+        parts = [f"{name} {metrics[f'{prefix}/{name}']:.4f}" for name in ("loss", "acc") if f"{prefix}/{name}" in metrics]
+        return f"{prefix} " + " ".join(parts) if parts else ""
+
+    fields = [f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}", pair("train"), pair("val"),
+              f"lr {lr:.4g}" if lr is not None else "", f"{images_per_s:.0f} img/s", f"elapsed {clock(elapsed)}",
+              f"eta {clock(eta)}" if eta is not None else ""]
+    return "  ".join(field for field in fields if field)
+
+
+class EpochLog(L.Callback):
+    def __init__(self) -> None:
+        self.terminal = sys.stdout.isatty()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self.terminal and trainer.progress_bar_callback is not None:
+            trainer.progress_bar_callback.disable()  # frames of a bar are noise in a file
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start, self.first_epoch = time.perf_counter(), trainer.current_epoch  # a resumed run starts mid-way
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.images, self.train_seconds, self.batch_start = 0, 0.0, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.batch_start is not None:
+            self.train_seconds += time.perf_counter() - self.batch_start
+        self.images += len(batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else 0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {name.removesuffix("_epoch"): float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+        done = trainer.current_epoch + 1
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / (done - self.first_epoch) * (epochs - done) if epochs else None
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        line = epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
+        if self.terminal:  # the bar owns the console: the line goes to train.log only
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.emit(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
+        else:
+            log.info(line)

@@ -1,0 +1,161 @@
+"""What a checkpoint or a run dir handed to us may name: options, never code.
+
+Command lines and our own ``configs/`` name code (``_target_``). A
+checkpoint's stored configuration and a run dir's ``.hydra/overrides.yaml``
+are data someone may have crafted, so they are read as options only:
+
+- the model is rebuilt through the registry (``models.create_model``) from
+  its registered ``name`` and the options its builder accepts;
+- the data module from the ``configs/data/<option>.yaml`` option its stored
+  node matches, with that option's keys only; the class comes from our YAML;
+- both pass the value rules of ``training/validation.py``;
+- any ``_target_`` stored anywhere in the configuration that none of our
+  configs names, any other ``_x_`` key of Hydra's (``_args_``, ...) and any
+  key the registry or the option does not know is refused with one line.
+
+Nothing stored is ever passed to ``hydra.utils.instantiate``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from .errors import UserError
+from .validation import check_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PLAIN = (str, int, float, bool, type(None))
+REFUSED = "a checkpoint names options, not code; refused"
+
+
+@functools.lru_cache(maxsize=None)
+def named_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
+    """Every ``_target_`` that a file of ``configs/`` names."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "_target_" and isinstance(value, str):
+                    found.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in config_dir.rglob("*.yaml"):
+        walk(yaml.safe_load(path.read_text()))
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=None)
+def data_options(config_dir: Path = CONFIG_DIR) -> dict[str, dict]:
+    """``configs/data/<option>.yaml`` -> its keys and values, with the option it extends merged in."""
+
+    def load(name: str) -> dict:
+        raw = yaml.safe_load((config_dir / "data" / f"{name}.yaml").read_text()) or {}
+        merged: dict = {}
+        for parent in raw.pop("defaults", []):
+            if isinstance(parent, str) and parent != "_self_":
+                merged.update(load(parent))
+        return {**merged, **raw}
+
+    return {path.stem: load(path.stem) for path in sorted((config_dir / "data").glob("*.yaml"))}
+
+
+def check_no_code(node: Any, source: str, path: str = "config") -> None:
+    """Refuse a stored ``_target_`` none of our configs names, and Hydra's other ``_x_`` keys."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key == "_target_" and value not in named_targets():
+                raise UserError(f"{source}: its stored {where}={value!r} is not a part our configs name ({REFUSED})")
+            if isinstance(key, str) and key.startswith("_") and key.endswith("_") and key not in ("_target_", "_partial_"):
+                raise UserError(f"{source}: its stored {where} is a Hydra instruction, not an option ({REFUSED})")
+            check_no_code(value, source, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_no_code(value, source, f"{path}[{i}]")
+
+
+def plain(values: dict, source: str, node: str) -> dict:
+    for key, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, PLAIN) for v in items) or any(isinstance(v, str) and "${" in v for v in items):
+            raise UserError(f"{source}: its stored {node}.{key}={value!r} is not a plain value ({REFUSED})")
+    return values
+
+
+def stored_config(checkpoint: dict, source: str) -> dict:
+    """The training configuration stored in a checkpoint, checked to name no code."""
+    config = (checkpoint.get("hyper_parameters") or {}).get("config")
+    if not isinstance(config, dict):
+        raise UserError(f"{source} holds no training configuration; was it written by train.py?")
+    check_no_code(config, source)
+    for node in ("model", "data"):
+        if not isinstance(config.get(node), dict):
+            raise UserError(f"{source}: its stored config has no {node} node; was it written by train.py?")
+    model_spec(config, source)
+    data_spec(config, source)
+    return config
+
+
+def model_spec(config: dict, source: str) -> tuple[str, dict]:
+    """(registered model name, its options) from a stored config, checked against the registry."""
+    from models import list_models, model_options
+
+    node = dict(config["model"])
+    target = node.pop("_target_", "models.create_model")
+    if target != "models.create_model":
+        raise UserError(f"{source}: its stored config.model._target_={target!r} is not models.create_model ({REFUSED})")
+    name = node.pop("name", None)
+    if name not in list_models():
+        raise UserError(f"{source}: its stored config.model.name={name!r} is not a model of the zoo; valid: {', '.join(list_models())}")
+    valid = model_options(name)
+    for key in node:
+        if key not in valid:
+            raise UserError(f"{source}: its stored config.model.{key} is not an option of {name}; valid: {', '.join(valid)}")
+    check_config(OmegaConf.create({"model": plain(node, source, "config.model")}))
+    return name, node
+
+
+def data_spec(config: dict, source: str, replace: dict | None = None) -> tuple[str, str, dict]:
+    """(data option name, the class our YAML names for it, its options) from a stored config:
+    the option whose ``_target_`` (and ``dataset``) the stored node has, with only that option's keys."""
+    node = dict(config["data"])
+    target = node.pop("_target_", None)
+    matches = [name for name, option in data_options().items()
+               if option.get("_target_") == target and option.get("dataset") == node.get("dataset", option.get("dataset"))]
+    if not matches:
+        raise UserError(f"{source}: its stored config.data._target_={target!r} matches no data option of configs/data/ "
+                        f"({', '.join(data_options())}; {REFUSED})")
+    name = matches[0]
+    option = data_options()[name]
+    for key in node:
+        if key not in option:
+            raise UserError(f"{source}: its stored config.data.{key} is not a key of data={name}; "
+                            f"valid: {', '.join(k for k in option if not k.startswith('_'))}")
+    values = {**plain(node, source, "config.data"), **(replace or {})}
+    check_config(OmegaConf.create({"data": values}))
+    return name, option["_target_"], values
+
+
+def build_model(config: dict, source: str, **sizes):
+    """The zoo model a stored config describes, through the registry only."""
+    from models import create_model
+
+    name, options = model_spec(config, source)
+    return create_model(name, **{**options, **sizes})
+
+
+def build_datamodule(config: dict, source: str, replace: dict | None = None):
+    """The data module a stored config describes: the class our configs name for its option, with its options."""
+    from hydra.utils import get_class
+
+    name, target, values = data_spec(config, source, replace)
+    return get_class(target)(**values)
