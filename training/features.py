@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
 from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
+from .errors import UserError
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:
