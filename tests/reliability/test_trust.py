@@ -311,7 +311,7 @@ def test_evaluate_battery(overrides, words, earlier, capsys, tmp_path):
 
 def test_evaluate_without_a_checkpoint_and_with_a_missing_one(capsys, tmp_path):
     code, err = run_entry("evaluate.py", [], capsys)
-    assert code == 2 and "ckpt_path is required" in one_line(err)
+    assert code == 2 and "ckpt_path or weights is required" in one_line(err)
     code, err = run_entry("evaluate.py", [f"ckpt_path={tmp_path / 'nope.ckpt'}"], capsys)
     assert code == 2 and "nope.ckpt" in one_line(err)
 
