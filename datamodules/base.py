@@ -124,6 +124,8 @@ class ClassificationDataModule(L.LightningDataModule):
             raise DataError(f"data.batch_size must be a positive integer, got {batch_size!r}")
         if not (isinstance(val_size, int) and val_size >= 1) and not (isinstance(val_size, float) and 0 < val_size < 1):
             raise DataError(f"data.val_size must be a count >= 1 or a fraction in (0, 1), got {val_size!r}")
+        if "${" in str(data_dir):  # a config read without resolving it: the folder would be named after the text
+            raise DataError(f"data.data_dir={data_dir!r} is an unresolved interpolation; give a folder")
         self.data_dir, self.batch_size, self.num_workers = str(data_dir), batch_size, num_workers
         self.val_size, self.image_size, self.seed = val_size, image_size, seed
         self.augment, self.normalize = augment, normalize
