@@ -26,7 +26,7 @@ SEEDS = (1, 2, 3)
 def sweep(tmp_path, *overrides: str) -> dict[str, dict]:
     """Run one ``train.py -m`` sweep; {run dir name: its metrics.json}."""
     result = run_script("train.py", "-m", *overrides, "trainer.enable_progress_bar=False", "logger=none",
-                        f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra:job.override_dirname}")
+                        f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra:job.override_dirname}", timeout=3600)
     runs = {path.parent.name: json.loads(path.read_text()) for path in tmp_path.glob("*/metrics.json")}
     assert runs, result.stderr[-3000:]
     return runs
