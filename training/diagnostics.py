@@ -439,7 +439,7 @@ class ValConfusionMatrix(L.Callback):
         classes = getattr(trainer.datamodule, "classes", None)
         if classes is None or len(classes) != len(self.counts):
             classes = [str(i) for i in range(len(self.counts))]
-        figure = confusion_matrix_figure(self.counts, [str(c) for c in classes])
+        figure = confusion_matrix_figure(self.counts, [str(c) for c in classes], title="confusion matrix (val)")
         figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch})")
         tensorboard(trainer).add_figure("val/confusion_matrix", figure, trainer.global_step)
 
