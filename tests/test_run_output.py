@@ -178,3 +178,13 @@ def test_confusion_matrix_figure_is_titled_and_readable_at_tensorboards_size():
     width = figure.get_size_inches()[0] * figure.dpi  # TensorBoard shows it about 400 px wide
     smallest = min(text.get_fontsize() for text in axes.texts + axes.get_xticklabels())
     assert width <= 600 and smallest * 400 / width >= 8  # the counts stay at least 8 px on screen
+
+
+def test_compare_places_validation_points_at_their_epochs_without_an_epoch_scalar(tmp_path):
+    from training.comparison import val_curve
+
+    result = run_script("train.py", *SHARED, "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "test=false",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs, accs = val_curve(tmp_path)
+    assert epochs == [2, 4] and len(accs) == 2
