@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
-from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint
+from training.checkpoints import check_fits, check_same_length, load_checkpoint, resolve_checkpoint
 from training.device_slots import register_resolvers
 from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, name_sweep_runs,
                           resume_argv, user_errors_as_lines)
@@ -57,18 +57,6 @@ def instantiate_all(group: DictConfig | None, **purge) -> list:
     arguments for the loggers that keep a resumed run's history (``purge_step``: training/loggers.py)."""
     return [instantiate(node, **(purge if node._target_.endswith((".TensorBoardLogger", ".CSVLogger")) else {}))
             for node in (group or {}).values() if node and "_target_" in node]
-
-
-def check_same_length(cfg: DictConfig, stored: dict) -> None:
-    """A resumed run keeps its learning-rate schedule, which was laid out for the run's length: a new
-    ``trainer.max_epochs`` would leave the extra epochs at the schedule's end (lr 0 for a cosine)."""
-    before, now = stored.get("trainer", {}).get("max_epochs"), cfg.trainer.max_epochs
-    factory = cfg.scheduler.factory
-    sized = factory is not None and any(key in factory and factory[key] is None for key in ("T_max", "total_steps"))
-    if sized and before is not None and before != now:
-        raise UserError(f"resume= with trainer.max_epochs={now}: this run's learning-rate schedule is laid out for "
-                        f"{before} epochs; resume it as it was (leave trainer.max_epochs out), or train a new run "
-                        f"from its weights: ckpt_path=<its checkpoint> trainer.max_epochs={now}")
 
 
 @user_errors_as_lines
@@ -131,7 +119,8 @@ def train(cfg: DictConfig) -> float | None:
     hparams = {**flat_hparams(cfg), "model/params": params, "model/macs": macs}
     for logger in trainer.loggers:  # once, at the start: a run killed later still shows its settings
         if isinstance(logger, TensorBoardLogger):
-            log_hparams(logger.experiment, hparams)
+            if trainer.is_global_zero:  # other ranks' experiment is Lightning's stand-in
+                log_hparams(logger.experiment, hparams)
         else:
             logger.log_hyperparams(hparams)
 
