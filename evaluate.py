@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,7 +31,8 @@ from reporting.weights import card_datamodule, export
 from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
 from training.cli import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from training.module import ImageClassifier
-from training.plots import confusion_matrix_figure
+from training.plots import confusion_matrix_figure, confusion_matrix_text
+from training.progress import metrics_table, quiet
 from training.records import write_json
 from training.trust import build_datamodule, build_model, stored_config
 
@@ -39,6 +41,30 @@ FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from th
 HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
                                          "experiment", "callbacks", "seed", "resume")}
 REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
+
+
+def model_of(ckpt_path: str | None, weights: str | None) -> str:
+    """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
+    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why)."""
+    try:
+        if weights:
+            text = str(weights)
+            card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
+                    else CONFIG_DIR.parent / "weights" / f"{text}.json")
+            return str(json.loads(card.read_text())["model"]["name"])
+        if ckpt_path:
+            path = Path(ckpt_path).resolve()
+            for folder in (path, *path.parents):
+                if (folder / ".hydra" / "config.yaml").is_file():
+                    return str(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        pass
+    return "model"
+
+
+def register_model_of(argv: list[str]) -> list[str]:
+    OmegaConf.register_new_resolver("model_of", model_of, replace=True)
+    return argv
 
 
 def build_from_weights(cfg: DictConfig):
@@ -76,13 +102,14 @@ def make_trainer(cfg: DictConfig, datamodule):
     loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
     datamodule.prepare_data()  # may download; a missing data set is reported here
     datamodule.setup("test")  # reads (and checks) the data before the trainer starts
-    return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
+    return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False,
+                               enable_model_summary=cfg.verbose)
 
 
 def evaluate(cfg: DictConfig) -> dict:
     path, datamodule, module, trainer = build(cfg)
     log_to_file(cfg.paths.output_dir, "evaluate")
-    trainer.test(module, datamodule=datamodule)
+    trainer.test(module, datamodule=datamodule, verbose=cfg.verbose)
     results = module.test_results
     classes = list(getattr(datamodule, "classes", None) or range(datamodule.num_classes))
     report = {
@@ -96,14 +123,17 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", report)
-    figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"])
+    model = (module.hparams.config or {}).get("model", {}).get("name", "model")
+    data = datamodule.name
+    figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"], title=f"{model} on {data} (test)")
     figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
         if hasattr(logger.experiment, "add_figure"):
             logger.experiment.add_figure("test/confusion_matrix", figure)
         logger.finalize("success")  # flush the events before the process ends
-    print("per-class accuracy: " + ", ".join(f"{c} {a:.4f}" for c, a in report["per_class_acc"].items()))
-    print("final metrics: " + json.dumps({k: v for k, v in report.items() if k.startswith("test/")}))
+    print(f"{model} on {data}: {report['test_images']} test images")
+    print(metrics_table(report, shown=("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro")))
+    print(confusion_matrix_text(results["confusion_matrix"], report["classes"]))
     if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of the first test batch, as PNGs
         from training.features import write_pngs
         images, targets = next(iter(datamodule.test_dataloader()))[:2]
@@ -112,14 +142,16 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export)
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
+    print(f"run dir: {output_dir}")
     return report
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
+    quiet(cfg.verbose)
     return evaluate(cfg)
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, config_name="evaluate", hints=HINTS, required=REQUIRED,
+    entry_point(CONFIG_DIR, main, prepare=register_model_of, config_name="evaluate", hints=HINTS, required=REQUIRED,
                 unset=("data",))()

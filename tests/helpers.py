@@ -21,11 +21,11 @@ def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: i
 
 
 def final_metrics(stdout: str) -> dict:
-    """The JSON that train.py / evaluate.py print on their 'final metrics:' line."""
+    """The metrics.json of the run dir that train.py / evaluate.py name on their last 'run dir:' line
+    (what they print is a rounded table; the file keeps every metric unrounded)."""
     import json
 
-    lines = [line for line in stdout.splitlines() if line.startswith("final metrics: ")]
-    assert lines, f"no 'final metrics:' line in output:\n{stdout[-2000:]}"
-    return json.loads(lines[-1][len("final metrics: "):])
-
-
+    lines = [line for line in stdout.splitlines() if line.startswith("run dir: ")]
+    assert lines, f"no 'run dir:' line in output:\n{stdout[-2000:]}"
+    path = Path(lines[-1][len("run dir: "):])
+    return json.loads((path if path.is_absolute() else ROOT / path).joinpath("metrics.json").read_text())

@@ -127,11 +127,10 @@ def test_tensorboard_hparams_lists_every_run_with_its_swept_values_and_final_met
         swept = dict(o.split("=") for o in overrides)
         assert hparams["optimizer"] == swept["optimizer"] and hparams["seed"] == int(swept["seed"])
         assert hparams["model"] == "lenet5" and hparams["optimizer.lr"] > 0
-        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-        shown = {m.name.tag for m in experiment.metric_infos}
-        assert {"hp/val_acc_best", "hp/test_acc"} <= shown
-        written = json.loads((run_dir / "metrics.json").read_text())
-        assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(written["test/acc"])
+        assert "_hparams_/experiment" not in content  # TensorBoard builds the columns from every run (training/records.py)
+        written = json.loads((run_dir / "metrics.json").read_text())  # the metric columns: each curve's last value
+        for tag in ("val/acc_best", "test/acc"):
+            assert events.Scalars(tag)[-1].value == pytest.approx(written[tag])
 
 
 def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
@@ -192,13 +191,13 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     """A '/' in an override's value would nest folders and '..' would leave the sweep dir:
     each run is one folder directly in it, named by its overrides (joblib runs them side by side)."""
     sweep_dir = tmp_path / "sweep"
-    result = run_script("train.py", "-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
-                        "paths.data_dir=../../elsewhere/data", f"hydra.sweep.dir={sweep_dir}")
+    result = run_script("train.py", "-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                        "paths.data_dir=../../elsewhere/data,../../other/data", f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written beside the sweep dir
     runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    shown = [o for o in TINY if not o.startswith("trainer.enable_progress_bar")]  # left out of names: hydra/default.yaml
-    assert runs == [",".join(sorted([*shown, "paths.data_dir=.._.._elsewhere_data", f"seed={seed}"])) for seed in (1, 2)]
+    # named by what varies (the overrides every run shares are left out: training/cli.py name_sweep_runs)
+    assert runs == ["paths.data_dir=.._.._elsewhere_data", "paths.data_dir=.._.._other_data"]
     assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
 
 

@@ -157,8 +157,8 @@ def sparsity_runs(tmp_path_factory):
 
 def test_l1_makes_more_weights_zero_than_l2_after_the_same_steps(sparsity_runs):
     l1, l2 = events(run_of(sparsity_runs, "regularization=l1")), events(run_of(sparsity_runs, "regularization=l2"))
-    assert last(l1, "sparsity/all") > 2 * last(l2, "sparsity/all")
-    assert sum(t.startswith("sparsity/") for t in l1.Tags()["scalars"]) == 6  # LeNet-5's 5 weight layers + all
+    assert last(l1, "watch/sparsity/all") > 2 * last(l2, "watch/sparsity/all")
+    assert sum(t.startswith("watch/sparsity/") for t in l1.Tags()["scalars"]) == 6  # LeNet-5's 5 weight layers + all
 
 
 def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsity_runs):
@@ -168,8 +168,8 @@ def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsi
     assert images & {"grad_cam/correct", "grad_cam/misclassified"}
     filters = run.Images("features/filters")
     assert len(filters) == 2 and filters[-1].width == 2 + 6 * 22  # one 20-pixel tile per C1 filter
-    assert sum(t.startswith("activation_mean/") for t in run.Tags()["scalars"]) == 4  # LeNet-5's 4 ReLUs
-    assert 0 <= last(run, "diagnostics/inside_margin") <= 1 and "margins/val" in run.Tags()["histograms"]
+    assert sum(t.startswith("watch/activation_mean/") for t in run.Tags()["scalars"]) == 4  # LeNet-5's 4 ReLUs
+    assert 0 <= last(run, "watch/inside_margin") <= 1 and "margins/val" in run.Tags()["histograms"]
 
 
 def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
@@ -190,7 +190,7 @@ def test_sigmoid_outputs_are_not_zero_centred_and_tanh_outputs_are(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     means = {a: [v for t, v in ((t, last(events(run_of(tmp_path, f"activation={a}")), t))
                                for t in events(run_of(tmp_path, f"activation={a}")).Tags()["scalars"])
-                 if t.startswith("activation_mean/")] for a in ("sigmoid", "tanh")}
+                 if t.startswith("watch/activation_mean/")] for a in ("sigmoid", "tanh")}
     assert len(means["sigmoid"]) == len(means["tanh"]) == 4  # LeNet-5's four activations
     assert min(means["sigmoid"]) > 0.2 and max(abs(m) for m in means["tanh"]) < 0.2, means
 

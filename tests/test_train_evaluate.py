@@ -20,10 +20,12 @@ def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
-def test_lightnings_model_summary_counts_the_same_cost_as_metrics_json(digits_run):
+def test_the_model_line_counts_the_same_cost_as_metrics_json(digits_run):
     run_dir, result = digits_run
-    macs = json.loads((run_dir / "metrics.json").read_text())["macs"]  # LeNet-5 at 32x32: 416,520
-    assert f"Total FLOPs: {2 * macs / 1e3:.0f} K" in result.stdout  # a FLOP per add and per multiply
+    written = json.loads((run_dir / "metrics.json").read_text())  # LeNet-5 at 32x32: 61,706 parameters, 416,520 MACs
+    line = f"model lenet5: {written['params'] / 1e3:.1f} K parameters, {written['macs'] / 1e3:.1f} K MACs per 1x32x32 image"
+    assert line in result.stdout.splitlines()
+    assert "Total FLOPs" not in result.stdout  # Lightning's table only with verbose=true
 
 
 def test_checkpoints_best_and_last_load_with_weights_only(digits_run):
@@ -47,9 +49,8 @@ def test_tensorboard_holds_every_epoch_and_the_learning_rate(digits_run):
     tags = events.Tags()["scalars"]
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
         assert len(events.Scalars(tag)) == epochs == 10, (tag, tags)
-    lr_tags = [t for t in tags if t.startswith("lr")]
-    assert lr_tags and len(events.Scalars(lr_tags[0])) >= epochs
-    lrs = [e.value for e in events.Scalars(lr_tags[0])]
+    assert [t for t in tags if "lr" in t] == ["train/lr"] and len(events.Scalars("train/lr")) >= epochs
+    lrs = [e.value for e in events.Scalars("train/lr")]
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays
 
 
@@ -108,3 +109,19 @@ def test_every_run_dir_holds_its_manifest(digits_run):
     assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
     assert manifest["cpu"] and manifest["cpu_cores_usable"] >= 1 and manifest["torch_threads"] >= 1
     assert manifest["devices"] and "cudnn" in manifest and "cuda" in manifest and manifest["tags"] == []
+
+
+def test_the_readmes_smoke_numbers_are_what_the_command_prints(digits_run):
+    """README: `python train.py experiment=smoke` ... prints test acc X (seed 42), and the sample table's rows."""
+    import re
+
+    from helpers import ROOT
+
+    run_dir, result = digits_run
+    readme = (ROOT / "README.md").read_text()
+    claimed = float(re.search(r"python train\.py experiment=smoke +# LeNet-5, 10 epochs: prints test acc ([\d.]+) \(seed 42\)",
+                              readme).group(1))
+    printed = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[-4:-1]}
+    assert claimed == pytest.approx(float(printed["test"][0]), abs=0.003)  # one digit of 360 either way (threads)
+    table = re.search(r"\n +acc +loss +acc_best +acc_top5 +f1_macro\n +val +([\d.]+) +([\d.]+) +([\d.]+)\n +test +([\d.]+) +([\d.]+)", readme)
+    assert [float(x) for x in table.groups()] == pytest.approx([float(x) for x in printed["val"][:3] + printed["test"][:2]], abs=0.003)

@@ -7,6 +7,9 @@
   its backward pass and optimizer step can write NaN into the weights, so
   the last checkpoint (if one was written before) stays the last good one;
   its message names that checkpoint, or says that there is none.
+- ``LearningRate`` logs ``train/lr`` whatever the optimizer (Lightning's
+  ``LearningRateMonitor`` names it by the optimizer's class, ``lr-Adam``,
+  ``lr-SGD``, so a sweep over optimizers had no shared chart).
 - ``TimeToTarget`` records the wall time from the end of the first training
   step (compiling and start-up left out) to the first validation whose
   metric reaches a target: a speedrun's figure.
@@ -82,6 +85,33 @@ class DivergenceGuard(L.Callback):
             f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
             f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
+
+
+class LearningRate(L.Callback):
+    """``train/lr`` at the start of each epoch (and each step with ``logging_interval="step"``): the first
+    parameter group's lr; further groups, where a model has them, as ``train/lr_pg1``, ...; nothing
+    without a logger."""
+
+    def __init__(self, logging_interval: str = "epoch") -> None:
+        if logging_interval not in ("epoch", "step"):
+            raise ValueError(f"logging_interval must be 'epoch' or 'step', got {logging_interval!r}")
+        self.logging_interval = logging_interval
+
+    def _log(self, trainer: L.Trainer) -> None:
+        if not trainer.loggers or not trainer.optimizers:
+            return
+        groups = trainer.optimizers[0].param_groups
+        values = {"train/lr" if i == 0 else f"train/lr_pg{i}": float(group["lr"]) for i, group in enumerate(groups)}
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.logging_interval == "epoch":
+            self._log(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.logging_interval == "step":
+            self._log(trainer)
 
 
 class TimeToTarget(L.Callback):

@@ -160,6 +160,32 @@ def missing_keys(node, path: str = "") -> list[str]:
     return found
 
 
+def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, groups: dict) -> None:
+    """Refuse ``+key=value`` (or ``++``) for a key the run would not read: Hydra adds any new key, so
+    ``+ckpt_pth=...`` or a key no code looks at would train as if it were not there. A key is read when
+    it was in the config already or when a part built from the config (a node with ``_target_``, whose
+    keys become its arguments) holds it."""
+    added = [a for a in variant if a.startswith("+") and "=" in a]
+    added = [a for a in added if a.lstrip("+").split("=", 1)[0].split("@")[0] not in groups
+             and not a.lstrip("+").startswith("hydra")]
+    if not added:
+        return
+    base = compose_([a for a in variant if a not in added])
+    for arg in added:
+        key = arg.lstrip("+").split("=", 1)[0]
+        if OmegaConf.select(base, key, default="???missing") != "???missing":
+            continue
+        parts = key.split(".")
+        if any("_target_" in node for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
+                                                 for i in range(1, len(parts))) if isinstance(node, DictConfig)):
+            continue
+        parent, valid = node_keys(base, ".".join(parts[:-1]))
+        near = difflib.get_close_matches(parts[-1], valid, n=1)
+        did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
+        raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
+                        f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
+
+
 def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
                        required: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
     """Compose the config the command line asks for, as Hydra will, and check it before Hydra
@@ -193,6 +219,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
                 if translated is None:
                     raise
                 raise translated from None
+            ignored_additions(variant, cfg, compose_, groups)
             for key in missing_keys(cfg):
                 raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
             if not multirun:
@@ -212,6 +239,29 @@ def run_dirname(overrides: str, max_bytes: int = 200) -> str:
         digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
         name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
     return name
+
+
+def name_sweep_runs(argv: list[str], config_dir: Path) -> list[str]:
+    """In a sweep, name each run (its folder, its TensorBoard run) by what sets it apart: the overrides
+    that every run shares (``experiment=smoke``, ``trainer.max_epochs=1``) join Hydra's
+    ``override_dirname`` exclusions, so that a trial is ``model=lenet5,optimizer=sgd`` rather than
+    ``experiment=smoke,model=lenet5,...`` cut short. Each run's .hydra/overrides.yaml keeps them all.
+    An explicit ``hydra.job.config.override_dirname.exclude_keys=`` is left alone."""
+    import yaml
+
+    key = "hydra.job.config.override_dirname.exclude_keys"
+    sweep = any(a in HYDRA_FLAGS for a in argv) or any(a.startswith("hparams_search=") and a != "hparams_search=null"
+                                                      for a in argv)
+    if not sweep or any(a.lstrip("+~").startswith(key) for a in argv) or any(a.startswith("-") and a not in HYDRA_FLAGS
+                                                                              for a in argv):
+        return argv
+    shared = [o.key_or_group for o in parse_overrides([a for a in argv if not a.startswith("-")])
+              if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    if not shared:
+        return argv
+    hydra_cfg = yaml.safe_load((config_dir / "hydra" / "default.yaml").read_text())
+    keys = dict.fromkeys([*hydra_cfg["job"]["config"]["override_dirname"]["exclude_keys"], *shared])
+    return [*argv, f"{key}=[{','.join(keys)}]"]
 
 
 def unique_dir(path: str) -> str:
@@ -263,7 +313,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     keep = lambda a: not a.startswith(("resume=", "hydra.run.dir="))  # noqa: E731
     original = [a for a in original if not isinstance(a, str) or keep(a)]
     check_untrusted_overrides([a for a in original if a not in argv], str(source))
-    return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={run_dir}", f"resume={checkpoint}"]
+    quoted = lambda path: "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731  a sweep run's dir: optimizer=sgd,seed=1
+    return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"]
 
 
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,

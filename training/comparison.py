@@ -197,7 +197,10 @@ def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
     tags = events.Tags()["scalars"]
     if "val/acc" not in tags:
         return [], []
-    epoch_at = {e.step: e.value for e in events.Scalars("epoch")} if "epoch" in tags else {}
+    if "epoch" in tags:  # runs written before training/loggers.py dropped the epoch scalar
+        epoch_at = {e.step: e.value for e in events.Scalars("epoch")}
+    else:  # train/loss is logged once per epoch, at the step where that epoch's val/acc is logged
+        epoch_at = {e.step: i for i, e in enumerate(events.Scalars("train/loss"))} if "train/loss" in tags else {}
     points = {epoch_at.get(e.step, i) + 1: e.value for i, e in enumerate(events.Scalars("val/acc"))}
     return sorted(points), [points[x] for x in sorted(points)]
 

@@ -7,18 +7,24 @@ the run has none.
 
 | callback | writes | the effect it shows |
 |---|---|---|
-| ``LearningCurves`` | custom-scalars charts (train and val on one chart), ``diagnostics/generalization_gap`` | overfitting: train accuracy climbs while validation stalls, the gap widens |
-| ``GradientNorms`` | ``gradients/<layer>`` every N steps | vanishing gradients: with sigmoid the first layers get orders of magnitude less gradient than the last |
-| ``DeadUnits`` | ``dead_units/<layer>`` after each validation | dying ReLUs: units that output zero for every input and so never learn again |
+| ``LearningCurves`` | custom-scalars charts (train and val on one chart), ``watch/generalization_gap`` | overfitting: train accuracy climbs while validation stalls, the gap widens |
+| ``GradientNorms`` | ``watch/gradients/<layer>`` every N steps | vanishing gradients: with sigmoid the first layers get orders of magnitude less gradient than the last |
+| ``DeadUnits`` | ``watch/dead_units/<layer>`` after each validation | dying ReLUs: units that output zero for every input and so never learn again |
 | ``Histograms`` | ``weights/<layer>``, ``activations/<layer>`` every N epochs | saturation (sigmoid outputs piling up at 0 and 1), weight growth or decay |
 | ``AugmentedImages`` | ``train/augmented_images``, once | what the network really sees after augmentation |
 | ``ValConfusionMatrix`` | ``val/confusion_matrix`` after each validation | which classes are confused with which, as training goes |
-| ``ActivationMeans`` | ``activation_mean/<layer>`` after each validation | sigmoid's outputs are not zero-centred, tanh's are |
-| ``WeightSparsity`` | ``sparsity/<layer>``, ``sparsity/all`` each epoch | L1 drives weights to zero, L2 only shrinks them |
-| ``Margins`` | ``margins/val``, ``diagnostics/inside_margin`` after each validation | the hinge's margin: which examples are still inside it |
+| ``ActivationMeans`` | ``watch/activation_mean/<layer>`` after each validation | sigmoid's outputs are not zero-centred, tanh's are |
+| ``WeightSparsity`` | ``watch/sparsity/<layer>``, ``watch/sparsity/all`` each epoch | L1 drives weights to zero, L2 only shrinks them |
+| ``Margins`` | ``margins/val``, ``watch/inside_margin`` after each validation | the hinge's margin: which examples are still inside it |
 
 Pictures of what the network learned (filters, feature maps, Grad-CAM) are in
 ``training/features.py``.
+
+Every diagnostic scalar is under ``watch/``: TensorBoard's Scalars and Time Series
+tabs sort tag groups by name, so ``train/`` and ``val/`` (loss, accuracy, lr)
+open first and the diagnostics follow in one group (``w`` sorts after ``v``).
+Histograms and images keep their own groups (``weights/``, ``activations/``,
+``margins/``; other tabs).
 
 Layer tags are ``<index>_<module name>``, the index counting layers (or
 activations) in the order the network registers them, so TensorBoard sorts
@@ -130,7 +136,7 @@ class LearningCurves(L.Callback):
     "Custom Scalars" tab) that draws them on one chart, the same for
     ``train/acc`` and ``val/acc``, plus one chart of every layer's gradient
     norm and one of the dead-unit fractions when those callbacks run. It also
-    logs ``diagnostics/generalization_gap`` = train/acc - val/acc at each
+    logs ``watch/generalization_gap`` = train/acc - val/acc at each
     epoch end: near zero while the model underfits, growing as it overfits
     (Goodfellow, Bengio & Courville 2016, Deep Learning, section 5.2). The gap
     is logged like any metric (``pl_module.log``), so it also lands in
@@ -149,11 +155,11 @@ class LearningCurves(L.Callback):
         "learning curves": {
             "loss (train, val)": ["Multiline", ["train/loss", "val/loss"]],
             "accuracy (train, val)": ["Multiline", ["train/acc", "val/acc"]],
-            "generalization gap (train acc - val acc)": ["Multiline", ["diagnostics/generalization_gap"]],
+            "generalization gap (train acc - val acc)": ["Multiline", ["watch/generalization_gap"]],
         },
         "layers": {
-            "weight-gradient norm per layer": ["Multiline", [r"gradients/.*"]],
-            "fraction of dead ReLU units per layer": ["Multiline", [r"dead_units/.*"]],
+            "weight-gradient norm per layer": ["Multiline", [r"watch/gradients/.*"]],
+            "fraction of dead ReLU units per layer": ["Multiline", [r"watch/dead_units/.*"]],
         },
     }
 
@@ -174,13 +180,13 @@ class LearningCurves(L.Callback):
         if self._validated_epoch != trainer.current_epoch or "train/acc" not in metrics or "val/acc" not in metrics:
             return
         gap = float(metrics["train/acc"]) - float(metrics["val/acc"])
-        pl_module.log("diagnostics/generalization_gap", gap, on_step=False, on_epoch=True,
+        pl_module.log("watch/generalization_gap", gap, on_step=False, on_epoch=True,
                       logger=trainer.logger is not None)
 
 
 # 2. per-layer gradient norms ---------------------------------------------------
 class GradientNorms(L.Callback):
-    """The L2 norm of each layer's weight gradient, ``gradients/<layer>``, every N steps.
+    """The L2 norm of each layer's weight gradient, ``watch/gradients/<layer>``, every N steps.
 
     Shows vanishing gradients: backpropagation multiplies by each layer's
     activation derivative, at most 1/4 for the logistic sigmoid, so in a deep
@@ -218,12 +224,12 @@ class GradientNorms(L.Callback):
             return
         norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for _, g in grads]).tolist()  # one sync
         for (tag, _), norm in zip(grads, norms):
-            writer.add_scalar(f"gradients/{tag}", norm, step)
+            writer.add_scalar(f"watch/gradients/{tag}", norm, step)
 
 
 # 3. dead ReLU units ------------------------------------------------------------
 class DeadUnits(L.Callback):
-    """Per ReLU layer, the fraction of its units that are dead: ``dead_units/<layer>``.
+    """Per ReLU layer, the fraction of its units that are dead: ``watch/dead_units/<layer>``.
 
     A unit (a channel of a convolution's output, a feature of a linear
     layer's) is dead when its ReLU outputs exactly zero for every example of
@@ -274,7 +280,7 @@ class DeadUnits(L.Callback):
         for tag, active in self._active.items():
             active = trainer.strategy.reduce(active.float(), reduce_op="sum") > 0  # alive on any device
             self.fractions[tag] = 1.0 - active.float().mean().item()
-            writer.add_scalar(f"dead_units/{tag}", self.fractions[tag], trainer.global_step)
+            writer.add_scalar(f"watch/dead_units/{tag}", self.fractions[tag], trainer.global_step)
         self._active = {}
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
@@ -439,14 +445,14 @@ class ValConfusionMatrix(L.Callback):
         classes = getattr(trainer.datamodule, "classes", None)
         if classes is None or len(classes) != len(self.counts):
             classes = [str(i) for i in range(len(self.counts))]
-        figure = confusion_matrix_figure(self.counts, [str(c) for c in classes])
+        figure = confusion_matrix_figure(self.counts, [str(c) for c in classes], title="confusion matrix (val)")
         figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch})")
         tensorboard(trainer).add_figure("val/confusion_matrix", figure, trainer.global_step)
 
 
 # 7. the mean output of each activation ---------------------------------------------
 class ActivationMeans(L.Callback):
-    """``activation_mean/<layer>``: the mean output of each activation module over the whole
+    """``watch/activation_mean/<layer>``: the mean output of each activation module over the whole
     validation set, after each validation.
 
     The logistic sigmoid's outputs are all positive (mean near 0.5): the next layer's inputs
@@ -483,7 +489,7 @@ class ActivationMeans(L.Callback):
         writer = tensorboard(trainer)
         self.means = {tag: float(total) / max(count, 1) for tag, (total, count) in self._sums.items()}
         for tag, mean in self.means.items():
-            writer.add_scalar(f"activation_mean/{tag}", mean, trainer.global_step)
+            writer.add_scalar(f"watch/activation_mean/{tag}", mean, trainer.global_step)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if self._probe is not None:
@@ -504,7 +510,7 @@ def sparsity(net: nn.Module, threshold: float) -> dict[str, float]:
 
 
 class WeightSparsity(L.Callback):
-    """``sparsity/<layer>`` and ``sparsity/all``: the fraction of weights with |w| < ``threshold``,
+    """``watch/sparsity/<layer>`` and ``watch/sparsity/all``: the fraction of weights with |w| < ``threshold``,
     at each epoch end.
 
     An L1 penalty pulls every weight toward 0 by the same step (its subgradient is
@@ -525,7 +531,7 @@ class WeightSparsity(L.Callback):
             return
         self.fractions = sparsity(network(pl_module), self.threshold)
         for tag, fraction in self.fractions.items():
-            writer.add_scalar(f"sparsity/{tag}", fraction, trainer.global_step)
+            writer.add_scalar(f"watch/sparsity/{tag}", fraction, trainer.global_step)
 
 
 # 9. classification margins ----------------------------------------------------------
@@ -538,7 +544,7 @@ def margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Margins(L.Callback):
-    """``margins/val`` (histogram) and ``diagnostics/inside_margin``: the score margin of each
+    """``margins/val`` (histogram) and ``watch/inside_margin``: the score margin of each
     validation example, and the fraction of examples with margin < ``margin``.
 
     The multi-class hinge loss (Weston & Watkins 1999; ``loss=hinge``) is zero for an example
@@ -565,5 +571,5 @@ class Margins(L.Callback):
         values = torch.cat(self._values)
         self.inside = values.lt(self.margin).float().mean().item()
         writer.add_histogram("margins/val", values, trainer.global_step)
-        writer.add_scalar("diagnostics/inside_margin", self.inside, trainer.global_step)
+        writer.add_scalar("watch/inside_margin", self.inside, trainer.global_step)
         self._values = []

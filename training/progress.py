@@ -15,8 +15,10 @@ goes to both. Epochs are counted from 1, as a person counts them.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
+import warnings
 
 import lightning as L
 
@@ -41,6 +43,74 @@ def epoch_line(epoch: int, epochs: int | None, metrics: dict, lr: float | None, 
     return "  ".join(field for field in fields if field)
 
 
+def quiet(verbose: bool) -> None:
+    """What a run prints by default: our own lines, Lightning's warnings, none of its INFO chatter
+    (GPU/TPU availability, the litlogger tip, "Restoring states ...") nor the FutureWarning that
+    Lightning's batch collation raises on each run with this torch (``isinstance(treespec, LeafSpec)``).
+    ``verbose=true`` keeps them all. Called by the entry points, never on import."""
+    if verbose:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.profilers").setLevel(logging.INFO)  # a profiler asked for prints its report
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume writes there again
+
+
+def count(value: float) -> str:
+    """61706 -> 61.7 K, 416520 -> 416.5 K, 11.2e6 -> 11.2 M."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:g}"
+
+
+def model_line(name: str, params: int, macs: int, shape: tuple[int, ...]) -> str:
+    """The one-line model summary printed instead of Lightning's table (``summarize.py`` has the rest)."""
+    return f"model {name}: {count(params)} parameters, {count(macs)} MACs per {'x'.join(map(str, shape))} image"
+
+
+SHOWN = ("acc", "loss", "acc_best", "acc_top5", "f1_macro")
+
+
+def metrics_table(metrics: dict, digits: int = 4, shown: tuple[str, ...] = SHOWN) -> str:
+    """The final val/ and test/ metrics of ``shown`` as a short table, rounded: one row per split, one
+    column per metric (metrics.json keeps every metric, unrounded)."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        split, _, name = key.partition("/")
+        if split in ("val", "test") and name in shown and isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.setdefault(split, {})[name] = value
+    columns = [name for name in shown if any(name in row for row in rows.values())]
+    if not columns:
+        return ""
+    cell = lambda v: "" if v is None else ("nan" if not math.isfinite(v) else f"{v:.{digits}f}")  # noqa: E731
+    table = [["", *columns]] + [[split, *(cell(row.get(c)) for c in columns)] for split, row in rows.items()]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(text.rjust(width) if i else text.ljust(width) for i, (text, width) in enumerate(zip(line, widths))).rstrip()
+                     for line in table)
+
+
+def count_epochs_from_one(bar, trainer: L.Trainer) -> None:
+    """Lightning's bars say "Epoch 0/4" for the first of 5 epochs; ours say "Epoch 1/5", as the epoch lines do."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    def describe(current_epoch: int) -> str:
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        return f"Epoch {current_epoch + 1}" + (f"/{epochs}" if epochs else "")
+
+    if isinstance(bar, RichProgressBar):  # the bar's own method, replaced on this instance only
+        bar._get_train_description = lambda epoch: f"{describe(epoch):{len(bar.validation_description)}}"
+    elif isinstance(bar, TQDMProgressBar):
+        start = bar.on_train_epoch_start
+
+        def on_train_epoch_start(trainer_: L.Trainer, *args) -> None:
+            start(trainer_, *args)
+            bar.train_progress_bar.set_description(describe(trainer_.current_epoch))
+
+        bar.on_train_epoch_start = on_train_epoch_start
+
+
 class EpochLog(L.Callback):
     def __init__(self) -> None:
         self.terminal = sys.stdout.isatty()
@@ -48,6 +118,8 @@ class EpochLog(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self.terminal and trainer.progress_bar_callback is not None:
             trainer.progress_bar_callback.disable()  # frames of a bar are noise in a file
+        elif trainer.progress_bar_callback is not None:
+            count_epochs_from_one(trainer.progress_bar_callback, trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.first_epoch = time.perf_counter(), trainer.current_epoch  # a resumed run starts mid-way

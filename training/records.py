@@ -9,30 +9,50 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reporting.manifest import manifest
 
 from .files import write_json, write_text
 
-# TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
-# next to the final metrics
-HPARAMS = ("optimizer._target_", "optimizer.lr", "optimizer.weight_decay", "model.activation", "model.batchnorm",
-           "model.dropout", "data.batch_size", "data.augment", "data.normalize", "regularization.strength",
-           "trainer.max_epochs", "seed")
+# TensorBoard's HPARAMS tab: the option chosen in each group below, these knobs and every key the run overrides
+HPARAMS = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "data.augment",
+           "model.dropout", "model.batchnorm", "regularization.strength", "trainer.max_epochs", "seed", "tags")
+# groups and keys that say where and how fast a run went, not what it learned: never in HPARAMS
+NOT_HPARAMS = ("hydra", "paths", "performance", "callbacks", "logger", "recipe")  # recipe: the model's name again
 
 
 def flat_hparams(cfg: DictConfig) -> dict:
-    """Flat scalars for TensorBoard's HPARAMS tab, which shows no nested config."""
+    """Flat scalars for TensorBoard's HPARAMS tab, which shows no nested config: each group's chosen
+    option (``model: lenet5``), the knobs of ``HPARAMS`` and every key the command line set, never a
+    ``_target_``-like key nor one of ``NOT_HPARAMS``."""
     hydra_cfg = HydraConfig.get()
     flat = {group: choice for group, choice in hydra_cfg.runtime.choices.items()
-            if choice and group != "hydra" and "/" not in group}
+            if choice and "/" not in group and group not in NOT_HPARAMS}
     overridden = [override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task]
     for key in (*HPARAMS, *overridden):
+        parts = key.split(".")
+        if key in flat or parts[0] in NOT_HPARAMS or any(part.startswith("_") for part in parts):
+            continue
         value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, ListConfig):
+            value = ",".join(map(str, value)) or None  # tags=[a,b] -> "a,b"; none: no column
         if isinstance(value, (bool, int, float, str)):
             flat[key] = value
     return flat
+
+
+def log_hparams(writer, hparams: dict) -> None:
+    """The run's settings into TensorBoard's HPARAMS tab, as a session start only: without an experiment
+    summary TensorBoard builds the tab's columns from every run it shows, marks the ones whose values
+    differ and lists them first (an experiment summary, as Lightning writes one, is read from one run
+    alone, and every column then counts as constant). The metric columns are the runs' scalar tags."""
+    from torch.utils.tensorboard.summary import hparams as summaries
+
+    _, session_start, session_end = summaries(hparams, {})
+    writer.file_writer.add_summary(session_start)
+    writer.file_writer.add_summary(session_end)
+    writer.flush()
 
 
 @rank_zero_only

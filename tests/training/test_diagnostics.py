@@ -74,7 +74,7 @@ def test_train_and_val_share_a_chart_and_the_gap_is_train_minus_val_accuracy(tmp
     layout = layout_pb2.Layout.FromString(logged.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
     assert ["train/loss", "val/loss"] in charts.values() and ["train/acc", "val/acc"] in charts.values()
-    gap, train_acc, val_acc = (scalars(logged, t) for t in ("diagnostics/generalization_gap", "train/acc", "val/acc"))
+    gap, train_acc, val_acc = (scalars(logged, t) for t in ("watch/generalization_gap", "train/acc", "val/acc"))
     assert len(gap) == 2 and gap.keys() == train_acc.keys()
     for step, value in gap.items():  # the same epoch's two accuracies, not the previous validation's
         assert value == pytest.approx(train_acc[step] - val_acc[step], abs=1e-6)
@@ -84,7 +84,7 @@ def test_train_and_val_share_a_chart_and_the_gap_is_train_minus_val_accuracy(tmp
 def test_no_gap_on_an_epoch_without_validation(tmp_path, digits):
     fit(tmp_path, digits, small_cnn(), [dg.LearningCurves()], max_epochs=3, limit_train_batches=2, check_val_every_n_epoch=2)
     logged = events(tmp_path)
-    gap, train_acc, val_acc = (scalars(logged, t) for t in ("diagnostics/generalization_gap", "train/acc", "val/acc"))
+    gap, train_acc, val_acc = (scalars(logged, t) for t in ("watch/generalization_gap", "train/acc", "val/acc"))
     assert len(train_acc) == 3 and len(val_acc) == 1 and len(gap) == 1
     (step, value), = gap.items()
     assert value == pytest.approx(train_acc[step] - val_acc[step], abs=1e-6)
@@ -105,9 +105,9 @@ def test_gradient_norms_are_the_weight_gradients_of_every_layer_every_n_steps(tm
     recorder = GradientRecorder()
     fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=2), recorder], limit_train_batches=5)
     logged = events(tmp_path)
-    tags = sorted(t for t in logged.Tags()["scalars"] if t.startswith("gradients/"))
-    assert tags == ["gradients/0_0", "gradients/1_4", "gradients/2_6", "gradients/3_8"]  # convs and linears, input first
-    first = scalars(logged, "gradients/0_0")
+    tags = sorted(t for t in logged.Tags()["scalars"] if t.startswith("watch/gradients/"))
+    assert tags == ["watch/gradients/0_0", "watch/gradients/1_4", "watch/gradients/2_6", "watch/gradients/3_8"]  # convs and linears, input first
+    first = scalars(logged, "watch/gradients/0_0")
     assert sorted(first) == [0, 2, 4]
     for step, value in first.items():
         assert value == pytest.approx(recorder.norms[step], rel=1e-5) and value > 0
@@ -117,9 +117,9 @@ def test_gradient_norms_with_lbfgs_log_once_per_step(tmp_path, digits):
     lbfgs = functools.partial(torch.optim.LBFGS, lr=0.1, max_iter=4)  # up to 4 closure calls per step
     recorder = GradientRecorder()
     fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=1), recorder], optimizer=lbfgs, limit_train_batches=3)
-    steps = [event.step for event in events(tmp_path).Scalars("gradients/0_0")]
+    steps = [event.step for event in events(tmp_path).Scalars("watch/gradients/0_0")]
     assert steps == [0, 1, 2]
-    assert scalars(events(tmp_path), "gradients/0_0")[1] == pytest.approx(recorder.norms[1], rel=1e-5)
+    assert scalars(events(tmp_path), "watch/gradients/0_0")[1] == pytest.approx(recorder.norms[1], rel=1e-5)
 
 
 # 3. dead units -----------------------------------------------------------------------
@@ -137,17 +137,17 @@ def test_dead_relu_fraction_is_one_for_a_killed_layer_and_zero_for_a_fresh_one(t
     callback = dg.DeadUnits()
     fit(tmp_path / "killed", digits, net, [callback], limit_train_batches=2, optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
     logged = events(tmp_path / "killed")
-    dead = {tag: scalars(logged, tag) for tag in logged.Tags()["scalars"] if tag.startswith("dead_units/")}
-    assert sorted(dead) == ["dead_units/0_1", "dead_units/1_5", "dead_units/2_7"]
+    dead = {tag: scalars(logged, tag) for tag in logged.Tags()["scalars"] if tag.startswith("watch/dead_units/")}
+    assert sorted(dead) == ["watch/dead_units/0_1", "watch/dead_units/1_5", "watch/dead_units/2_7"]
     assert all(len(points) == 1 for points in dead.values())  # one validation epoch; the sanity check is skipped
-    assert list(dead["dead_units/0_1"].values()) == [0.5]  # channels, not positions: 4 of 8 (the others fresh, alive)
-    assert list(dead["dead_units/2_7"].values()) == [1.0]
+    assert list(dead["watch/dead_units/0_1"].values()) == [0.5]  # channels, not positions: 4 of 8 (the others fresh, alive)
+    assert list(dead["watch/dead_units/2_7"].values()) == [1.0]
     assert callback.fractions["2_7"] == 1.0
 
     fresh = dg.DeadUnits()
     validate(tmp_path / "fresh", small_cnn(), [fresh], datamodule=digits)
     assert fresh.fractions["0_1"] == 0.0
-    assert scalars(events(tmp_path / "fresh"), "dead_units/0_1") == {0: 0.0}
+    assert scalars(events(tmp_path / "fresh"), "watch/dead_units/0_1") == {0: 0.0}
 
 
 def test_a_unit_that_fires_on_one_example_of_the_last_batch_is_alive(tmp_path):
@@ -158,7 +158,7 @@ def test_a_unit_that_fires_on_one_example_of_the_last_batch_is_alive(tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(4, dtype=torch.long)), batch_size=2)
     validate(tmp_path, net, [callback], dataloaders=loader)
     assert callback.fractions == {"0_1": 0.5}  # unit 0 fires only on the last example, unit 1 only on the first
-    assert scalars(events(tmp_path), "dead_units/0_1") == {0: 0.5}
+    assert scalars(events(tmp_path), "watch/dead_units/0_1") == {0: 0.5}
 
 
 # 4. histograms -------------------------------------------------------------------------

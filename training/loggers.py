@@ -1,0 +1,55 @@
+"""Lightning's TensorBoard and CSV loggers, adjusted to how runs here are read.
+
+- ``TensorBoardLogger`` leaves out Lightning's ``epoch`` scalar: every chart's
+  x axis is the step already, and the extra tag was the first thing the
+  Scalars tab showed.
+- ``CSVLogger`` keeps a resumed run's history: Lightning's deletes an existing
+  ``metrics.csv`` when it starts, so a resumed run lost its first epochs. Here
+  the rows logged before the checkpoint the run resumes from stay (rows at or
+  after ``purge_step`` are dropped, as TensorBoard's ``purge_step`` does, since
+  the killed run logged them after its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+
+
+class TensorBoardLogger(LightningTensorBoardLogger):
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+
+class CSVLogger(LightningCSVLogger):
+    def __init__(self, *args, purge_step: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.purge_step = purge_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        path = os.path.join(self.log_dir, "metrics.csv")
+        kept, header = [], []
+        if self.purge_step is not None and os.path.isfile(path):  # a resume: read what the writer would delete
+            with open(path, newline="") as file:
+                reader = csv.DictReader(file)
+                header = list(reader.fieldnames or [])
+                kept = [row for row in reader if not row.get("step") or int(float(row["step"])) < self.purge_step]
+        with warnings.catch_warnings():  # "exists and is not empty": the run dir holds the config and events too
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = super().experiment  # Lightning's writer removes metrics.csv here
+        if header:
+            with open(path, "w", newline="") as file:
+                rows = csv.DictWriter(file, fieldnames=header)
+                rows.writeheader()
+                rows.writerows(kept)
+            writer.metrics_keys = header  # new columns are added by rewriting the header, as Lightning does
+        return writer
