@@ -52,7 +52,7 @@ def test_missing_cifar10_names_the_directory_and_how_to_download(tmp_path):
 
 def test_evaluate_without_ckpt_path():
     result = run_script("evaluate.py")
-    assert_one_line_error(result, "ckpt_path is required")
+    assert_one_line_error(result, "ckpt_path or weights is required")
 
 
 def test_evaluate_with_a_path_that_does_not_exist(tmp_path):
