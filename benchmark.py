@@ -49,9 +49,9 @@ from torch import nn
 
 from datamodules import RandomImagesDataModule
 from models import list_models
-from training.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, theoretical_peak,
+from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, theoretical_peak,
                                    three_paths)
-from training.cli import UserError, entry_point, user_errors_as_lines
+from cli.commandline import UserError, entry_point, user_errors_as_lines
 from training.hardware import cpu
 from training.performance import check_precision, default_threads
 

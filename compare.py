@@ -26,9 +26,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from training.cli import fail
+from cli.commandline import fail
 from training.files import write_text
-from training.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
+from reporting.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                  sort_rows, write_csv)
 
 # key: default. sort: any column (test_acc, params, wall_time_s, overrides, ...); ascending: auto sorts

@@ -9,7 +9,7 @@
 The model and data are rebuilt from the options stored in the checkpoint
 (``data.*`` here overrides them), through the model registry and the
 ``configs/data/`` options only: a checkpoint names options, never code
-(training/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
+(cli/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
 macro precision / recall / F1, per-class accuracy and the confusion matrix:
 printed, written as metrics.json and confusion_matrix.png into the run dir,
 and logged to TensorBoard. Checkpoints are opened with weights_only=True.
@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from models import create_model
 from models.weights import find_card, read_card, shipped
-from reporting.weights import card_datamodule, export
+from cli.weights import card_datamodule, export
 from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
-from training.cli import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
+from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure
-from training.records import write_json
-from training.trust import build_datamodule, build_model, stored_config
+from cli.records import write_json
+from cli.trust import build_datamodule, build_model, stored_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"

@@ -10,7 +10,7 @@ Takes the same ``model=`` and ``data=`` configs as train.py; the data set is
 only asked for its channels, classes and image size (nothing is downloaded).
 ``plot=true`` writes receptive_field.png into the run dir. An input too
 small for the model is one line naming the layer where the map vanishes.
-The analysis is in training/introspection.py.
+The analysis is in analysis/introspection.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from training import introspection
-from training.cli import UserError, entry_point, user_errors_as_lines
+from analysis import introspection
+from cli.commandline import UserError, entry_point, user_errors_as_lines
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -36,15 +36,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.callbacks import DivergenceError
 from training.checkpoints import check_fits, load_checkpoint
-from training.device_slots import register_resolvers
-from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, resume_argv,
+from cli.device_slots import register_resolvers
+from cli.commandline import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, resume_argv,
                           user_errors_as_lines)
-from training.introspection import count_parameters_and_macs
+from analysis.introspection import count_parameters_and_macs
 from training.module import ImageClassifier
 from training.performance import check_precision
-from training.records import flat_hparams, save_run_config, write_manifest, write_metrics
-from training.trust import stored_config
-from training.validation import check_config
+from cli.records import flat_hparams, save_run_config, write_manifest, write_metrics
+from cli.trust import stored_config
+from cli.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 log = logging.getLogger(__name__)

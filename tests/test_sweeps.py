@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
-from training.comparison import val_curve
+from reporting.comparison import val_curve
 from helpers import run_script
 
 TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -203,7 +203,7 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():
-    from training.cli import run_dirname
+    from cli.commandline import run_dirname
 
     assert run_dirname("data.root=/a/b,model=lenet5") == "data.root=_a_b,model=lenet5"
     long_a, long_b = "x=" + "1" * 300 + ",seed=1", "x=" + "1" * 300 + ",seed=2"

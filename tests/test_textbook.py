@@ -16,7 +16,7 @@ from helpers import run_script
 from models import create_model
 from training.diagnostics import margins, sparsity
 from training.features import cam_grids, feature_map_grids, filter_grid, first_conv, grad_cam, stage_outputs
-from training.introspection import count_parameters_and_macs, summarize
+from analysis.introspection import count_parameters_and_macs, summarize
 from training.losses import OneHotMAE
 from training.regularization import WeightPenalty
 

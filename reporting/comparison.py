@@ -22,7 +22,7 @@ from pathlib import Path
 import matplotlib
 import yaml
 
-from .files import write_text
+from training.files import write_text
 
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402

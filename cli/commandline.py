@@ -27,7 +27,7 @@ from typing import Callable
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import UserError
+from training.errors import UserError
 
 
 # the user errors of rooms that may not import this one: (module, class), looked up only once imported
@@ -164,7 +164,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
                        required: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
     """Compose the config the command line asks for, as Hydra will, and check it before Hydra
     creates a run dir and before torch is imported: unknown keys, malformed overrides, required
-    values left out and (for a single run) every value rule of ``training/validation.py``. In a
+    values left out and (for a single run) every value rule of ``cli/validation.py``. In a
     sweep each swept value is composed once; values are checked by each run (a bad cell fails alone)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -244,17 +244,20 @@ def resume_argv(argv: list[str]) -> list[str]:
     composes the same config and writes into the same dir (and TensorBoard run).
 
     A run dir handed to us is data, not code: its checkpoint must load with
-    weights_only and store options only (training/trust.py), and its overrides
+    weights_only and store options only (cli/trust.py), and its overrides
     may choose options and set plain values, never name code
     (``check_untrusted_overrides``), unless the same override is typed again now."""
     import yaml
 
-    from .checkpoints import resume_target
+    from training.checkpoints import load_checkpoint, resume_target
+
+    from .trust import stored_config
 
     targets = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     if not targets or targets[-1] in ("", "null"):
         return argv
     checkpoint, run_dir = resume_target(targets[-1])
+    stored_config(load_checkpoint(checkpoint), str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
     source = run_dir / ".hydra" / "overrides.yaml"
     try:
         original = yaml.safe_load(source.read_text()) or []

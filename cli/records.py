@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reporting.manifest import manifest
 
-from .files import write_json, write_text
+from training.files import write_json, write_text
 
 # TensorBoard's HPARAMS tab: the option chosen in every group, these knobs and every key the run overrides,
 # next to the final metrics

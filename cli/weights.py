@@ -27,7 +27,8 @@ from datamodules import ClassificationDataModule, ImageFolderDataModule, Torchvi
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.trust import build_datamodule, model_spec, stored_config
+
+from .trust import build_datamodule, model_spec, stored_config
 
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "

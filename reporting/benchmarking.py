@@ -31,8 +31,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from .module import ImageClassifier
-from .performance import PerformanceSwitches
+from training.module import ImageClassifier
+from training.performance import PerformanceSwitches
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
 
@@ -195,7 +195,7 @@ def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | Non
 
 def training_flops(net: nn.Module, image_size: int) -> float:
     """FLOPs of one training image: 2 per multiply-accumulate, forward once and backward twice over."""
-    from .introspection import count_parameters_and_macs
+    from analysis.introspection import count_parameters_and_macs
 
     return 6.0 * count_parameters_and_macs(net, (3, image_size, image_size))[1]
 

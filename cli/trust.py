@@ -8,7 +8,7 @@ are data someone may have crafted, so they are read as options only:
   its registered ``name`` and the options its builder accepts;
 - the data module from the ``configs/data/<option>.yaml`` option its stored
   node matches, with that option's keys only; the class comes from our YAML;
-- both pass the value rules of ``training/validation.py``;
+- both pass the value rules of ``cli/validation.py``;
 - any ``_target_`` stored anywhere in the configuration that none of our
   configs names, any other ``_x_`` key of Hydra's (``_args_``, ...) and any
   key the registry or the option does not know is refused with one line.
@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from .errors import UserError
+from training.errors import UserError
 from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import create_model, list_models
-from training.introspection import (
+from analysis.introspection import (
     FeatureMapVanishes,
     Window,
     count_parameters_and_macs,
