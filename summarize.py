@@ -65,17 +65,14 @@ def build(cfg: DictConfig):
 
 def plot(rows, totals, path: Path, title: str) -> None:
     """Receptive field and feature-map height against depth (layers with a spatial output)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from matplotlib.figure import Figure  # the Agg canvas, no pyplot: no backend switch
     from matplotlib.ticker import FormatStrFormatter
 
     profile = introspection.depth_profile(rows, totals)
     depth, rf, height = ([p[i] for p in profile] for i in (0, 2, 3))
     widest = [max(rf[: i + 1]) for i in range(len(rf))]  # branches run one after another: keep the widest
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
     axes.plot(depth, rf, ".", color="tab:red", alpha=0.35, markersize=4, label="receptive field of each layer")
     axes.step(depth, widest, where="post", color="tab:red", label="receptive field, widest so far (pixels)")
     axes.step(depth, height, where="post", color="tab:blue", label="feature-map height (pixels)")
@@ -89,7 +86,6 @@ def plot(rows, totals, path: Path, title: str) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:

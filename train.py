@@ -25,24 +25,17 @@ import time
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from training.callbacks import DivergenceError
-from training.checkpoints import check_fits, load_checkpoint
-from cli.device_slots import register_resolvers
-from cli.commandline import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, resume_argv,
-                          user_errors_as_lines)
-from analysis.introspection import count_parameters_and_macs
-from training.module import ImageClassifier
-from training.performance import check_precision
+# only hydra, omegaconf and cli/ here: --help, --cfg, shell completion and every check of the
+# command line run before torch and Lightning are imported (inside build() and train())
+from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, is_user_error, log_to_file, message,
+                             resume_argv, user_errors_as_lines)
 from cli.records import flat_hparams, save_run_config, write_manifest, write_metrics
+from cli.resolvers import RESOLVERS
 from cli.trust import stored_config
 from cli.validation import check_config
 
@@ -53,16 +46,16 @@ HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss"
 REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}
 
 
-def instantiate_all(group: DictConfig | None, **tensorboard) -> list:
-    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``tensorboard``:
-    more arguments for a TensorBoardLogger (its SummaryWriter's)."""
-    return [instantiate(node, **(tensorboard if node._target_.endswith(".TensorBoardLogger") else {}))
-            for node in (group or {}).values() if node and "_target_" in node]
-
-
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config; bad input fails here, before any download or training."""
+    import torch
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from training.checkpoints import check_fits, load_checkpoint
+    from training.module import ImageClassifier
+    from training.performance import check_precision
+
     check_config(cfg)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
@@ -100,6 +93,13 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
 
 def train(cfg: DictConfig) -> float | None:
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from analysis.introspection import count_parameters_and_macs
+    from training.callbacks import DivergenceError
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
     log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
@@ -146,7 +146,7 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    register_resolvers()  # here, not at import: a joblib worker runs this function, not the module (trainer=gpu_sweep)
+    RESOLVERS.register()  # named here, so that joblib's workers, which run this function and not the module, get them
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
     try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
@@ -155,6 +155,8 @@ def main(cfg: DictConfig) -> float | None:
         cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error
         reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
         save_run_config(cfg)
+        from training.callbacks import DivergenceError
+
         write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
         raise RuntimeError(f"run failed: {reason}") from error  # the sweep exits 1 once every run is done
 

@@ -4,11 +4,11 @@ settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from reporting.manifest import manifest
@@ -20,6 +20,18 @@ from training.files import write_json, write_text
 HPARAMS = ("optimizer._target_", "optimizer.lr", "optimizer.weight_decay", "model.activation", "model.batchnorm",
            "model.dropout", "data.batch_size", "data.augment", "data.normalize", "regularization.strength",
            "trainer.max_epochs", "seed")
+
+
+def rank_zero_only(function):
+    """Lightning's ``rank_zero_only``, imported when called: importing this module needs no torch."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from lightning.pytorch.utilities import rank_zero_only as on_rank_zero
+
+        return on_rank_zero(function)(*args, **kwargs)
+
+    return wrapper
 
 
 def flat_hparams(cfg: DictConfig) -> dict:

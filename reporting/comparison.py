@@ -19,14 +19,9 @@ import math
 import statistics
 from pathlib import Path
 
-import matplotlib
 import yaml
 
 from training.files import write_text
-
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # table column: metrics.json key written by train.py
 NUMBERS = {"params": "params", "macs": "macs", "val_acc_best": "val/acc_best", "val_loss": "val/loss",
@@ -203,8 +198,15 @@ def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
 
 
 def plots(root: Path, table: list[dict]) -> list[Path]:
-    colors = plt.get_cmap("tab10" if len(table) <= 10 else "tab20")
-    figure, axes = plt.subplots(figsize=(8, 5))
+    """val_acc.png, test_acc_vs_params.png, test_acc_vs_macs.png: figures drawn on the Agg canvas
+    (``matplotlib.figure.Figure``, not pyplot), so the caller's matplotlib backend is left alone."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    colors = colormaps["tab10" if len(table) <= 10 else "tab20"]
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
     for i, cell in enumerate(table):
         for j, run in enumerate(cell["members"]):
             xs, ys = val_curve(run["path"])
@@ -215,7 +217,8 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
     written = [root / "val_acc.png"]
     figure.savefig(written[0], dpi=120, bbox_inches="tight")
     for column, name in (("params", "parameters"), ("macs", "MACs per image")):
-        figure, axes = plt.subplots(figsize=(7, 5))
+        figure = Figure(figsize=(7, 5))
+        axes = figure.subplots()
         points = [(i, c) for i, c in enumerate(table) if c[column] and c["test_acc"] is not None]
         for i, cell in points:
             point = (cell[column], cell["test_acc"])
@@ -228,7 +231,6 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
         axes.set(xlabel=name, ylabel="test accuracy", title=f"test accuracy against {name}")
         written.append(root / f"test_acc_vs_{column}.png")
         figure.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close("all")
     return written
 
 

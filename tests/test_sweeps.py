@@ -203,7 +203,7 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():
-    from cli.commandline import run_dirname
+    from cli.resolvers import run_dirname
 
     assert run_dirname("data.root=/a/b,model=lenet5") == "data.root=_a_b,model=lenet5"
     long_a, long_b = "x=" + "1" * 300 + ",seed=1", "x=" + "1" * 300 + ",seed=2"

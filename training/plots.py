@@ -1,18 +1,19 @@
-"""Figures logged to TensorBoard and written as PNG."""
+"""Figures logged to TensorBoard and written as PNG.
+
+A ``matplotlib.figure.Figure`` made directly (not through pyplot) draws with the
+Agg canvas and needs no display, so nothing here switches the user's backend."""
 
 from __future__ import annotations
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def confusion_matrix_figure(matrix: list[list[int]], classes: list[str]):
     """Rows: true class; columns: predicted class; each cell its count."""
+    from matplotlib.figure import Figure
+
     n = len(classes)
     size = max(4.0, 0.45 * n + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(n), classes, rotation=90 if n > 10 else 45, ha="right" if n <= 10 else "center")

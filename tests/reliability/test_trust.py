@@ -425,7 +425,7 @@ def test_compare_marks_a_run_with_a_truncated_metrics_json_and_tabulates_the_res
 
 
 def test_two_runs_resolving_the_same_dir_name_get_two_dirs(tmp_path):
-    from cli.commandline import unique_dir
+    from cli.resolvers import unique_dir
 
     name = str(tmp_path / "outputs" / "2026-01-01_00-00-00_lenet5_digits")
     assert unique_dir(name) == name and unique_dir(name) == name + "_2" and unique_dir(name) == name + "_3"
