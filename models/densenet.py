@@ -254,6 +254,7 @@ def densenet_bc_100(num_classes: int = 10, in_channels: int = 3, activation: Act
     return _densenet("densenet_bc_100", **locals())  # every argument above, passed on
 
 
+PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py zoo=true)
 MODELS = {
     "densenet121": densenet121,
     "densenet161": densenet161,

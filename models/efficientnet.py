@@ -304,6 +304,7 @@ efficientnet_b6 = _named("b6")
 efficientnet_b7 = _named("b7")
 
 
+PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py zoo=true)
 MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,
     efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7)}}

@@ -302,4 +302,5 @@ def googlenet(
     )
 
 
+PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py zoo=true)
 MODELS = {"googlenet": googlenet}

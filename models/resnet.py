@@ -313,6 +313,7 @@ def resnet110(num_classes: int = 10, in_channels: int = 3, activation: Activatio
     return _cifar_resnet("resnet110", **locals())  # every argument above, passed on
 
 
+PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py zoo=true)
 MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,
           "resnet56": resnet56, "resnet110": resnet110}

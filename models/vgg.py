@@ -202,6 +202,7 @@ def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, activation: Activati
     return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
 
 
+PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py zoo=true)
 MODELS = {
     "vgg11": vgg11,
     "vgg13": vgg13,
