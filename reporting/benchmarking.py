@@ -34,6 +34,8 @@ from torch import nn
 from training.module import ImageClassifier
 from training.performance import PerformanceSwitches
 
+from .tables import markdown_table
+
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
 
 
@@ -325,8 +327,7 @@ def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
+    return markdown_table(header, rows, right=range(1, len(header))) + [""]
 
 
 def _g(value: float | None, unit: str = "") -> str:

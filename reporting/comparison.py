@@ -23,6 +23,8 @@ import yaml
 
 from training.files import write_text
 
+from .tables import human, markdown_table
+
 # table column: metrics.json key written by train.py
 NUMBERS = {"params": "params", "macs": "macs", "val_acc_best": "val/acc_best", "val_loss": "val/loss",
            "test_acc": "test/acc", "test_loss": "test/loss", "epochs": "epochs", "wall_time_s": "wall_time_s",
@@ -155,10 +157,9 @@ def sort_rows(rows: list[dict], column: str, ascending: str) -> list[dict]:
 def cell_text(row: dict, column: str) -> str:
     value, std = row.get(column), row.get(column + "_std")
     if value is None or column not in NUMBERS or not math.isfinite(value):
-        return "—" if value is None else str(value).replace("|", "\\|")
+        return "—" if value is None else str(value)  # markdown_table escapes a |
     if column in ("params", "macs"):  # as in the README's zoo table
-        unit, suffix = (1e9, "G") if value >= 1e9 else (1e6, "M") if value >= 1e6 else (1e3, "k")
-        return f"{value / unit:.{1 if suffix == 'k' else 2}f} {suffix}"
+        return human(value)
     if column == "epochs" and not std:  # one run, or every seed ran as long: a whole number
         return f"{value:.0f}"
     digits = 4 if "acc" in column or "loss" in column else 0 if column == "train_images_per_s" else 1
@@ -166,13 +167,13 @@ def cell_text(row: dict, column: str) -> str:
 
 
 def markdown(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(HEADERS[c] for c in columns) + " |",
-             "|" + "|".join("---:" if c in NUMBERS or c == "runs" else "---" for c in columns) + "|"]
-    for row in rows:
+    def status(row: dict) -> str:
         error = row.get("error", "")
-        status = row["status"] + (f": {error[:100]}{'…' if len(error) > 100 else ''}" if error else "")
-        lines.append("| " + " | ".join(cell_text({**row, "status": status}, c) for c in columns) + " |")
-    return "\n".join(lines)
+        return row["status"] + (f": {error[:100]}{'…' if len(error) > 100 else ''}" if error else "")
+
+    cells = [[cell_text({**row, "status": status(row)}, c) for c in columns] for row in rows]
+    right = [i for i, c in enumerate(columns) if c in NUMBERS or c == "runs"]
+    return "\n".join(markdown_table([HEADERS[c] for c in columns], cells, right))
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
