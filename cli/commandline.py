@@ -162,7 +162,8 @@ def missing_keys(node, path: str = "") -> list[str]:
 
 
 def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
-                       required: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
+                       required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+                       check: Callable[[DictConfig], None] | None = None) -> None:
     """Compose the config the command line asks for, as Hydra will, and check it before Hydra
     creates a run dir and before torch is imported: unknown keys, malformed overrides, required
     values left out and (for a single run) every value rule of ``cli/validation.py``. In a
@@ -198,6 +199,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
                 raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
             if not multirun:
                 check_config(cfg, unset)
+                if check is not None:  # the entry point's own rules
+                    check(cfg)
     finally:
         GlobalHydra.instance().clear()
 
@@ -240,7 +243,8 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
                 config_name: str | None = None, hints: dict[str, str] | None = None,
-                required: dict[str, str] | None = None, unset: tuple[str, ...] = ()):
+                required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+                check: Callable[[DictConfig], None] | None = None):
     """Wrap a ``@hydra.main`` function: register our resolvers, rewrite the command line (``prepare``),
     check it (``check_command_line``, when ``config_name`` is given), and turn user
     errors raised before the run starts into one line and exit 2."""
@@ -255,7 +259,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
             if config_name is None:
                 check_overrides(sys.argv[1:], config_dir)
             else:
-                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset)
+                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset, check)
         except Exception as error:
             if is_user_error(error):
                 fail(message(error))
