@@ -6,14 +6,13 @@
     python train.py -m model=lenet5,resnet18 optimizer=sgd,adam   # a sweep
     python train.py resume=outputs/<run>              # continue a killed run where it stopped
 
-Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config
-(.hydra/), checkpoints/ (best by val/acc, and last), the TensorBoard events
-(this run's settings and final metrics in the HPARAMS tab too), and
-metrics.json: the final val and test metrics, parameters, MACs, epochs, wall
-time, throughput and status, which compare.py tabulates. Returns the value
-named by ``optimized_metric`` so that Hydra sweepers can optimize it. In a
-sweep (-m), a run that fails or diverges is recorded as such in its
-metrics.json and the sweep goes on with the others.
+Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config (.hydra/),
+checkpoints/ (best by val/acc, and last), the TensorBoard events (settings and final metrics in
+HPARAMS too) and metrics.json (final metrics, parameters, MACs, epochs, wall time, throughput,
+status: what compare.py tabulates). Returns ``optimized_metric`` for Hydra's sweepers; in a sweep
+(-m) a run that fails or diverges is recorded as such and the sweep goes on with the others.
+Only hydra, omegaconf and cli/ are imported at the top: --help, --cfg, shell completion and every
+check of the command line run before torch and Lightning are imported (inside build() and train()).
 """
 
 from __future__ import annotations
@@ -30,38 +29,32 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-# only hydra, omegaconf and cli/ here: --help, --cfg, shell completion and every check of the
-# command line run before torch and Lightning are imported (inside build() and train())
-from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, is_user_error, log_to_file, message,
-                             resume_argv, user_errors_as_lines)
-from cli.records import flat_hparams, save_run_config, write_manifest, write_metrics
+from cli.commandline import entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, resume_argv, user_errors_as_lines
+from cli.records import flat_hparams, record_failure, save_run_config, write_manifest, write_metrics
 from cli.resolvers import RESOLVERS
 from cli.trust import stored_config
 from cli.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-log = logging.getLogger(__name__)
-# final metrics for TensorBoard's HPARAMS tab (logged once more as hp/val_acc_best, ...: the curves keep their own points)
-HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
+HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")  # in HPARAMS, as hp/val_acc_best, ...
 REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}
 
 
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config; bad input fails here, before any download or training."""
-    import torch
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from training.checkpoints import check_fits, load_checkpoint
     from training.module import ImageClassifier
-    from training.performance import check_precision
+    from training.performance import usable_precision
 
     check_config(cfg)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
-        log.warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
+        logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
     module = ImageClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
@@ -78,15 +71,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         purge = {"purge_step": checkpoint.get("global_step", 0)}  # TensorBoard drops what the killed run logged after it
         stored_config(checkpoint, cfg.resume)  # options only, as resume_argv checked; here too for callers of build()
         check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, f"model={cfg.model.name} as configured")
-    trainer_cfg = cfg.trainer
-    check_precision(trainer_cfg.precision, trainer_cfg.accelerator)  # bf16 on a CPU that emulates it: refused
-    if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
     loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
     if not loggers:  # logger=none: nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate_trainer(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    precision = usable_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # bf16: refused on a CPU that emulates it
+    trainer = instantiate_trainer(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False)
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
     return datamodule, module, trainer
@@ -151,14 +141,8 @@ def main(cfg: DictConfig) -> float | None:
         return train(cfg)
     try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
         return train(cfg)
-    except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported; its cause is the context
-        cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error
-        reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
-        save_run_config(cfg)
-        from training.callbacks import DivergenceError
-
-        write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
-        raise RuntimeError(f"run failed: {reason}") from error  # the sweep exits 1 once every run is done
+    except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported
+        raise record_failure(cfg, error) from error  # the sweep exits 1 once every run is done
 
 
 if __name__ == "__main__":

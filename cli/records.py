@@ -59,9 +59,22 @@ def save_run_config(cfg: DictConfig) -> None:
     write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
 
 
-
 def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> RuntimeError:
+    """A sweep's run that failed: its config and metrics.json (status failed or diverged, and why) are
+    written, and the error returned tells the launcher, which goes on with the other runs."""
+    from training.callbacks import DivergenceError
+
+    from .commandline import is_user_error, message
+
+    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
+    reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+    save_run_config(cfg)
+    write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
+    return RuntimeError(f"run failed: {reason}")
 
 
 @rank_zero_only
