@@ -132,6 +132,31 @@ def test_every_model_has_a_config_and_every_config_a_model():
         assert config["defaults"][0] == "/_base/model@_here_"
 
 
+# The base's run-wide switches that deliberately differ from the builders' (paper) defaults: train.py trains on
+# CIFAR-sized images; `python -c "create_model('resnet18')"` is the paper's ImageNet network.
+BASE_DIFFERS = {"stem": "cifar"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_model_yaml_agrees_with_its_builders_defaults(path):
+    """Defaults live in the builder: a model YAML restates a default (as a knob to override) only with the
+    builder's own value, or ties it to the data with an interpolation; the base only as BASE_DIFFERS says."""
+    import inspect
+
+    from models import _builder
+
+    config = yaml.safe_load(path.read_text())
+    base = yaml.safe_load((ROOT / "configs" / "_base" / "model.yaml").read_text())
+    defaults = {name: p.default for name, p in inspect.signature(_builder(config["name"])).parameters.items()}
+    own = {k: v for k, v in config.items() if k not in ("defaults", "name", "_target_")}
+    inherited = {k: v for k, v in base.items() if k != "_target_" and k not in own}
+    differ = {k: (v, defaults.get(k, "no such option")) for k, v in own.items()
+              if v != defaults.get(k, object()) and not (isinstance(v, str) and v.startswith("${"))}
+    differ.update({k: (v, defaults.get(k, "no such option")) for k, v in inherited.items()
+                   if v != defaults.get(k, object()) and BASE_DIFFERS.get(k) != v})
+    assert not differ, f"{path.name}: (yaml, builder) {differ}"
+
+
 def test_unknown_names_and_options_get_one_line_with_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown model 'resnet999'; valid: .*lenet5") as error:
         create_model("resnet999")
