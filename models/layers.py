@@ -11,6 +11,7 @@ Only torch is imported: copy this file with a model file into your project.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Union
 
 import torch
@@ -93,10 +94,25 @@ def check_stem(stem: str) -> str:
 
 
 def check_choice(name: str, value: object, valid: tuple) -> object:
-    """One-line error for an option outside its set of valid values."""
+    """One-line error for an option outside its set of valid values, in the words of every
+    other room's (datamodules/transforms.py's check_choice, cli/validation.py's rules)."""
     if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, valid))}; got {value!r}")
+        raise ValueError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def table_builder(name: str, build: Callable[..., nn.Module], doc: str) -> Callable[..., nn.Module]:
+    """The public builder of one row of a family's table: ``build(name, **options)``. Its signature is
+    ``build``'s keyword options with their defaults (what ``models.model_options`` reads), so each
+    variant is one line and its defaults live in one place, ``build``."""
+
+    def builder(**options) -> nn.Module:
+        return build(name, **options)
+
+    builder.__signature__ = inspect.Signature(list(inspect.signature(build).parameters.values())[1:])
+    builder.__name__ = builder.__qualname__ = name
+    builder.__module__, builder.__doc__ = build.__module__, doc
+    return builder
 
 
 class ConvNormAct(nn.Sequential):

@@ -58,7 +58,7 @@ def test_strided_convolution_replaces_pooling_with_the_same_parameters_and_fewer
 
 
 def test_downsample_errors_are_one_line():
-    with pytest.raises(ValueError, match=r"^downsample must be one of pool, stride; got 'avg'$"):
+    with pytest.raises(ValueError, match=r"^downsample='avg' is not valid; valid: pool, stride$"):
         create_model("vgg11", downsample="avg")
     with pytest.raises(ValueError, match="paper form of LeNet-5 .* must be 'pool'"):
         create_model("lenet5_paper", downsample="stride")
