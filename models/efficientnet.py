@@ -90,7 +90,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible
+from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible,
+                     table_builder)
 
 FORMS = ("paper", "torchvision")
 PAPER_BN = (1e-3, 0.01)  # (eps, momentum): the reference code's, torchvision's B5-B7
@@ -230,8 +231,9 @@ class EfficientNet(nn.Module):
             blocks: list[nn.Module] = []
             for repeat in range(depth(s.repeats)):
                 drop = stochastic_depth * block_id / num_blocks
-                blocks.append(MBConv(channels, width(s.out_channels), s.expand_ratio, s.kernel,
-                                     stride if repeat == 0 else 1, drop, activation, batchnorm))
+                blocks.append(MBConv(channels, width(s.out_channels), expand_ratio=s.expand_ratio, kernel=s.kernel,
+                                     stride=stride if repeat == 0 else 1, drop_prob=drop, activation=activation,
+                                     batchnorm=batchnorm))
                 channels, block_id = width(s.out_channels), block_id + 1
             layers.append(nn.Sequential(*blocks))
         # (N, 320, 7, 7) imagenet; (N, 320, 4, 4) cifar
@@ -273,25 +275,30 @@ def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3
     if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
         raise ValueError(f"phi must be a real number, got {phi!r}")
     bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else PYTORCH_BN
-    return EfficientNet(BETA ** phi, ALPHA ** phi, round(224 * GAMMA ** phi), num_classes, in_channels,
-                        activation, batchnorm, dropout, stem, stochastic_depth, bn)
+    return EfficientNet(width_mult=BETA ** phi, depth_mult=ALPHA ** phi, resolution=round(224 * GAMMA ** phi),
+                        num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                        dropout=dropout, stem=stem, stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
+
+
+def _efficientnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
+                  batchnorm: bool = True, dropout: float = 0.2, stem: str = "imagenet", stochastic_depth: float = 0.2,
+                  form: str = "paper") -> EfficientNet:
+    """Read the published table (SCALING) for ``efficientnet_<variant>``."""
+    variant = name.rsplit("_", 1)[1]
+    width_mult, depth_mult, resolution, _ = SCALING[variant]
+    torchvision_bn = PAPER_BN if variant in ("b5", "b6", "b7") else PYTORCH_BN  # B5-B7: ported TF weights
+    bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
+    return EfficientNet(width_mult=width_mult, depth_mult=depth_mult, resolution=resolution, num_classes=num_classes,
+                        in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem,
+                        stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
 
 
 def _named(variant: str):
+    """efficientnet_<variant>: its row of SCALING, with the row's dropout as the default."""
     width_mult, depth_mult, resolution, paper_dropout = SCALING[variant]
-    torchvision_bn = PAPER_BN if variant in ("b5", "b6", "b7") else PYTORCH_BN  # B5-B7: ported TF weights
-
-    def builder(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
-                batchnorm: bool = True, dropout: float = paper_dropout, stem: str = "imagenet",
-                stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
-        bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
-        return EfficientNet(width_mult, depth_mult, resolution, num_classes, in_channels, activation,
-                            batchnorm, dropout, stem, stochastic_depth, bn)
-
-    builder.__name__ = builder.__qualname__ = f"efficientnet_{variant}"
-    builder.__doc__ = (f"EfficientNet-{variant.upper()} (Tan & Le 2019): width {width_mult}, depth {depth_mult}, "
-                       f"resolution {resolution}, dropout {paper_dropout} (the published table).")
-    return builder
+    return table_builder(f"efficientnet_{variant}", _efficientnet,
+                         f"EfficientNet-{variant.upper()} (Tan & Le 2019): width {width_mult}, depth {depth_mult}, "
+                         f"resolution {resolution}, dropout {paper_dropout} (the published table).", dropout=paper_dropout)
 
 
 efficientnet_b0 = _named("b0")

@@ -201,7 +201,7 @@ class GoogLeNet(nn.Module):
             return nn.MaxPool2d(k, stride=2, ceil_mode=True)
 
         def inception(cin: int, name: str) -> Inception:
-            return Inception(cin, INCEPTION[name], activation, batchnorm, big_kernel=5 if paper else 3)
+            return Inception(cin, INCEPTION[name], activation=activation, batchnorm=batchnorm, big_kernel=5 if paper else 3)
 
         def aux_head(cin: int) -> AuxHead | None:
             # the paper's 5x5/3 average pool turns 14x14 maps (224x224 inputs) into

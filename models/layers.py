@@ -101,15 +101,17 @@ def check_choice(name: str, value: object, valid: tuple) -> object:
     return value
 
 
-def table_builder(name: str, build: Callable[..., nn.Module], doc: str) -> Callable[..., nn.Module]:
+def table_builder(name: str, build: Callable[..., nn.Module], doc: str, **defaults) -> Callable[..., nn.Module]:
     """The public builder of one row of a family's table: ``build(name, **options)``. Its signature is
-    ``build``'s keyword options with their defaults (what ``models.model_options`` reads), so each
-    variant is one line and its defaults live in one place, ``build``."""
+    ``build``'s keyword options with their defaults (what ``models.model_options`` reads), ``defaults``
+    replacing those a row's paper sets otherwise (EfficientNet's dropout), so each variant is one line
+    and its defaults live in one place."""
 
     def builder(**options) -> nn.Module:
-        return build(name, **options)
+        return build(name, **{**defaults, **options})
 
-    builder.__signature__ = inspect.Signature(list(inspect.signature(build).parameters.values())[1:])
+    parameters = list(inspect.signature(build).parameters.values())[1:]
+    builder.__signature__ = inspect.Signature([p.replace(default=defaults.get(p.name, p.default)) for p in parameters])
     builder.__name__ = builder.__qualname__ = name
     builder.__module__, builder.__doc__ = build.__module__, doc
     return builder

@@ -16,11 +16,11 @@ from analysis.introspection import (
     FeatureMapVanishes,
     Window,
     count_parameters_and_macs,
-    empirical_receptive_field,
     render,
     smallest_input_size,
     summarize,
 )
+from empirical import empirical_receptive_field
 
 
 def build(name: str, size: int = 32, **options) -> nn.Module:
