@@ -177,5 +177,5 @@ def alexnet(
     return AlexNet(num_classes, in_channels, activation, batchnorm, dropout, stem, form)
 
 
-PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
 MODELS = {"alexnet": alexnet}

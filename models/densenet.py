@@ -243,7 +243,7 @@ densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
                                 "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes.")
 
 
-PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "densenet121": densenet121,
     "densenet161": densenet161,

@@ -137,12 +137,6 @@ SCALING = {
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of compound scaling
 
 
-def _check_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 class StochasticDepth(nn.Module):
     """Zero the whole residual branch of a sample with probability ``p`` (train
     mode only), scaling the kept ones by 1 / (1 - p) (Huang et al. 2016)."""
@@ -211,7 +205,7 @@ class EfficientNet(nn.Module):
                  bn_eps_momentum: tuple[float, float] = PAPER_BN, stages: tuple[Stage, ...] = STAGES) -> None:
         super().__init__()
         dropout, stem = check_dropout(dropout), check_stem(stem)
-        stochastic_depth = _check_rate("stochastic_depth", stochastic_depth)
+        stochastic_depth = check_dropout(stochastic_depth, "stochastic_depth")
         self.width_mult, self.depth_mult, self.resolution = width_mult, depth_mult, resolution
 
         def width(channels: int) -> int:
@@ -262,11 +256,6 @@ class EfficientNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-# --------------------------------------------------------------------------
-# Builders
-# --------------------------------------------------------------------------
-
-
 def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3,
                  activation: ActivationArg = "silu", batchnorm: bool = True, dropout: float = 0.2,
                  stem: str = "imagenet", stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
@@ -301,17 +290,10 @@ def _named(variant: str):
                          f"resolution {resolution}, dropout {paper_dropout} (the published table).", dropout=paper_dropout)
 
 
-efficientnet_b0 = _named("b0")
-efficientnet_b1 = _named("b1")
-efficientnet_b2 = _named("b2")
-efficientnet_b3 = _named("b3")
-efficientnet_b4 = _named("b4")
-efficientnet_b5 = _named("b5")
-efficientnet_b6 = _named("b6")
-efficientnet_b7 = _named("b7")
+efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_named(v) for v in ("b0", "b1", "b2", "b3"))
+efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_named(v) for v in ("b4", "b5", "b6", "b7"))
 
-
-PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
 MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,
     efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7)}}

@@ -271,17 +271,9 @@ class GoogLeNet(nn.Module):
         return (logits, [aux1, aux2]) if heads else logits
 
 
-def googlenet(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    activation: ActivationArg = "relu",
-    batchnorm: bool | None = None,
-    dropout: float | None = None,
-    stem: str = "imagenet",
-    form: str = "paper",
-    aux_logits: bool = True,
-    aux_dropout: float | None = None,
-) -> GoogLeNet:
+def googlenet(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+              batchnorm: bool | None = None, dropout: float | None = None, stem: str = "imagenet", form: str = "paper",
+              aux_logits: bool = True, aux_dropout: float | None = None) -> GoogLeNet:
     """GoogLeNet / Inception-v1 (Szegedy et al. 2014).
 
     ``batchnorm=None`` and ``dropout=None`` take the form's defaults: no BN and
@@ -302,5 +294,5 @@ def googlenet(
     )
 
 
-PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {"googlenet": googlenet}

@@ -80,10 +80,10 @@ def norm2d(channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
 
-def check_dropout(dropout: float) -> float:
-    """Dropout rates live in [0, 1); 1 would zero every activation."""
+def check_dropout(dropout: float, name: str = "dropout") -> float:
+    """Dropout rates (and stochastic depth's) live in [0, 1); 1 would zero every activation."""
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 
 

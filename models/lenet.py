@@ -276,5 +276,5 @@ def lenet5_paper(
     return lenet5(num_classes, in_channels, activation, batchnorm, dropout, stem, image_size, form, downsample)
 
 
-PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
 MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

@@ -140,5 +140,5 @@ def rff_svm(
     return KernelSVM(num_classes, in_features, features, float(gamma), check_dropout(dropout))
 
 
-PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}  # the zoo table (summarize.py table=zoo)
 MODELS = {"logreg": logreg, "ovr_logreg": ovr_logreg, "linear_svm": linear_svm, "rff_svm": rff_svm}

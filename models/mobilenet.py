@@ -254,5 +254,5 @@ def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, activation: Acti
     return MobileNetV2(num_classes, in_channels, activation, batchnorm, dropout, stem, width_mult)
 
 
-PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2}

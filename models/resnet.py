@@ -265,7 +265,7 @@ resnet110 = table_builder("resnet110", _cifar_resnet,
                           "ResNet-110 for CIFAR (He et al. 2015, n = 18): 1,727,962 parameters at 10 classes, option A.")
 
 
-PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
 MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,
           "resnet56": resnet56, "resnet110": resnet110}

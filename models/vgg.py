@@ -162,7 +162,7 @@ vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm: 138,36
 vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm: 143,678,248 parameters at 1000 classes.", batchnorm=True)
 
 
-PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py zoo=true)
+PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "vgg11": vgg11,
     "vgg13": vgg13,
