@@ -141,7 +141,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]  # every run was tried; the sweep reports the failure
     runs = run_dirs(tmp_path)
     assert len(runs) == 3 and all((d / "metrics.json").is_file() for d in runs.values()), result.stderr[-3000:]
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     rows = listed(tmp_path)
     assert set(rows) == set(runs)
     refused = rows[frozenset({"optimizer.lr=-1"})]
@@ -168,7 +168,7 @@ def test_an_optuna_search_of_three_trials_completes_and_reports_its_best(tmp_pat
     best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(trials.values()))  # the sweeper maximized val/acc_best
     assert trials[best["best_params"]["optimizer.lr"]] == pytest.approx(best["best_value"])
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     assert "Optuna's best trial: `optimizer.lr=" in (tmp_path / "comparison.md").read_text()
 
 

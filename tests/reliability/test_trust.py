@@ -418,7 +418,7 @@ def test_compare_marks_a_run_with_a_truncated_metrics_json_and_tabulates_the_res
         (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"seed={i}"]))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"test/acc": 0.5 + i / 10, "status": "completed"}))
     (tmp_path / "b" / "metrics.json").write_text('{"test/acc": 0.6, "sta')  # killed while writing in place
-    runs = {r["run"]: r for r in compare.main([f"dir={tmp_path}", "group=false"])}
+    runs = {r["run"]: r for r in compare.compare(tmp_path, group=False)}
     assert runs["b"]["status"] == "unreadable" and "metrics.json" in runs["b"]["error"]
     assert runs["a"]["test_acc"] == 0.5 and runs["c"]["test_acc"] == 0.7
     assert "| seed=1 | lenet5 | 1 | unreadable: metrics.json" in (tmp_path / "comparison.md").read_text()
