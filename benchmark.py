@@ -32,8 +32,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,9 +47,9 @@ from torch import nn
 
 from datamodules import RandomImagesDataModule
 from models import list_models
-from training.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, theoretical_peak,
-                                   three_paths)
-from training.cli import UserError, entry_point, user_errors_as_lines
+from cli.commandline import UserError, entry_point, user_errors_as_lines
+from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
+                                   theoretical_peak, three_paths)
 from training.hardware import cpu
 from training.performance import check_precision, default_threads
 
@@ -100,17 +98,6 @@ def measure(args: SimpleNamespace, variant: dict, batch_size: int) -> SimpleName
     return SimpleNamespace(**{**vars(args), **variant, "batch_size": batch_size})
 
 
-def speedrun(args: SimpleNamespace, out: Path) -> dict:
-    """train.py experiment=speedrun in a subprocess; its metrics.json (time to 94 %, test accuracy, wall time)."""
-    run_dir = out / "speedrun"
-    command = [sys.executable, str(CONFIG_DIR.parent / "train.py"), "experiment=speedrun", f"hydra.run.dir={run_dir}",
-               "trainer.enable_progress_bar=false", *args.speedrun["overrides"]]
-    done = subprocess.run(command, capture_output=True, text=True)
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    return {"command": " ".join(command[1:]), "returncode": done.returncode, "error": done.stderr[-2000:] if done.returncode else "",
-            **{key: metrics.get(key) for key in ("time_to_target_s", "test/acc", "val/acc_best", "epochs", "wall_time_s")}}
-
-
 def run(args: SimpleNamespace, out: Path) -> dict:
     device = args.device_
     torch.set_num_threads(args.threads)
@@ -139,7 +126,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
         report["defaults"] = {"model": check["model"], "batch_size": check["batch_size"],
                               **defaults_vs_off(build(check["model"]), check_args, device, datamodule, runs)}
     if args.speedrun["enabled"]:
-        report["speedrun"] = speedrun(args, out)
+        report["speedrun"] = speedrun(CONFIG_DIR.parent / "train.py", args.speedrun["overrides"], out)
     machine["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings
     return report
 
@@ -148,8 +135,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
 def main(cfg: DictConfig) -> dict:
     args = settings(cfg)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
-    out = Path(HydraConfig.get().runtime.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(HydraConfig.get().runtime.output_dir)  # created by Hydra
     report = run(args, out)
     path = Path(args.report) if args.report else out / "benchmark.md"
     path.parent.mkdir(parents=True, exist_ok=True)

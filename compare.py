@@ -16,56 +16,47 @@ comparison_cells.csv (one row per cell, mean and std; only when seeds repeat), v
 accuracy per epoch, every run), test_acc_vs_params.png and test_acc_vs_macs.png. After an Optuna
 search (hparams_search=...) the best trial from optimization_results.yaml is named too.
 
-The command line reads like train.py's (key=value) but is parsed here, not by Hydra: there is no
-config to compose, and a Hydra app would write a run dir of its own, with a .hydra/ folder, into
-the very tree it reads.
+Bad settings (an unknown key, a sort column that does not exist, a dir that is not one) get one line
+before anything is read. Hydra writes nothing here: no run dir of its own, no .hydra/ folder, no log
+(configs/compare.yaml), so the tree it reads stays as train.py left it.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from training.cli import fail
+import hydra
+from omegaconf import DictConfig
+
+from cli.commandline import UserError, entry_point, user_errors_as_lines
+from reporting.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
+                                  sort_rows, write_csv)
 from training.files import write_text
-from training.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
-                                 sort_rows, write_csv)
 
-# key: default. sort: any column (test_acc, params, wall_time_s, overrides, ...); ascending: auto sorts
-# numbers high to low and text A to Z; group: merge runs that differ only in their seed
-SETTINGS = {"dir": "outputs", "sort": "test_acc", "ascending": "auto", "group": "true"}
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def parse(argv: list[str]) -> dict:
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(__doc__)
-        sys.exit(0)
-    settings = dict(SETTINGS)
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key not in SETTINGS or not value:
-            fail(f"{arg!r} is not a setting; valid: {', '.join(f'{k}=...' for k in SETTINGS)}")
-        settings[key] = value
-    for key, valid in (("ascending", ("auto", "true", "false")), ("group", ("true", "false"))):
-        if settings[key] not in valid:
-            fail(f"{key}={settings[key]!r} is not valid; valid: {', '.join(valid)}")
-    settings["sort"] = settings["sort"].replace("/", "_")
-    if settings["sort"] not in (*TEXT, *NUMBERS):
-        fail(f"sort={settings['sort']!r} is not a column; valid: {', '.join((*TEXT, *NUMBERS))}")
-    if not Path(settings["dir"]).is_dir():
-        fail(f"dir={settings['dir']!r} is not a directory (a sweep dir under multirun/, or outputs/)")
-    return settings
+def check(cfg: DictConfig) -> None:
+    """The settings configs/compare.yaml cannot check by itself, before anything is read."""
+    if str(cfg.sort).replace("/", "_") not in (*TEXT, *NUMBERS):
+        raise UserError(f"sort={cfg.sort!r} is not a column; valid: {', '.join((*TEXT, *NUMBERS))}")
+    if cfg.ascending not in ("auto", True, False):
+        raise UserError(f"ascending={cfg.ascending!r} is not valid; valid: auto, true, false")
+    if not isinstance(cfg.group, bool):
+        raise UserError(f"group={cfg.group!r} is not valid; valid: true, false")
+    if not Path(cfg.dir).is_dir():
+        raise UserError(f"dir={cfg.dir!r} is not a directory (a sweep dir under multirun/, or outputs/)")
 
 
-def main(argv: list[str]) -> list[dict]:
-    settings = parse(argv)
-    root = Path(settings["dir"])
+def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: bool = True) -> list[dict]:
+    """Write and print the comparison of the runs under ``root``; returns the runs, sorted."""
+    sort = sort.replace("/", "_")
     runs = find_runs(root)
     if not runs:
-        fail(f"no training runs under {root} (a run dir holds the .hydra/ folder that train.py writes)")
+        raise UserError(f"no training runs under {root} (a run dir holds the .hydra/ folder that train.py writes)")
     shared = label_runs(runs)
-    table = sort_rows(cells(runs, settings["group"] == "true"), settings["sort"], settings["ascending"])
-    runs = sort_rows(runs, settings["sort"], settings["ascending"])
+    table = sort_rows(cells(runs, group), sort, ascending)
+    runs = sort_rows(runs, sort, ascending)
     repeated = any(c["runs"] > 1 for c in table)
     numbers = ["params", "macs", "val_acc_best", "test_acc", "epochs", "wall_time_s", "train_images_per_s"]
     text = [f"# Comparison of {len(runs)} runs in `{root}`", ""]
@@ -93,5 +84,11 @@ def main(argv: list[str]) -> list[dict]:
     return runs
 
 
+@hydra.main(version_base="1.3", config_path="configs", config_name="compare")
+def main(cfg: DictConfig) -> list[dict]:
+    ascending = cfg.ascending if cfg.ascending == "auto" else str(cfg.ascending).lower()  # sort_rows' words
+    return user_errors_as_lines(compare)(Path(cfg.dir), str(cfg.sort), ascending, cfg.group)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    entry_point(CONFIG_DIR, main, config_name="compare", check=check)()

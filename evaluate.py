@@ -9,7 +9,7 @@
 The model and data are rebuilt from the options stored in the checkpoint
 (``data.*`` here overrides them), through the model registry and the
 ``configs/data/`` options only: a checkpoint names options, never code
-(training/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
+(cli/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
 macro precision / recall / F1, per-class accuracy and the confusion matrix:
 printed, written as metrics.json and confusion_matrix.png into the run dir,
 and logged to TensorBoard. Checkpoints are opened with weights_only=True.
@@ -17,54 +17,29 @@ and logged to TensorBoard. Checkpoints are opened with weights_only=True.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
-import yaml
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
+from cli.records import write_json
+from cli.resolvers import register_model_of
+from cli.trust import build_datamodule, build_model, stored_config
+from cli.weights import card_datamodule, export
 from models import create_model
 from models.weights import find_card, read_card, shipped
-from reporting.weights import card_datamodule, export
 from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
-from training.cli import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure, confusion_matrix_text
 from training.progress import metrics_table, quiet
-from training.records import write_json
-from training.trust import build_datamodule, build_model, stored_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
 HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
                                          "experiment", "callbacks", "seed", "resume")}
 REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
-
-
-def model_of(ckpt_path: str | None, weights: str | None) -> str:
-    """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
-    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why)."""
-    try:
-        if weights:
-            text = str(weights)
-            card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
-                    else CONFIG_DIR.parent / "weights" / f"{text}.json")
-            return str(json.loads(card.read_text())["model"]["name"])
-        if ckpt_path:
-            path = Path(ckpt_path).resolve()
-            for folder in (path, *path.parents):
-                if (folder / ".hydra" / "config.yaml").is_file():
-                    return str(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
-        pass
-    return "model"
-
-
-def register_model_of(argv: list[str]) -> list[str]:
-    OmegaConf.register_new_resolver("model_of", model_of, replace=True)
-    return argv
 
 
 def build_from_weights(cfg: DictConfig):

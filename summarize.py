@@ -5,12 +5,14 @@ N*F*F*D+N), MACs, receptive field, jump and (W-F+2P)/S+1, with totals.
     python summarize.py model=vgg16 input_size=224 format=markdown
     python summarize.py model=lenet5 data=digits format=csv output=lenet5.csv
     python summarize.py model=resnet50 model.stem=imagenet input_size=224 plot=true
+    python summarize.py table=zoo                         # every model: params and MACs (the README's zoo table)
+    python summarize.py table=zoo 'models=[resnet18,vgg16]'
 
 Takes the same ``model=`` and ``data=`` configs as train.py; the data set is
 only asked for its channels, classes and image size (nothing is downloaded).
 ``plot=true`` writes receptive_field.png into the run dir. An input too
 small for the model is one line naming the layer where the map vanishes.
-The analysis is in training/introspection.py.
+The analysis is in analysis/introspection.py, the zoo table in reporting/zoo.py.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from training import introspection
-from training.cli import UserError, entry_point, user_errors_as_lines
+from cli.commandline import UserError, entry_point, user_errors_as_lines
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -37,10 +38,23 @@ def input_size(cfg: DictConfig) -> tuple[int, int]:
     return size[0], size[1]
 
 
+def check_table(cfg: DictConfig) -> str:
+    from models import list_models
+
+    if cfg.table not in ("layers", "zoo"):
+        raise UserError(f"table={cfg.table!r} is not valid; valid: layers, zoo")
+    unknown = [name for name in cfg.models or [] if name not in list_models()]
+    if unknown:
+        raise UserError(f"models: {', '.join(map(str, unknown))}: unknown model; valid: {', '.join(list_models())}")
+    return cfg.table
+
+
 @user_errors_as_lines
 def build(cfg: DictConfig):
     """Check the options, build the model, summarize it; bad input, including an
     input too small for the model, fails here as one line."""
+    from analysis import introspection
+
     if cfg.format not in introspection.FORMATS:
         raise UserError(f"format={cfg.format!r} is not valid; valid: {', '.join(introspection.FORMATS)}")
     if cfg.output is not None and not Path(cfg.output).parent.is_dir():
@@ -61,35 +75,6 @@ def build(cfg: DictConfig):
         raise UserError(error.describe(cfg.model.name, smallest)) from None
     except RuntimeError as error:  # e.g. a classifier sized for another input: the chosen size does not fit
         raise UserError(f"{cfg.model.name} cannot take a {height}x{width} input: {str(error).splitlines()[0]}") from None
-
-
-def plot(rows, totals, path: Path, title: str) -> None:
-    """Receptive field and feature-map height against depth (layers with a spatial output)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import FormatStrFormatter
-
-    profile = introspection.depth_profile(rows, totals)
-    depth, rf, height = ([p[i] for p in profile] for i in (0, 2, 3))
-    widest = [max(rf[: i + 1]) for i in range(len(rf))]  # branches run one after another: keep the widest
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    axes.plot(depth, rf, ".", color="tab:red", alpha=0.35, markersize=4, label="receptive field of each layer")
-    axes.step(depth, widest, where="post", color="tab:red", label="receptive field, widest so far (pixels)")
-    axes.step(depth, height, where="post", color="tab:blue", label="feature-map height (pixels)")
-    axes.axhline(totals.input_shape[2], color="grey", linestyle="--", linewidth=1, label="input height")
-    axes.set_yscale("log", base=2)
-    axes.yaxis.set_major_formatter(FormatStrFormatter("%d"))
-    axes.set_xlabel("depth (layers with a spatial output, in execution order)")
-    axes.set_ylabel("pixels")
-    axes.set_title(title)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
@@ -115,6 +100,14 @@ def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="summarize")
 def main(cfg: DictConfig) -> dict:
+    if user_errors_as_lines(check_table)(cfg) == "zoo":
+        from reporting.zoo import zoo_lines
+
+        for line in zoo_lines(list(cfg.models or [])):
+            print(line, flush=True)
+        return {}
+    from analysis import introspection
+
     rows, totals = build(cfg)
     text = introspection.render(rows, totals, cfg.format, model_name=cfg.model.name)
     if cfg.output is None:
@@ -123,9 +116,11 @@ def main(cfg: DictConfig) -> dict:
         Path(cfg.output).write_text(text)
         print(f"wrote {cfg.output}", file=sys.stderr)
     if cfg.plot:
+        from reporting.figures import receptive_field_profile
+
         path = Path(cfg.paths.output_dir) / "receptive_field.png"
         shape = "x".join(map(str, totals.input_shape[1:]))
-        plot(rows, totals, path, f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
+        receptive_field_profile(rows, totals, path, f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
         print(f"wrote {path}", file=sys.stderr)
     if cfg.rf_image:
         print(f"wrote {user_errors_as_lines(draw_receptive_field)(cfg, rows, totals)}", file=sys.stderr)

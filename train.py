@@ -7,14 +7,13 @@
     python train.py resume=outputs/<run>              # continue a killed run where it stopped
     python train.py ckpt_path=outputs/<run> data=...  # a new run from that run's weights (fine-tune)
 
-Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config
-(.hydra/), checkpoints/ (best by val/acc, and last), the TensorBoard events
-(this run's settings and final metrics in the HPARAMS tab too), and
-metrics.json: the final val and test metrics, parameters, MACs, epochs, wall
-time, throughput and status, which compare.py tabulates. Returns the value
-named by ``optimized_metric`` so that Hydra sweepers can optimize it. In a
-sweep (-m), a run that fails or diverges is recorded as such in its
-metrics.json and the sweep goes on with the others.
+Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config (.hydra/),
+checkpoints/ (best by val/acc, and last), the TensorBoard events (settings and final metrics in
+HPARAMS too) and metrics.json (final metrics, parameters, MACs, epochs, wall time, throughput,
+status: what compare.py tabulates). Returns ``optimized_metric`` for Hydra's sweepers; in a sweep
+(-m) a run that fails or diverges is recorded as such and the sweep goes on with the others.
+Only hydra, omegaconf and cli/ are imported at the top: --help, --cfg, shell completion and every
+check of the command line run before torch and Lightning are imported (inside build() and train()).
 """
 
 from __future__ import annotations
@@ -25,49 +24,34 @@ import time
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from training.callbacks import DivergenceError
-from training.checkpoints import check_fits, check_same_length, load_checkpoint, resolve_checkpoint
-from training.device_slots import register_resolvers
-from training.cli import (entry_point, fail, instantiate_trainer, is_user_error, log_to_file, message, name_sweep_runs,
-                          resume_argv, user_errors_as_lines)
-from training.introspection import count_parameters_and_macs
-from training.errors import UserError
-from training.module import ImageClassifier
-from training.performance import check_precision
-from training.progress import metrics_table, model_line, quiet
-from training.records import flat_hparams, log_hparams, save_run_config, write_manifest, write_metrics
-from training.trust import stored_config
-from training.validation import check_config
+from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
+                             user_errors_as_lines)
+from cli.records import flat_hparams, log_settings, record_failure, save_run_config, write_manifest, write_metrics
+from cli.resolvers import RESOLVERS
+from cli.trust import start_from
+from cli.validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-log = logging.getLogger(__name__)
 REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}
-
-
-def instantiate_all(group: DictConfig | None, **purge) -> list:
-    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``purge``: more
-    arguments for the loggers that keep a resumed run's history (``purge_step``: training/loggers.py)."""
-    return [instantiate(node, **(purge if node._target_.endswith((".TensorBoardLogger", ".CSVLogger")) else {}))
-            for node in (group or {}).values() if node and "_target_" in node]
 
 
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config; bad input fails here, before any download or training."""
+    from training.module import ImageClassifier
+    from training.performance import usable_precision
+
     check_config(cfg)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
-        log.warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
+        logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
     module = ImageClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
@@ -78,27 +62,11 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )
-    purge = {}
-    if cfg.resume and cfg.ckpt_path:
-        raise UserError("give resume= (continue a run in its dir) or ckpt_path= (a new run from its weights), not both")
-    if cfg.resume:
-        checkpoint = load_checkpoint(cfg.resume)
-        purge = {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
-        check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only, as resume_argv checked
-        check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, f"model={cfg.model.name} as configured")
-    if cfg.ckpt_path:  # fine-tune: the weights only; optimizer, schedule and epochs start afresh
-        path = resolve_checkpoint(cfg.ckpt_path)
-        checkpoint = load_checkpoint(path)
-        stored_config(checkpoint, str(path))
-        check_fits(module.state_dict(), checkpoint["state_dict"], str(path), f"model={cfg.model.name} as configured")
-        module.load_state_dict(checkpoint["state_dict"])
-    trainer_cfg = cfg.trainer
-    check_precision(trainer_cfg.precision, trainer_cfg.accelerator)  # bf16 on a CPU that emulates it: refused
-    if trainer_cfg.precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": "16-mixed"})  # pre-Ampere GPUs
+    purge = start_from(cfg, module)  # resume= or ckpt_path=: checked, the weights loaded; purge_step for the loggers
     loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
-    trainer = instantiate_trainer(trainer_cfg, callbacks=callbacks, logger=loggers or False,
+    precision = usable_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # bf16: refused on a CPU that emulates it
+    trainer = instantiate_trainer(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False,
                                   enable_model_summary=cfg.verbose)  # else one line of ours (train())
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
@@ -106,6 +74,13 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
 
 def train(cfg: DictConfig) -> float | None:
+    import lightning as L
+    import torch
+
+    from analysis.introspection import count_parameters_and_macs
+    from training.callbacks import DivergenceError
+    from training.progress import metrics_table, model_line
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
     log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
@@ -116,13 +91,7 @@ def train(cfg: DictConfig) -> float | None:
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
-    hparams = {**flat_hparams(cfg), "model/params": params, "model/macs": macs}
-    for logger in trainer.loggers:  # once, at the start: a run killed later still shows its settings
-        if isinstance(logger, TensorBoardLogger):
-            if trainer.is_global_zero:  # other ranks' experiment is Lightning's stand-in
-                log_hparams(logger.experiment, hparams)
-        else:
-            logger.log_hyperparams(hparams)
+    log_settings(trainer, {**flat_hparams(cfg), "model/params": params, "model/macs": macs})  # HPARAMS, once, at the start
 
     start = time.perf_counter()
     try:
@@ -157,20 +126,18 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    register_resolvers()  # here, not at import: a joblib worker runs this function, not the module (trainer=gpu_sweep)
+    RESOLVERS.register()  # named here, so that joblib's workers, which run this function and not the module, get them
+    from training.progress import quiet
+
     quiet(cfg.verbose)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
     try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
         return train(cfg)
-    except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported; its cause is the context
-        cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error
-        reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
-        save_run_config(cfg)
-        write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
-        raise RuntimeError(f"run failed: {reason}") from error  # the sweep exits 1 once every run is done
+    except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported
+        raise record_failure(cfg, error) from error  # the sweep exits 1 once every run is done
 
 
 if __name__ == "__main__":
-    prepare = lambda argv: name_sweep_runs(resume_argv(argv), CONFIG_DIR)  # noqa: E731
-    entry_point(CONFIG_DIR, main, prepare=prepare, config_name="train", required=REQUIRED)()
+    entry_point(CONFIG_DIR, main, prepare=lambda argv: name_sweep_runs(resume_argv(argv), CONFIG_DIR),
+                config_name="train", required=REQUIRED)()

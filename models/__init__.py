@@ -1,5 +1,8 @@
 """The zoo: a name -> builder table, ``create_model`` and ``list_models``.
 
+The table is the union of the ``MODELS`` tables of this folder's files: adding a
+family is adding its file (and its configs/model/ YAML and its test).
+
 Every builder takes ``num_classes``, ``in_channels``, ``activation``,
 ``batchnorm``, ``dropout`` and ``stem`` (plus options of its own family), so
 one sweep can cross any model with any switch.
@@ -7,28 +10,38 @@ one sweep can cross any model with any switch.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import linecache
 import os
+import pkgutil
+import sys
 from typing import Callable
 
 from torch import nn
 
-from . import alexnet, densenet, efficientnet, googlenet, lenet, linear, mobilenet, resnet, vgg
 from . import weights as _weights
 from .errors import ModelOptionError, WeightsError
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {
-    **alexnet.MODELS,
-    **lenet.MODELS,
-    **densenet.MODELS,
-    **efficientnet.MODELS,
-    **googlenet.MODELS,
-    **linear.MODELS,
-    **mobilenet.MODELS,
-    **resnet.MODELS,
-    **vgg.MODELS,
-}
+
+def _discover() -> dict[str, Callable[..., nn.Module]]:
+    """Every module of this folder with a ``MODELS`` table (name -> builder): a new family is
+    one new file, with no import list to extend."""
+    found: dict[str, Callable[..., nn.Module]] = {}
+    for module in pkgutil.iter_modules(__path__):
+        table = getattr(importlib.import_module(f"{__name__}.{module.name}"), "MODELS", None)
+        for name, builder in (table or {}).items():
+            if name in found:
+                raise ImportError(f"model {name!r} is in the MODELS tables of both {_family_of(found[name])} and {module.name}")
+            found[name] = builder
+    return found
+
+
+def _family_of(builder: Callable[..., nn.Module]) -> str:
+    return builder.__module__.rsplit(".", 1)[-1]
+
+
+_MODELS = _discover()
 
 
 def list_models() -> list[str]:
@@ -43,7 +56,12 @@ def model_options(name: str) -> list[str]:
 
 def model_family(name: str) -> str:
     """The family a model belongs to: the name of its file (``resnet18`` -> ``resnet``)."""
-    return _builder(name).__module__.rsplit(".", 1)[-1]
+    return _family_of(_builder(name))
+
+
+def model_paper(name: str) -> dict:
+    """The ``PAPER`` of the model's file: ``{"title": ..., "year": ...}`` (empty where the file has none)."""
+    return dict(getattr(sys.modules[_builder(name).__module__], "PAPER", {}))
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:

@@ -174,7 +174,9 @@ def alexnet(
 ) -> AlexNet:
     """AlexNet (Krizhevsky et al. 2012). form="paper": 60,965,224 parameters at
     224x224 and 1000 classes; form="torchvision": 61,100,840."""
-    return AlexNet(num_classes, in_channels, activation, batchnorm, dropout, stem, form)
+    return AlexNet(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                   stem=stem, form=form)
 
 
+PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
 MODELS = {"alexnet": alexnet}

@@ -75,7 +75,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d, table_builder
 
 FORMS = ("paper", "torchvision")
 
@@ -211,49 +211,39 @@ CONFIGS: dict[str, tuple[int, tuple[int, ...]]] = {
 }
 
 
-def _densenet(name: str, growth_rate: int | None = None, **options) -> DenseNet:
+def _densenet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+              batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", growth_rate: int | None = None,
+              compression: float = 0.5, form: str = "paper") -> DenseNet:
     """Read the table; ``growth_rate=None`` means the paper's k for ``name``."""
     paper_growth_rate, block_config = CONFIGS[name]
-    return DenseNet(block_config, paper_growth_rate if growth_rate is None else growth_rate, **options)
+    return DenseNet(block_config, paper_growth_rate if growth_rate is None else growth_rate, num_classes=num_classes,
+                    in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem,
+                    compression=compression, form=form)
 
 
-def densenet121(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-                batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
-                growth_rate: int | None = None, compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """DenseNet-121 (Huang et al. 2017), k = 32: 7,978,856 parameters at 1000 classes, imagenet stem."""
-    return _densenet("densenet121", **locals())  # every argument above, passed on
-
-
-def densenet161(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-                batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
-                growth_rate: int | None = None, compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """DenseNet-161 (Huang et al. 2017), k = 48: 28,681,000 parameters at 1000 classes, imagenet stem."""
-    return _densenet("densenet161", **locals())  # every argument above, passed on
-
-
-def densenet169(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-                batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
-                growth_rate: int | None = None, compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """DenseNet-169 (Huang et al. 2017), k = 32: 14,149,480 parameters at 1000 classes, imagenet stem."""
-    return _densenet("densenet169", **locals())  # every argument above, passed on
-
-
-def densenet201(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-                batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
-                growth_rate: int | None = None, compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """DenseNet-201 (Huang et al. 2017), k = 32: 20,013,928 parameters at 1000 classes, imagenet stem."""
-    return _densenet("densenet201", **locals())  # every argument above, passed on
-
-
-def densenet_bc_100(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-                    batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar",
-                    growth_rate: int | None = None, compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes."""
+def _cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
+                    batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", growth_rate: int | None = None,
+                    compression: float = 0.5, form: str = "paper") -> DenseNet:
+    """The CIFAR rows of the table: the CIFAR stem only."""
     if stem != "cifar":
-        raise ValueError(f"densenet_bc_100 is a CIFAR model: stem must be 'cifar', got {stem!r}")
-    return _densenet("densenet_bc_100", **locals())  # every argument above, passed on
+        raise ValueError(f"{name} is a CIFAR model: stem must be 'cifar', got {stem!r}")
+    return _densenet(name, num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                     dropout=dropout, stem=stem, growth_rate=growth_rate, compression=compression, form=form)
 
 
+densenet121 = table_builder("densenet121", _densenet,
+                            "DenseNet-121 (Huang et al. 2017), k = 32: 7,978,856 parameters at 1000 classes, imagenet stem.")
+densenet161 = table_builder("densenet161", _densenet,
+                            "DenseNet-161 (Huang et al. 2017), k = 48: 28,681,000 parameters at 1000 classes, imagenet stem.")
+densenet169 = table_builder("densenet169", _densenet,
+                            "DenseNet-169 (Huang et al. 2017), k = 32: 14,149,480 parameters at 1000 classes, imagenet stem.")
+densenet201 = table_builder("densenet201", _densenet,
+                            "DenseNet-201 (Huang et al. 2017), k = 32: 20,013,928 parameters at 1000 classes, imagenet stem.")
+densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
+                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes.")
+
+
+PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "densenet121": densenet121,
     "densenet161": densenet161,

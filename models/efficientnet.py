@@ -90,7 +90,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible
+from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible,
+                     table_builder)
 
 FORMS = ("paper", "torchvision")
 PAPER_BN = (1e-3, 0.01)  # (eps, momentum): the reference code's, torchvision's B5-B7
@@ -134,12 +135,6 @@ SCALING = {
     "b7": (2.0, 3.1, 600, 0.5),
 }
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of compound scaling
-
-
-def _check_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 class StochasticDepth(nn.Module):
@@ -210,7 +205,7 @@ class EfficientNet(nn.Module):
                  bn_eps_momentum: tuple[float, float] = PAPER_BN, stages: tuple[Stage, ...] = STAGES) -> None:
         super().__init__()
         dropout, stem = check_dropout(dropout), check_stem(stem)
-        stochastic_depth = _check_rate("stochastic_depth", stochastic_depth)
+        stochastic_depth = check_dropout(stochastic_depth, "stochastic_depth")
         self.width_mult, self.depth_mult, self.resolution = width_mult, depth_mult, resolution
 
         def width(channels: int) -> int:
@@ -230,8 +225,9 @@ class EfficientNet(nn.Module):
             blocks: list[nn.Module] = []
             for repeat in range(depth(s.repeats)):
                 drop = stochastic_depth * block_id / num_blocks
-                blocks.append(MBConv(channels, width(s.out_channels), s.expand_ratio, s.kernel,
-                                     stride if repeat == 0 else 1, drop, activation, batchnorm))
+                blocks.append(MBConv(channels, width(s.out_channels), expand_ratio=s.expand_ratio, kernel=s.kernel,
+                                     stride=stride if repeat == 0 else 1, drop_prob=drop, activation=activation,
+                                     batchnorm=batchnorm))
                 channels, block_id = width(s.out_channels), block_id + 1
             layers.append(nn.Sequential(*blocks))
         # (N, 320, 7, 7) imagenet; (N, 320, 4, 4) cifar
@@ -260,11 +256,6 @@ class EfficientNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-# --------------------------------------------------------------------------
-# Builders
-# --------------------------------------------------------------------------
-
-
 def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3,
                  activation: ActivationArg = "silu", batchnorm: bool = True, dropout: float = 0.2,
                  stem: str = "imagenet", stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
@@ -273,37 +264,36 @@ def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3
     if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
         raise ValueError(f"phi must be a real number, got {phi!r}")
     bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else PYTORCH_BN
-    return EfficientNet(BETA ** phi, ALPHA ** phi, round(224 * GAMMA ** phi), num_classes, in_channels,
-                        activation, batchnorm, dropout, stem, stochastic_depth, bn)
+    return EfficientNet(width_mult=BETA ** phi, depth_mult=ALPHA ** phi, resolution=round(224 * GAMMA ** phi),
+                        num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                        dropout=dropout, stem=stem, stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
+
+
+def _efficientnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
+                  batchnorm: bool = True, dropout: float = 0.2, stem: str = "imagenet", stochastic_depth: float = 0.2,
+                  form: str = "paper") -> EfficientNet:
+    """Read the published table (SCALING) for ``efficientnet_<variant>``."""
+    variant = name.rsplit("_", 1)[1]
+    width_mult, depth_mult, resolution, _ = SCALING[variant]
+    torchvision_bn = PAPER_BN if variant in ("b5", "b6", "b7") else PYTORCH_BN  # B5-B7: ported TF weights
+    bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
+    return EfficientNet(width_mult=width_mult, depth_mult=depth_mult, resolution=resolution, num_classes=num_classes,
+                        in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem,
+                        stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
 
 
 def _named(variant: str):
+    """efficientnet_<variant>: its row of SCALING, with the row's dropout as the default."""
     width_mult, depth_mult, resolution, paper_dropout = SCALING[variant]
-    torchvision_bn = PAPER_BN if variant in ("b5", "b6", "b7") else PYTORCH_BN  # B5-B7: ported TF weights
-
-    def builder(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
-                batchnorm: bool = True, dropout: float = paper_dropout, stem: str = "imagenet",
-                stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
-        bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
-        return EfficientNet(width_mult, depth_mult, resolution, num_classes, in_channels, activation,
-                            batchnorm, dropout, stem, stochastic_depth, bn)
-
-    builder.__name__ = builder.__qualname__ = f"efficientnet_{variant}"
-    builder.__doc__ = (f"EfficientNet-{variant.upper()} (Tan & Le 2019): width {width_mult}, depth {depth_mult}, "
-                       f"resolution {resolution}, dropout {paper_dropout} (the published table).")
-    return builder
+    return table_builder(f"efficientnet_{variant}", _efficientnet,
+                         f"EfficientNet-{variant.upper()} (Tan & Le 2019): width {width_mult}, depth {depth_mult}, "
+                         f"resolution {resolution}, dropout {paper_dropout} (the published table).", dropout=paper_dropout)
 
 
-efficientnet_b0 = _named("b0")
-efficientnet_b1 = _named("b1")
-efficientnet_b2 = _named("b2")
-efficientnet_b3 = _named("b3")
-efficientnet_b4 = _named("b4")
-efficientnet_b5 = _named("b5")
-efficientnet_b6 = _named("b6")
-efficientnet_b7 = _named("b7")
+efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_named(v) for v in ("b0", "b1", "b2", "b3"))
+efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_named(v) for v in ("b4", "b5", "b6", "b7"))
 
-
+PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
 MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,
     efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7)}}

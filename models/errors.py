@@ -1,6 +1,6 @@
 """The errors the model room raises on purpose: the caller's input, not a bug.
 
-Entry points report them as one line (training/cli.py); any other exception
+Entry points report them as one line (cli/commandline.py); any other exception
 from a builder keeps its traceback.
 """
 

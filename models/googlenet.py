@@ -201,7 +201,7 @@ class GoogLeNet(nn.Module):
             return nn.MaxPool2d(k, stride=2, ceil_mode=True)
 
         def inception(cin: int, name: str) -> Inception:
-            return Inception(cin, INCEPTION[name], activation, batchnorm, big_kernel=5 if paper else 3)
+            return Inception(cin, INCEPTION[name], activation=activation, batchnorm=batchnorm, big_kernel=5 if paper else 3)
 
         def aux_head(cin: int) -> AuxHead | None:
             # the paper's 5x5/3 average pool turns 14x14 maps (224x224 inputs) into
@@ -271,17 +271,9 @@ class GoogLeNet(nn.Module):
         return (logits, [aux1, aux2]) if heads else logits
 
 
-def googlenet(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    activation: ActivationArg = "relu",
-    batchnorm: bool | None = None,
-    dropout: float | None = None,
-    stem: str = "imagenet",
-    form: str = "paper",
-    aux_logits: bool = True,
-    aux_dropout: float | None = None,
-) -> GoogLeNet:
+def googlenet(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+              batchnorm: bool | None = None, dropout: float | None = None, stem: str = "imagenet", form: str = "paper",
+              aux_logits: bool = True, aux_dropout: float | None = None) -> GoogLeNet:
     """GoogLeNet / Inception-v1 (Szegedy et al. 2014).
 
     ``batchnorm=None`` and ``dropout=None`` take the form's defaults: no BN and
@@ -302,4 +294,5 @@ def googlenet(
     )
 
 
+PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {"googlenet": googlenet}

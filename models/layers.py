@@ -11,6 +11,7 @@ Only torch is imported: copy this file with a model file into your project.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Union
 
 import torch
@@ -79,10 +80,10 @@ def norm2d(channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
 
-def check_dropout(dropout: float) -> float:
-    """Dropout rates live in [0, 1); 1 would zero every activation."""
+def check_dropout(dropout: float, name: str = "dropout") -> float:
+    """Dropout rates (and stochastic depth's) live in [0, 1); 1 would zero every activation."""
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 
 
@@ -93,10 +94,27 @@ def check_stem(stem: str) -> str:
 
 
 def check_choice(name: str, value: object, valid: tuple) -> object:
-    """One-line error for an option outside its set of valid values."""
+    """One-line error for an option outside its set of valid values, in the words of every
+    other room's (datamodules/transforms.py's check_choice, cli/validation.py's rules)."""
     if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, valid))}; got {value!r}")
+        raise ValueError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def table_builder(name: str, build: Callable[..., nn.Module], doc: str, **defaults) -> Callable[..., nn.Module]:
+    """The public builder of one row of a family's table: ``build(name, **options)``. Its signature is
+    ``build``'s keyword options with their defaults (what ``models.model_options`` reads), ``defaults``
+    replacing those a row's paper sets otherwise (EfficientNet's dropout), so each variant is one line
+    and its defaults live in one place."""
+
+    def builder(**options) -> nn.Module:
+        return build(name, **{**defaults, **options})
+
+    parameters = list(inspect.signature(build).parameters.values())[1:]
+    builder.__signature__ = inspect.Signature([p.replace(default=defaults.get(p.name, p.default)) for p in parameters])
+    builder.__name__ = builder.__qualname__ = name
+    builder.__module__, builder.__doc__ = build.__module__, doc
+    return builder
 
 
 class ConvNormAct(nn.Sequential):

@@ -256,8 +256,10 @@ def lenet5(
     if form == "paper":
         if downsample != "pool":
             raise ValueError(f"the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', got {downsample!r}")
-        return LeNet5Paper(num_classes, in_channels, activation, batchnorm, dropout, image_size)
-    return LeNet5(num_classes, in_channels, activation, batchnorm, dropout, image_size, downsample)
+        return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                           image_size=image_size)
+    return LeNet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                  image_size=image_size, downsample=downsample)
 
 
 def lenet5_paper(
@@ -273,7 +275,9 @@ def lenet5_paper(
 ) -> nn.Module:
     """LeNet-5 as in the paper (C3 table, trainable subsampling, scaled tanh,
     linear output): 60,850 parameters at 1x32x32, 10 classes."""
-    return lenet5(num_classes, in_channels, activation, batchnorm, dropout, stem, image_size, form, downsample)
+    return lenet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                  stem=stem, image_size=image_size, form=form, downsample=downsample)
 
 
+PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
 MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

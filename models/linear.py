@@ -41,7 +41,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import check_dropout
+from .layers import check_dropout, table_builder
 
 
 class LinearClassifier(nn.Module):
@@ -95,27 +95,25 @@ def _check_linear(name: str, activation, batchnorm, stem) -> None:
         raise ValueError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
 
 
-def _linear(name: str, paper_loss: str):
-    def build(
-        num_classes: int = 10,
-        in_channels: int = 3,
-        activation: str = "identity",
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        stem: str = "cifar",
-        image_size: int = 32,
-    ) -> LinearClassifier:
-        _check_linear(name, activation, batchnorm, stem)
-        return LinearClassifier(num_classes, in_channels, image_size, check_dropout(dropout), paper_loss)
-
-    build.__name__ = name
-    build.__doc__ = f"{name}: a linear classifier on flattened pixels, fitted with loss={paper_loss} (see module docstring)."
-    return build
+PAPER_LOSSES = {"logreg": "cross_entropy", "ovr_logreg": "one_vs_rest", "linear_svm": "hinge"}  # name -> its paper's loss
 
 
-logreg = _linear("logreg", "cross_entropy")
-ovr_logreg = _linear("ovr_logreg", "one_vs_rest")
-linear_svm = _linear("linear_svm", "hinge")
+def _linear(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: str = "identity",
+            batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32) -> LinearClassifier:
+    """Read the table: the same linear map, fitted with the loss of ``name``'s paper."""
+    _check_linear(name, activation, batchnorm, stem)
+    return LinearClassifier(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                            dropout=check_dropout(dropout), paper_loss=PAPER_LOSSES[name])
+
+
+def _doc(name: str) -> str:
+    return f"{name}: a linear classifier on flattened pixels, fitted with loss={PAPER_LOSSES[name]} (see module docstring)."
+
+
+logreg = table_builder("logreg", _linear, _doc("logreg"))
+ovr_logreg = table_builder("ovr_logreg", _linear, _doc("ovr_logreg"))
+linear_svm = table_builder("linear_svm", _linear, _doc("linear_svm"))
+
 
 def rff_svm(
     num_classes: int = 10,
@@ -137,7 +135,9 @@ def rff_svm(
     gamma = 1.0 / in_features if gamma is None else gamma
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
         raise ValueError(f"gamma must be a number > 0 or null, got {gamma!r}")
-    return KernelSVM(num_classes, in_features, features, float(gamma), check_dropout(dropout))
+    return KernelSVM(num_classes=num_classes, in_features=in_features, features=features, gamma=float(gamma),
+                     dropout=check_dropout(dropout))
 
 
+PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}  # the zoo table (summarize.py table=zoo)
 MODELS = {"logreg": logreg, "ovr_logreg": ovr_logreg, "linear_svm": linear_svm, "rff_svm": rff_svm}

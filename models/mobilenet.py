@@ -243,7 +243,8 @@ def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, activation: Acti
                  batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
                  width_mult: float = 1.0) -> MobileNetV1:
     """MobileNet-v1 (Howard et al. 2017): 4,231,976 parameters at alpha=1.0, 1000 classes."""
-    return MobileNetV1(num_classes, in_channels, activation, batchnorm, dropout, stem, width_mult)
+    return MobileNetV1(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                       stem=stem, width_mult=width_mult)
 
 
 def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu6",
@@ -251,7 +252,9 @@ def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, activation: Acti
                  width_mult: float = 1.0) -> MobileNetV2:
     """MobileNet-v2 (Sandler et al. 2018): 3,504,872 parameters at width 1.0, 1000 classes
     (torchvision's ``mobilenet_v2``)."""
-    return MobileNetV2(num_classes, in_channels, activation, batchnorm, dropout, stem, width_mult)
+    return MobileNetV2(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
+                       stem=stem, width_mult=width_mult)
 
 
+PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2}

@@ -64,7 +64,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d, table_builder
 
 FORMS = ("paper", "torchvision")
 SHORTCUTS = ("A", "B")
@@ -182,8 +182,8 @@ class ResNet(nn.Module):
         for i, (depth, width) in enumerate(zip(depths, widths)):
             blocks = []
             for j in range(depth):
-                blocks.append(block(channels, width, 2 if i > 0 and j == 0 else 1, shortcut,
-                                    activation, batchnorm, form))
+                blocks.append(block(channels, width, stride=2 if i > 0 and j == 0 else 1, shortcut=shortcut,
+                                    activation=activation, batchnorm=batchnorm, form=form))
                 channels = width * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -205,13 +205,15 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's maps, e.g. (N, 2048, 7, 7) for resnet50 at 224x224."""
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))  # (N, 64, 56, 56) imagenet / (N, 64, 32, 32) cifar
+        # (N, widths[0], H/4, W/4) imagenet stem / (N, widths[0], H, W) cifar: (N, 64, 56, 56) for resnet18-152 at 224,
+        # (N, 64, 32, 32) for them with stem cifar, (N, 16, 32, 32) for the CIFAR ResNets
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         for i in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{i}")(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (N, 512 * expansion)
+        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (N, widths[-1] * expansion): 512, 2048, or 64 (CIFAR)
         return self.fc(self.dropout(x))
 
 
@@ -229,90 +231,41 @@ CIFAR_WIDTHS = (16, 32, 64)
 CIFAR_N: dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
 
-def _resnet(name: str, **options) -> ResNet:
+def _resnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+            batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
+            zero_init_residual: bool = False) -> ResNet:
     """Read the ImageNet table for ``name``."""
     block, depths = IMAGENET_CONFIGS[name]
-    return ResNet(block, depths, IMAGENET_WIDTHS, **options)
+    return ResNet(block, depths, IMAGENET_WIDTHS, num_classes=num_classes, in_channels=in_channels, activation=activation,
+                  batchnorm=batchnorm, dropout=dropout, stem=stem, form=form, zero_init_residual=zero_init_residual)
 
 
-def _cifar_resnet(name: str, stem: str, **options) -> ResNet:
+def _cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
+                  batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
+                  zero_init_residual: bool = False) -> ResNet:
     """Read the CIFAR table for ``name``; the 3x3, 16-channel stem is fixed."""
     if stem != "cifar":
         raise ValueError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be 'cifar', got {stem!r}")
     n = CIFAR_N[name]
-    return ResNet(BasicBlock, (n, n, n), CIFAR_WIDTHS, stem=stem, **options)
+    return ResNet(BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes=num_classes, in_channels=in_channels, activation=activation,
+                  batchnorm=batchnorm, dropout=dropout, stem=stem, shortcut=shortcut, zero_init_residual=zero_init_residual)
 
 
-def resnet18(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-18 (He et al. 2015): 11,689,512 parameters at 1000 classes; 11,173,962 with stem cifar, 10 classes."""
-    return _resnet("resnet18", **locals())  # every argument above, passed on
+resnet18 = table_builder("resnet18", _resnet, "ResNet-18 (He et al. 2015): 11,689,512 parameters at 1000 classes; "
+                                              "11,173,962 with stem cifar, 10 classes.")
+resnet34 = table_builder("resnet34", _resnet, "ResNet-34 (He et al. 2015): 21,797,672 parameters at 1000 classes, imagenet stem.")
+resnet50 = table_builder("resnet50", _resnet, "ResNet-50 (He et al. 2015): 25,557,032 parameters at 1000 classes, imagenet stem.")
+resnet101 = table_builder("resnet101", _resnet, "ResNet-101 (He et al. 2015): 44,549,160 parameters at 1000 classes, imagenet stem.")
+resnet152 = table_builder("resnet152", _resnet, "ResNet-152 (He et al. 2015): 60,192,808 parameters at 1000 classes, imagenet stem.")
+resnet20 = table_builder("resnet20", _cifar_resnet, "ResNet-20 for CIFAR (He et al. 2015, n = 3): 269,722 parameters at 10 classes, option A.")
+resnet32 = table_builder("resnet32", _cifar_resnet, "ResNet-32 for CIFAR (He et al. 2015, n = 5): 464,154 parameters at 10 classes, option A.")
+resnet44 = table_builder("resnet44", _cifar_resnet, "ResNet-44 for CIFAR (He et al. 2015, n = 7): 658,586 parameters at 10 classes, option A.")
+resnet56 = table_builder("resnet56", _cifar_resnet, "ResNet-56 for CIFAR (He et al. 2015, n = 9): 853,018 parameters at 10 classes, option A.")
+resnet110 = table_builder("resnet110", _cifar_resnet,
+                          "ResNet-110 for CIFAR (He et al. 2015, n = 18): 1,727,962 parameters at 10 classes, option A.")
 
 
-def resnet34(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-34 (He et al. 2015): 21,797,672 parameters at 1000 classes, imagenet stem."""
-    return _resnet("resnet34", **locals())  # every argument above, passed on
-
-
-def resnet50(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-50 (He et al. 2015): 25,557,032 parameters at 1000 classes, imagenet stem."""
-    return _resnet("resnet50", **locals())  # every argument above, passed on
-
-
-def resnet101(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-              batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-              zero_init_residual: bool = False) -> ResNet:
-    """ResNet-101 (He et al. 2015): 44,549,160 parameters at 1000 classes, imagenet stem."""
-    return _resnet("resnet101", **locals())  # every argument above, passed on
-
-
-def resnet152(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-              batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-              zero_init_residual: bool = False) -> ResNet:
-    """ResNet-152 (He et al. 2015): 60,192,808 parameters at 1000 classes, imagenet stem."""
-    return _resnet("resnet152", **locals())  # every argument above, passed on
-
-
-def resnet20(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-20 for CIFAR (He et al. 2015, n = 3): 269,722 parameters at 10 classes, option A."""
-    return _cifar_resnet("resnet20", **locals())  # every argument above, passed on
-
-
-def resnet32(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-32 for CIFAR (He et al. 2015, n = 5): 464,154 parameters at 10 classes, option A."""
-    return _cifar_resnet("resnet32", **locals())  # every argument above, passed on
-
-
-def resnet44(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-44 for CIFAR (He et al. 2015, n = 7): 658,586 parameters at 10 classes, option A."""
-    return _cifar_resnet("resnet44", **locals())  # every argument above, passed on
-
-
-def resnet56(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-             zero_init_residual: bool = False) -> ResNet:
-    """ResNet-56 for CIFAR (He et al. 2015, n = 9): 853,018 parameters at 10 classes, option A."""
-    return _cifar_resnet("resnet56", **locals())  # every argument above, passed on
-
-
-def resnet110(num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-              batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-              zero_init_residual: bool = False) -> ResNet:
-    """ResNet-110 for CIFAR (He et al. 2015, n = 18): 1,727,962 parameters at 10 classes, option A."""
-    return _cifar_resnet("resnet110", **locals())  # every argument above, passed on
-
-
+PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
 MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,
           "resnet56": resnet56, "resnet110": resnet110}

@@ -67,7 +67,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, table_builder
 
 WIDTHS = (64, 128, 256, 512, 512)  # channels of the five stages
 # Table 1: convolutions per stage of configurations A, B, D, E.
@@ -142,66 +142,27 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
 
 
-def _vgg(config: str, num_classes, in_channels, activation, batchnorm, dropout, stem, downsample) -> VGG:
-    return VGG(CONFIGS[config], num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
+COLUMNS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # name -> column of the paper's Table 1
 
 
-def vgg11(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config A (Simonyan & Zisserman 2014): 132,863,336 parameters at 1000 classes."""
-    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
+def _vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+         batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet", downsample: str = "pool") -> VGG:
+    """Read the paper's column for ``name``; the ``_bn`` rows are torchvision's, with batchnorm on by default."""
+    return VGG(CONFIGS[COLUMNS[name.removesuffix("_bn")]], num_classes=num_classes, in_channels=in_channels,
+               activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, downsample=downsample)
 
 
-def vgg13(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config B: 133,047,848 parameters at 1000 classes."""
-    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
+vgg11 = table_builder("vgg11", _vgg, "VGG config A (Simonyan & Zisserman 2014): 132,863,336 parameters at 1000 classes.")
+vgg13 = table_builder("vgg13", _vgg, "VGG config B: 133,047,848 parameters at 1000 classes.")
+vgg16 = table_builder("vgg16", _vgg, "VGG config D: 138,357,544 parameters at 1000 classes.")
+vgg19 = table_builder("vgg19", _vgg, "VGG config E: 143,667,240 parameters at 1000 classes.")
+vgg11_bn = table_builder("vgg11_bn", _vgg, "VGG config A with batch norm (torchvision): 132,868,840 parameters at 1000 classes.", batchnorm=True)
+vgg13_bn = table_builder("vgg13_bn", _vgg, "VGG config B with batch norm: 133,053,736 parameters at 1000 classes.", batchnorm=True)
+vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm: 138,365,992 parameters at 1000 classes.", batchnorm=True)
+vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm: 143,678,248 parameters at 1000 classes.", batchnorm=True)
 
 
-def vgg16(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config D: 138,357,544 parameters at 1000 classes."""
-    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
-def vgg19(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-          batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config E: 143,667,240 parameters at 1000 classes."""
-    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
-def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config A with batch norm (torchvision): 132,868,840 parameters at 1000 classes."""
-    return _vgg("A", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
-def vgg13_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config B with batch norm: 133,053,736 parameters at 1000 classes."""
-    return _vgg("B", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
-def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config D with batch norm: 138,365,992 parameters at 1000 classes."""
-    return _vgg("D", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
-def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-             batchnorm: bool = True, dropout: float = 0.5, stem: str = "imagenet",
-          downsample: str = "pool") -> VGG:
-    """VGG config E with batch norm: 143,678,248 parameters at 1000 classes."""
-    return _vgg("E", num_classes, in_channels, activation, batchnorm, dropout, stem, downsample)
-
-
+PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "vgg11": vgg11,
     "vgg13": vgg13,

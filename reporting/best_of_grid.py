@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from training.comparison import find_runs
+from reporting.comparison import find_runs
 
 
 def value_of(run: dict, key: str) -> str | None:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 import compare
+from helpers import run_script
+from training.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +57,7 @@ def sweep(tmp_path):
 
 
 def test_every_training_run_is_listed_with_its_own_overrides_and_metrics(sweep, capsys):
-    compare.main([f"dir={sweep}"])
+    compare.compare(sweep)
     listed = {row["overrides"]: row for row in rows(sweep / "comparison.csv")}
     assert set(listed) == {"optimizer=adam seed=1", "optimizer=adam seed=2", "optimizer=sgd seed=1",
                            "optimizer=sgd seed=2", "optimizer.lr=1e6", "optimizer.lr=-1"}  # not the evaluate run
@@ -69,7 +71,7 @@ def test_every_training_run_is_listed_with_its_own_overrides_and_metrics(sweep, 
 
 
 def test_diverged_and_crashed_runs_are_marked_not_dropped(sweep):
-    compare.main([f"dir={sweep}"])
+    compare.compare(sweep)
     listed = {row["overrides"]: row for row in rows(sweep / "comparison.csv")}
     assert listed["optimizer.lr=1e6"]["status"] == "diverged"
     assert listed["optimizer.lr=-1"]["status"] == "failed"
@@ -82,13 +84,13 @@ def test_diverged_and_crashed_runs_are_marked_not_dropped(sweep):
 def test_a_failed_status_and_error_written_by_train_py_are_shown(tmp_path):
     make_run(tmp_path, "a", ["optimizer.lr=-1"], {"status": "failed", "error": "Invalid learning rate: -1"})
     make_run(tmp_path, "b", ["optimizer.lr=0.1"], metrics(0.5))
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     listed = {row["overrides"]: row for row in rows(tmp_path / "comparison.csv")}
     assert (listed["optimizer.lr=-1"]["status"], listed["optimizer.lr=-1"]["error"]) == ("failed", "Invalid learning rate: -1")
 
 
 def test_seeds_of_one_cell_are_merged_into_mean_and_std(sweep):
-    compare.main([f"dir={sweep}"])
+    compare.compare(sweep)
     cells = {row["overrides"]: row for row in rows(sweep / "comparison_cells.csv")}
     assert set(cells) == {"optimizer=adam", "optimizer=sgd", "optimizer.lr=1e6", "optimizer.lr=-1"}
     adam = cells["optimizer=adam"]
@@ -102,26 +104,26 @@ def test_seeds_of_one_cell_are_merged_into_mean_and_std(sweep):
 def test_reruns_with_the_same_seed_are_not_a_spread_over_seeds(tmp_path):
     make_run(tmp_path, "first", [], metrics(0.5))
     make_run(tmp_path, "second", [], metrics(0.7))
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     assert not (tmp_path / "comparison_cells.csv").exists()
     assert {row["overrides"] for row in rows(tmp_path / "comparison.csv")} == {"first", "second"}
 
 
 def test_sort_by_any_column_with_missing_values_last(sweep):
-    compare.main([f"dir={sweep}"])  # default: test accuracy, best first
+    compare.compare(sweep)  # default: test accuracy, best first
     assert [row["overrides"] for row in rows(sweep / "comparison.csv")][:4] == [
         "optimizer=adam seed=1", "optimizer=adam seed=2", "optimizer=sgd seed=2", "optimizer=sgd seed=1"]
     assert rows(sweep / "comparison.csv")[-1]["overrides"] == "optimizer.lr=-1"
-    compare.main([f"dir={sweep}", "sort=params", "ascending=true"])
+    compare.compare(sweep, sort="params", ascending="true")
     params = [row["params"] for row in rows(sweep / "comparison.csv")]
     assert params == ["1000", "1000", "1000", "2000", "2000", ""]
-    compare.main([f"dir={sweep}", "sort=test/acc", "group=false"])  # a metric's own name works too
+    compare.compare(sweep, sort="test/acc", group=False)  # a metric's own name works too
     assert "mean ± std" not in (sweep / "comparison.md").read_text()
     assert not (sweep / "comparison_cells.csv").exists()
 
 
 def test_plots_are_png_images_even_without_curves(sweep):
-    compare.main([f"dir={sweep}"])
+    compare.compare(sweep)
     for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"):
         path = sweep / name
         assert path.read_bytes()[:8] == PNG
@@ -133,34 +135,43 @@ def test_optuna_best_trial_is_named(tmp_path):
     make_run(tmp_path, "t1", ["optimizer.lr=0.0123456789"], metrics(0.6, val_acc_best=0.7))
     results = {"name": "optuna", "best_params": {"optimizer.lr": 0.0123456789}, "best_value": 0.7}
     (tmp_path / "optimization_results.yaml").write_text(yaml.safe_dump(results))
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     assert "Optuna's best trial: `optimizer.lr=0.01235`, value 0.7000 (the run `optimizer.lr=0.0123456789`)" in (
         tmp_path / "comparison.md").read_text()
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["color=red"], "'color=red' is not a setting; valid: dir=..., sort=..., ascending=..., group=..."),
+    (["color=red"], "color=red: there is no key 'color'; valid keys: ascending, dir, group, sort"),
     (["sort=accuracy"], "sort='accuracy' is not a column; valid: run, overrides"),
     (["ascending=yes"], "ascending='yes' is not valid; valid: auto, true, false"),
     (["dir=/no/such/dir"], "dir='/no/such/dir' is not a directory"),
 ])
-def test_bad_settings_get_one_line_and_exit_status_2(sweep, argv, says, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        compare.main([f"dir={sweep}", *argv])
-    assert exit_.value.code == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and says in error
+def test_bad_settings_get_one_line_and_exit_status_2(sweep, argv, says):
+    result = run_script("compare.py", f"dir={sweep}", *argv)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert not (sweep / "comparison.md").exists()
 
 
-def test_a_dir_without_runs_says_so(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        compare.main([f"dir={tmp_path}"])
-    assert exit_.value.code == 2 and "no training runs under" in capsys.readouterr().err
+def test_the_command_line_writes_into_dir_and_nothing_else(sweep):
+    """A Hydra entry point that leaves no run dir, .hydra/ folder or log of its own in the tree it reads."""
+    before = {p for p in sweep.rglob("*")}
+    result = run_script("compare.py", f"dir={sweep}", "sort=params", "ascending=true", "group=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {p.relative_to(sweep).as_posix() for p in set(sweep.rglob("*")) - before}
+    assert written == {"comparison.md", "comparison.csv", "val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"}
+    params = [int(row["params"]) for row in rows(sweep / "comparison.csv") if row["params"]]
+    assert params == sorted(params) and params[-1] == 2000  # sort=params ascending=true
+
+
+def test_a_dir_without_runs_says_so(tmp_path):
+    with pytest.raises(UserError, match="no training runs under"):
+        compare.compare(tmp_path)
 
 
 def test_nan_in_metrics_json_reads_back(tmp_path):
     """train.py writes NaN / Infinity for a diverged run (json's extension): still a row, marked."""
     run = make_run(tmp_path, "a", ["optimizer.lr=1e6"], None)
     (run / "metrics.json").write_text('{"val/acc_best": NaN, "val/loss": Infinity, "test/acc": 0.1}')
-    listed = compare.main([f"dir={tmp_path}"])
+    listed = compare.compare(tmp_path)
     assert listed[0]["status"] == "diverged" and math.isnan(listed[0]["val_acc_best"])

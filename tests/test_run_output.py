@@ -181,7 +181,7 @@ def test_confusion_matrix_figure_is_titled_and_readable_at_tensorboards_size():
 
 
 def test_compare_places_validation_points_at_their_epochs_without_an_epoch_scalar(tmp_path):
-    from training.comparison import val_curve
+    from reporting.comparison import val_curve
 
     result = run_script("train.py", *SHARED, "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "test=false",
                         f"hydra.run.dir={tmp_path}")

@@ -80,3 +80,19 @@ def test_an_input_too_small_is_one_line_naming_the_layer_and_the_smallest_size(t
 def test_a_bad_format_is_one_line_with_the_valid_ones(tmp_path):
     result = run_script("summarize.py", "format=xml", f"hydra.run.dir={tmp_path}")
     assert_one_line_error(result, "format='xml' is not valid; valid: table, csv, json, markdown")
+
+
+def test_the_zoo_table_is_the_readmes_and_comes_from_the_registry(tmp_path):
+    """table=zoo prints the README's rows (paper and year from each model file's PAPER, counts from analysis/)."""
+    from helpers import ROOT
+
+    names = ["lenet5", "logreg", "resnet20", "alexnet"]
+    result = run_script("summarize.py", "table=zoo", f"models=[{','.join(names)}]", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert [row.split(" | ")[0][2:] for row in rows] == ["logreg", "lenet5", "alexnet", "resnet20"]  # by paper year
+    readme = (ROOT / "README.md").read_text().splitlines()
+    for row in rows:
+        assert row in readme, row
+    assert_one_line_error(run_script("summarize.py", "table=zoo", "models=[resnet999]", f"hydra.run.dir={tmp_path}"),
+                          "models: resnet999: unknown model; valid: alexnet")

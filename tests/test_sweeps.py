@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
-from training.comparison import val_curve
+from reporting.comparison import val_curve
 from helpers import run_script
 
 TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -127,7 +127,7 @@ def test_tensorboard_hparams_lists_every_run_with_its_swept_values_and_final_met
         swept = dict(o.split("=") for o in overrides)
         assert hparams["optimizer"] == swept["optimizer"] and hparams["seed"] == int(swept["seed"])
         assert hparams["model"] == "lenet5" and hparams["optimizer.lr"] > 0
-        assert "_hparams_/experiment" not in content  # TensorBoard builds the columns from every run (training/records.py)
+        assert "_hparams_/experiment" not in content  # TensorBoard builds the columns from every run (cli/records.py)
         written = json.loads((run_dir / "metrics.json").read_text())  # the metric columns: each curve's last value
         for tag in ("val/acc_best", "test/acc"):
             assert events.Scalars(tag)[-1].value == pytest.approx(written[tag])
@@ -140,7 +140,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]  # every run was tried; the sweep reports the failure
     runs = run_dirs(tmp_path)
     assert len(runs) == 3 and all((d / "metrics.json").is_file() for d in runs.values()), result.stderr[-3000:]
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     rows = listed(tmp_path)
     assert set(rows) == set(runs)
     refused = rows[frozenset({"optimizer.lr=-1"})]
@@ -167,7 +167,7 @@ def test_an_optuna_search_of_three_trials_completes_and_reports_its_best(tmp_pat
     best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(trials.values()))  # the sweeper maximized val/acc_best
     assert trials[best["best_params"]["optimizer.lr"]] == pytest.approx(best["best_value"])
-    compare.main([f"dir={tmp_path}"])
+    compare.compare(tmp_path)
     assert "Optuna's best trial: `optimizer.lr=" in (tmp_path / "comparison.md").read_text()
 
 
@@ -196,13 +196,13 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written beside the sweep dir
     runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    # named by what varies (the overrides every run shares are left out: training/cli.py name_sweep_runs)
+    # named by what varies (the overrides every run shares are left out: cli/commandline.py name_sweep_runs)
     assert runs == ["paths.data_dir=.._.._elsewhere_data", "paths.data_dir=.._.._other_data"]
     assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():
-    from training.cli import run_dirname
+    from cli.resolvers import run_dirname
 
     assert run_dirname("data.root=/a/b,model=lenet5") == "data.root=_a_b,model=lenet5"
     long_a, long_b = "x=" + "1" * 300 + ",seed=1", "x=" + "1" * 300 + ",seed=2"

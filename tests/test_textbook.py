@@ -16,7 +16,7 @@ from helpers import run_script
 from models import create_model
 from training.diagnostics import margins, sparsity
 from training.features import cam_grids, feature_map_grids, filter_grid, first_conv, grad_cam, stage_outputs
-from training.introspection import count_parameters_and_macs, summarize
+from analysis.introspection import count_parameters_and_macs, summarize
 from training.losses import OneHotMAE
 from training.regularization import WeightPenalty
 
@@ -58,7 +58,7 @@ def test_strided_convolution_replaces_pooling_with_the_same_parameters_and_fewer
 
 
 def test_downsample_errors_are_one_line():
-    with pytest.raises(ValueError, match=r"^downsample must be one of pool, stride; got 'avg'$"):
+    with pytest.raises(ValueError, match=r"^downsample='avg' is not valid; valid: pool, stride$"):
         create_model("vgg11", downsample="avg")
     with pytest.raises(ValueError, match="paper form of LeNet-5 .* must be 'pool'"):
         create_model("lenet5_paper", downsample="stride")

@@ -77,9 +77,6 @@ def resume_target(target: str | Path) -> tuple[Path, Path]:
         if not found:
             raise UserError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {folder}); refusing to start from scratch")
         path = found[-1]
-    from .trust import stored_config
-
-    stored_config(load_checkpoint(path), str(path))  # refuse unsafe or unreadable files, or stored code, before anything runs
     return path.resolve(), run_dir_of(path)
 
 

@@ -1,7 +1,7 @@
 """``UserError``: bad input, raised deliberately and reported as one line.
 
 Dependency-free, so that every module of ``training/`` can raise it. The
-entry points (training/cli.py) turn it into ``error: ...`` and exit 2;
+entry points (cli/commandline.py) turn it into ``error: ...`` and exit 2;
 nothing else is turned into one line, so bugs keep their tracebacks.
 """
 

@@ -172,7 +172,7 @@ def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, outp
 
 def receptive_field_figure(image: torch.Tensor, row, title: str):
     """A matplotlib figure: ``image`` (C, H, W) in [0, 1] with the input region that the central
-    unit of ``row``'s output sees (a ``training.introspection.LayerRow``), clipped to the image,
+    unit of ``row``'s output sees (a ``analysis.introspection.LayerRow``), clipped to the image,
     and the unit's own footprint (jump x jump). Returns (figure, unit, (rows, cols))."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle

@@ -63,6 +63,15 @@ def check_precision(precision: str, accelerator: str, flags: set[str] | None = N
             "so bf16 autocast is emulated and runs many times slower than fp32; use trainer.precision=32-true")
 
 
+def usable_precision(precision: str, accelerator: str) -> str:
+    """``precision`` as this machine can run it: bf16 refused on a CPU that emulates it
+    (``check_precision``), ``bf16-mixed`` -> ``16-mixed`` on a pre-Ampere GPU."""
+    check_precision(precision, accelerator)
+    if precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return "16-mixed"
+    return precision
+
+
 def default_threads(processes: int = 1) -> int:
     """``OMP_NUM_THREADS`` when set, else this process's share of the usable cores."""
     try:

@@ -1,11 +1,9 @@
-"""Figures logged to TensorBoard and written as PNG, and their text versions for the console."""
+"""Figures logged to TensorBoard and written as PNG, and their text versions for the console.
+
+A ``matplotlib.figure.Figure`` made directly (not through pyplot) draws with the
+Agg canvas and needs no display, so nothing here switches the user's backend."""
 
 from __future__ import annotations
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def confusion_matrix_figure(matrix: list[list[int]], classes: list[str], title: str = "confusion matrix (test)"):
@@ -15,7 +13,10 @@ def confusion_matrix_figure(matrix: list[list[int]], classes: list[str], title: 
     n = len(classes)
     size = min(max(4.5, 0.4 * n + 1.5), 16.0)
     font = 12 if n <= 10 else 9 if n <= 20 else 6
-    figure, axes = plt.subplots(figsize=(size, size), dpi=100)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(size, size), dpi=100)
+    axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     labels = [str(c)[:12] for c in classes]

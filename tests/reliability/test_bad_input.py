@@ -50,7 +50,7 @@ def one_error_line(stderr: str) -> str:
 def test_each_bad_value_gets_one_line_naming_it(overrides, words, tmp_path, monkeypatch, capsys, hydra_reset):
     """The entry point's own path (command-line check, compose, build) in this process: fast."""
     import train
-    from training.cli import entry_point
+    from cli.commandline import entry_point
 
     argv = ["experiment=smoke", *overrides, f"paths.output_dir={tmp_path}"]
 

@@ -43,7 +43,7 @@ def run_entry(script: str, argv: list[str], capsys) -> tuple[int, str]:
     the script's ``build``. (exit status, stderr); 0 when the set-up went through."""
     import evaluate
     import train
-    from training.cli import entry_point, resume_argv
+    from cli.commandline import entry_point, resume_argv
 
     module = {"train.py": train, "evaluate.py": evaluate}[script]
     name = script.removesuffix(".py")
@@ -168,7 +168,7 @@ def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, over
 
 
 def test_a_clean_checkpoint_still_rebuilds_through_the_registries(tiny_run):
-    from training.trust import build_datamodule, build_model, stored_config
+    from cli.trust import build_datamodule, build_model, stored_config
 
     source, _ = tiny_run
     checkpoint = torch.load(source / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -418,14 +418,14 @@ def test_compare_marks_a_run_with_a_truncated_metrics_json_and_tabulates_the_res
         (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"seed={i}"]))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"test/acc": 0.5 + i / 10, "status": "completed"}))
     (tmp_path / "b" / "metrics.json").write_text('{"test/acc": 0.6, "sta')  # killed while writing in place
-    runs = {r["run"]: r for r in compare.main([f"dir={tmp_path}", "group=false"])}
+    runs = {r["run"]: r for r in compare.compare(tmp_path, group=False)}
     assert runs["b"]["status"] == "unreadable" and "metrics.json" in runs["b"]["error"]
     assert runs["a"]["test_acc"] == 0.5 and runs["c"]["test_acc"] == 0.7
     assert "| seed=1 | lenet5 | 1 | unreadable: metrics.json" in (tmp_path / "comparison.md").read_text()
 
 
 def test_two_runs_resolving_the_same_dir_name_get_two_dirs(tmp_path):
-    from training.cli import unique_dir
+    from cli.resolvers import unique_dir
 
     name = str(tmp_path / "outputs" / "2026-01-01_00-00-00_lenet5_digits")
     assert unique_dir(name) == name and unique_dir(name) == name + "_2" and unique_dir(name) == name + "_3"

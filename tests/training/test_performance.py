@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from models import create_model
 from training.module import ImageClassifier
-from training.benchmarking import MemoryPeak
+from reporting.benchmarking import MemoryPeak
 from training.performance import PerformanceSwitches, check_precision, default_threads
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from helpers import ROOT, run_script
-from training.device_slots import claim_device
+from cli.device_slots import claim_device
 
 
 def _claim_and_hold(lock_dir: str, devices: int, results, ready, release) -> None:

@@ -12,15 +12,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import create_model, list_models
-from training.introspection import (
+from analysis.introspection import (
     FeatureMapVanishes,
     Window,
     count_parameters_and_macs,
-    empirical_receptive_field,
     render,
     smallest_input_size,
     summarize,
 )
+from empirical import empirical_receptive_field
 
 
 def build(name: str, size: int = 32, **options) -> nn.Module:

@@ -17,13 +17,16 @@ import copy
 import ctypes
 import functools
 import io
+import json
 import os
 import shutil
 import subprocess
+import sys
 import resource
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import lightning as L
@@ -31,8 +34,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from .module import ImageClassifier
-from .performance import PerformanceSwitches
+from training.module import ImageClassifier
+from training.performance import PerformanceSwitches
+
+from .tables import markdown_table
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
 
@@ -195,7 +200,7 @@ def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | Non
 
 def training_flops(net: nn.Module, image_size: int) -> float:
     """FLOPs of one training image: 2 per multiply-accumulate, forward once and backward twice over."""
-    from .introspection import count_parameters_and_macs
+    from analysis.introspection import count_parameters_and_macs
 
     return 6.0 * count_parameters_and_macs(net, (3, image_size, image_size))[1]
 
@@ -325,8 +330,7 @@ def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
+    return markdown_table(header, rows, right=range(1, len(header))) + [""]
 
 
 def _g(value: float | None, unit: str = "") -> str:
@@ -397,3 +401,14 @@ def markdown(report: dict) -> str:
                   f"for {sr['epochs']} epochs. Published: airbench94 2.59-3.83 s, a ResNet-18 about 7 min, on an A100.", ""]
         lines += [sr["error"]] if sr["error"] else []
     return "\n".join(lines)
+
+
+def speedrun(train_script: Path, overrides: list[str], out: Path) -> dict:
+    """train.py experiment=speedrun in a subprocess; its metrics.json (time to 94 %, test accuracy, wall time)."""
+    run_dir = out / "speedrun"
+    command = [sys.executable, str(train_script), "experiment=speedrun", f"hydra.run.dir={run_dir}",
+               "trainer.enable_progress_bar=false", *overrides]
+    done = subprocess.run(command, capture_output=True, text=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    return {"command": " ".join(command[1:]), "returncode": done.returncode, "error": done.stderr[-2000:] if done.returncode else "",
+            **{key: metrics.get(key) for key in ("time_to_target_s", "test/acc", "val/acc_best", "epochs", "wall_time_s")}}

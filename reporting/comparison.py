@@ -19,14 +19,11 @@ import math
 import statistics
 from pathlib import Path
 
-import matplotlib
 import yaml
 
-from .files import write_text
+from training.files import write_text
 
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from .tables import human, markdown_table
 
 # table column: metrics.json key written by train.py
 NUMBERS = {"params": "params", "macs": "macs", "val_acc_best": "val/acc_best", "val_loss": "val/loss",
@@ -160,10 +157,9 @@ def sort_rows(rows: list[dict], column: str, ascending: str) -> list[dict]:
 def cell_text(row: dict, column: str) -> str:
     value, std = row.get(column), row.get(column + "_std")
     if value is None or column not in NUMBERS or not math.isfinite(value):
-        return "—" if value is None else str(value).replace("|", "\\|")
+        return "—" if value is None else str(value)  # markdown_table escapes a |
     if column in ("params", "macs"):  # as in the README's zoo table
-        unit, suffix = (1e9, "G") if value >= 1e9 else (1e6, "M") if value >= 1e6 else (1e3, "k")
-        return f"{value / unit:.{1 if suffix == 'k' else 2}f} {suffix}"
+        return human(value)
     if column == "epochs" and not std:  # one run, or every seed ran as long: a whole number
         return f"{value:.0f}"
     digits = 4 if "acc" in column or "loss" in column else 0 if column == "train_images_per_s" else 1
@@ -171,13 +167,13 @@ def cell_text(row: dict, column: str) -> str:
 
 
 def markdown(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(HEADERS[c] for c in columns) + " |",
-             "|" + "|".join("---:" if c in NUMBERS or c == "runs" else "---" for c in columns) + "|"]
-    for row in rows:
+    def status(row: dict) -> str:
         error = row.get("error", "")
-        status = row["status"] + (f": {error[:100]}{'…' if len(error) > 100 else ''}" if error else "")
-        lines.append("| " + " | ".join(cell_text({**row, "status": status}, c) for c in columns) + " |")
-    return "\n".join(lines)
+        return row["status"] + (f": {error[:100]}{'…' if len(error) > 100 else ''}" if error else "")
+
+    cells = [[cell_text({**row, "status": status(row)}, c) for c in columns] for row in rows]
+    right = [i for i, c in enumerate(columns) if c in NUMBERS or c == "runs"]
+    return "\n".join(markdown_table([HEADERS[c] for c in columns], cells, right))
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -206,8 +202,15 @@ def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
 
 
 def plots(root: Path, table: list[dict]) -> list[Path]:
-    colors = plt.get_cmap("tab10" if len(table) <= 10 else "tab20")
-    figure, axes = plt.subplots(figsize=(8, 5))
+    """val_acc.png, test_acc_vs_params.png, test_acc_vs_macs.png: figures drawn on the Agg canvas
+    (``matplotlib.figure.Figure``, not pyplot), so the caller's matplotlib backend is left alone."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    colors = colormaps["tab10" if len(table) <= 10 else "tab20"]
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
     for i, cell in enumerate(table):
         for j, run in enumerate(cell["members"]):
             xs, ys = val_curve(run["path"])
@@ -218,7 +221,8 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
     written = [root / "val_acc.png"]
     figure.savefig(written[0], dpi=120, bbox_inches="tight")
     for column, name in (("params", "parameters"), ("macs", "MACs per image")):
-        figure, axes = plt.subplots(figsize=(7, 5))
+        figure = Figure(figsize=(7, 5))
+        axes = figure.subplots()
         points = [(i, c) for i, c in enumerate(table) if c[column] and c["test_acc"] is not None]
         for i, cell in points:
             point = (cell[column], cell["test_acc"])
@@ -231,7 +235,6 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
         axes.set(xlabel=name, ylabel="test accuracy", title=f"test accuracy against {name}")
         written.append(root / f"test_acc_vs_{column}.png")
         figure.savefig(written[-1], dpi=120, bbox_inches="tight")
-    plt.close("all")
     return written
 
 

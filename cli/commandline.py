@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import itertools
 import os
 import re
@@ -27,7 +26,9 @@ from typing import Callable
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import UserError
+from training.errors import UserError
+
+from .resolvers import register_resolvers
 
 
 # the user errors of rooms that may not import this one: (module, class), looked up only once imported
@@ -187,10 +188,11 @@ def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, g
 
 
 def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
-                       required: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
+                       required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+                       check: Callable[[DictConfig], None] | None = None) -> None:
     """Compose the config the command line asks for, as Hydra will, and check it before Hydra
     creates a run dir and before torch is imported: unknown keys, malformed overrides, required
-    values left out and (for a single run) every value rule of ``training/validation.py``. In a
+    values left out and (for a single run) every value rule of ``cli/validation.py``. In a
     sweep each swept value is composed once; values are checked by each run (a bad cell fails alone)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -224,21 +226,10 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
                 raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
             if not multirun:
                 check_config(cfg, unset)
+                if check is not None:  # the entry point's own rules
+                    check(cfg)
     finally:
         GlobalHydra.instance().clear()
-
-
-def run_dirname(overrides: str, max_bytes: int = 200) -> str:
-    """A sweep run's folder name: its overrides (Hydra's ``override_dirname``),
-    made safe to be one folder. A ``/`` in a value (``data.root=../images``)
-    would nest folders, or with ``..`` put the run outside its sweep dir, so
-    it becomes ``_``; a name longer than ``max_bytes`` (file systems allow 255)
-    is cut and given a hash of the whole, so that runs stay apart."""
-    name = overrides.replace("/", "_").replace("\\", "_") or "run"
-    if len(name.encode()) > max_bytes:
-        digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
-        name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
-    return name
 
 
 def name_sweep_runs(argv: list[str], config_dir: Path) -> list[str]:
@@ -264,25 +255,6 @@ def name_sweep_runs(argv: list[str], config_dir: Path) -> list[str]:
     return [*argv, f"{key}=[{','.join(keys)}]"]
 
 
-def unique_dir(path: str) -> str:
-    """``path``, created now and so this process's alone; if another process created it
-    first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
-    exclusive, so two runs never share a dir. Cached in the config by OmegaConf
-    (``use_cache``), so every later read of the run or sweep dir gives the same answer."""
-    for n in itertools.count(1):
-        candidate = path if n == 1 else f"{path}_{n}"
-        try:
-            Path(candidate).mkdir(parents=True, exist_ok=False)
-            return candidate
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
-
-
-OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
-OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
-
-
 def fail(text: str, status: int = 2) -> None:
     print(f"error: {text}", file=sys.stderr)
     sys.exit(status)
@@ -294,17 +266,20 @@ def resume_argv(argv: list[str]) -> list[str]:
     composes the same config and writes into the same dir (and TensorBoard run).
 
     A run dir handed to us is data, not code: its checkpoint must load with
-    weights_only and store options only (training/trust.py), and its overrides
+    weights_only and store options only (cli/trust.py), and its overrides
     may choose options and set plain values, never name code
     (``check_untrusted_overrides``), unless the same override is typed again now."""
-    import yaml
-
-    from .checkpoints import resume_target
-
     targets = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     if not targets or targets[-1] in ("", "null"):
         return argv
+    import yaml
+
+    from training.checkpoints import load_checkpoint, resume_target  # torch: only when resuming
+
+    from .trust import stored_config
+
     checkpoint, run_dir = resume_target(targets[-1])
+    stored_config(load_checkpoint(checkpoint), str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
     source = run_dir / ".hydra" / "overrides.yaml"
     try:
         original = yaml.safe_load(source.read_text()) or []
@@ -319,21 +294,23 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
                 config_name: str | None = None, hints: dict[str, str] | None = None,
-                required: dict[str, str] | None = None, unset: tuple[str, ...] = ()):
-    """Wrap a ``@hydra.main`` function: rewrite the command line (``prepare``),
+                required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+                check: Callable[[DictConfig], None] | None = None):
+    """Wrap a ``@hydra.main`` function: register our resolvers, rewrite the command line (``prepare``),
     check it (``check_command_line``, when ``config_name`` is given), and turn user
     errors raised before the run starts into one line and exit 2."""
 
     @functools.wraps(main)
     def run():
         os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
+        register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
         try:
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])
             if config_name is None:
                 check_overrides(sys.argv[1:], config_dir)
             else:
-                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset)
+                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset, check)
         except Exception as error:
             if is_user_error(error):
                 fail(message(error))
@@ -370,6 +347,15 @@ def log_to_file(output_dir: str | Path, name: str) -> None:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     root.addHandler(handler)
+
+
+def instantiate_all(group: DictConfig | None, **tensorboard) -> list:
+    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``tensorboard``:
+    more arguments for a TensorBoardLogger (its SummaryWriter's)."""
+    from hydra.utils import instantiate
+
+    return [instantiate(node, **(tensorboard if node._target_.endswith(".TensorBoardLogger") else {}))
+            for node in (group or {}).values() if node and "_target_" in node]
 
 
 def instantiate_trainer(node: DictConfig, **kwargs):

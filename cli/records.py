@@ -4,22 +4,34 @@ settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reporting.manifest import manifest
 
-from .files import write_json, write_text
+from training.files import write_json, write_text
 
 # TensorBoard's HPARAMS tab: the option chosen in each group below, these knobs and every key the run overrides
 HPARAMS = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "data.augment",
            "model.dropout", "model.batchnorm", "regularization.strength", "trainer.max_epochs", "seed", "tags")
 # groups and keys that say where and how fast a run went, not what it learned: never in HPARAMS
 NOT_HPARAMS = ("hydra", "paths", "performance", "callbacks", "logger", "recipe")  # recipe: the model's name again
+
+
+def rank_zero_only(function):
+    """Lightning's ``rank_zero_only``, imported when called: importing this module needs no torch."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from lightning.pytorch.utilities import rank_zero_only as on_rank_zero
+
+        return on_rank_zero(function)(*args, **kwargs)
+
+    return wrapper
 
 
 def flat_hparams(cfg: DictConfig) -> dict:
@@ -40,6 +52,18 @@ def flat_hparams(cfg: DictConfig) -> dict:
         if isinstance(value, (bool, int, float, str)):
             flat[key] = value
     return flat
+
+
+def log_settings(trainer, hparams: dict) -> None:
+    """The run's settings, once, at its start (a run killed later still shows them): TensorBoard's
+    HPARAMS tab through ``log_hparams``, any other logger through its own ``log_hyperparams``."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams)
+        elif trainer.is_global_zero:  # other ranks' experiment is Lightning's stand-in
+            log_hparams(logger.experiment, hparams)
 
 
 def log_hparams(writer, hparams: dict) -> None:
@@ -67,9 +91,22 @@ def save_run_config(cfg: DictConfig) -> None:
     write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
 
 
-
 def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> RuntimeError:
+    """A sweep's run that failed: its config and metrics.json (status failed or diverged, and why) are
+    written, and the error returned tells the launcher, which goes on with the other runs."""
+    from training.callbacks import DivergenceError
+
+    from .commandline import is_user_error, message
+
+    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
+    reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+    save_run_config(cfg)
+    write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
+    return RuntimeError(f"run failed: {reason}")
 
 
 @rank_zero_only

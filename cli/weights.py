@@ -19,31 +19,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import yaml
-from torch import nn
 
 from datamodules import ClassificationDataModule, ImageFolderDataModule, TorchvisionDataModule
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.trust import build_datamodule, model_spec, stored_config
+
+from .trust import build_datamodule, model_spec, stored_config
 
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
                 "../shared/data/cifar10-jpeg.tar.gz, sha256 45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
 
 
-@torch.no_grad()
 def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:
     """(correct, total) of ``net`` on the data module's test split, in eval mode on the CPU."""
+    import torch
+
     datamodule.device = torch.device("cpu")
     datamodule.setup("test")
     net.eval()
     correct = total = 0
-    for x, y in datamodule.test_dataloader():
-        correct += int((net(x).argmax(1) == y).sum())
-        total += len(y)
+    with torch.no_grad():
+        for x, y in datamodule.test_dataloader():
+            correct += int((net(x).argmax(1) == y).sum())
+            total += len(y)
     return correct, total
 
 
@@ -113,6 +114,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     file = out_dir / f"{model_name}-{data_name}.pth"
+    import torch
+
     torch.save(net.state_dict(), file)
     card = {
         "format": CARD_FORMAT,
@@ -150,6 +153,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
 
 
 def _loaded(model_name: str, options: dict, file: Path) -> nn.Module:
+    import torch
+
     net = create_model(model_name, **options)
     net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True), strict=True)
     return net.eval()

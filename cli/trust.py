@@ -8,7 +8,7 @@ are data someone may have crafted, so they are read as options only:
   its registered ``name`` and the options its builder accepts;
 - the data module from the ``configs/data/<option>.yaml`` option its stored
   node matches, with that option's keys only; the class comes from our YAML;
-- both pass the value rules of ``training/validation.py``;
+- both pass the value rules of ``cli/validation.py``;
 - any ``_target_`` stored anywhere in the configuration that none of our
   configs names, any other ``_x_`` key of Hydra's (``_args_``, ...) and any
   key the registry or the option does not know is refused with one line.
@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from .errors import UserError
+from training.errors import UserError
 from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -162,3 +162,26 @@ def build_datamodule(config: dict, source: str, replace: dict | None = None):
 
     name, target, values = data_spec(config, source, replace)
     return get_class(target)(**values)
+
+
+def start_from(cfg, module) -> dict:
+    """``resume=`` (continue a run in its dir) or ``ckpt_path=`` (fine-tune: a new run from a checkpoint's
+    weights; optimizer, schedule and epochs start afresh), each checked like ``evaluate.py``'s checkpoint;
+    the fine-tune's weights are loaded here, a resume's by Lightning. The loggers' ``purge_step``, if any."""
+    from training.checkpoints import check_fits, check_same_length, load_checkpoint, resolve_checkpoint
+
+    if cfg.resume and cfg.ckpt_path:
+        raise UserError("give resume= (continue a run in its dir) or ckpt_path= (a new run from its weights), not both")
+    fits = f"model={cfg.model.name} as configured"
+    if cfg.resume:
+        checkpoint = load_checkpoint(cfg.resume)
+        check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only, as resume_argv checked
+        check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, fits)
+        return {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
+    if cfg.ckpt_path:
+        path = resolve_checkpoint(cfg.ckpt_path)
+        checkpoint = load_checkpoint(path)
+        stored_config(checkpoint, str(path))
+        check_fits(module.state_dict(), checkpoint["state_dict"], str(path), fits)
+        module.load_state_dict(checkpoint["state_dict"])
+    return {}

@@ -13,8 +13,8 @@ killed. The basic launcher (one process) always gets device 0, one run at a time
     python train.py -m hydra/launcher=joblib hydra.launcher.n_jobs=4 trainer=gpu_sweep model=resnet18,vgg11_bn seed=1,2
 
 ``trainer=gpu_sweep`` sets ``trainer.devices: ${device_slot:${hydra:sweep.dir}}`` (the
-number of devices defaults to the GPUs visible; a second argument fixes it). train.py
-registers the resolver in its task function, so it exists in every worker process.
+number of devices defaults to the GPUs visible; a second argument fixes it). The resolver
+is registered by cli/resolvers.py, in the entry point and in every worker process.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import os
 import warnings
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from .errors import UserError
+from training.errors import UserError
 
 _held: dict[tuple[str, int], tuple[int, object]] = {}  # (lock dir, devices) -> (device, open lock file)
 
@@ -66,7 +64,3 @@ def device_slot(lock_dir: str, devices: int | None = None) -> list[int]:
 
         devices = torch.cuda.device_count()
     return [claim_device(lock_dir, int(devices))]
-
-
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)

@@ -5,7 +5,7 @@ that breaks one gets one line naming the key, the value and what would be
 valid. Numbers must be finite (``inf`` and ``nan`` break every numeric
 rule). Keys absent from the composed config (a group without them) are
 skipped. Options chosen from a group and model switches are checked where
-they are defined (training/cli.py, the model builders).
+they are defined (cli/commandline.py, the model builders).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError
+from training.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64, "16", 16, "bf16")

@@ -1,0 +1,102 @@
+"""The OmegaConf resolvers our configs use, registered by the entry points, never at import.
+
+``configs/hydra/default.yaml`` names run and sweep dirs with ``unique_dir`` and
+``run_dirname``; ``trainer=gpu_sweep`` picks its device with ``device_slot``
+(cli/device_slots.py). Every entry point calls ``register_resolvers()`` (through
+``cli.commandline.entry_point``) before Hydra composes. A parallel sweep runs the
+task function in joblib's worker processes, which never run the entry point: there
+Hydra resolves the run's dir before calling the function, so a task function that
+names ``RESOLVERS`` carries them along, and unpickling it in a worker registers them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def run_dirname(overrides: str, max_bytes: int = 200) -> str:
+    """A sweep run's folder name: its overrides (Hydra's ``override_dirname``),
+    made safe to be one folder. A ``/`` in a value (``data.root=../images``)
+    would nest folders, or with ``..`` put the run outside its sweep dir, so
+    it becomes ``_``; a name longer than ``max_bytes`` (file systems allow 255)
+    is cut and given a hash of the whole, so that runs stay apart."""
+    name = overrides.replace("/", "_").replace("\\", "_") or "run"
+    if len(name.encode()) > max_bytes:
+        digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+        name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
+    return name
+
+
+def unique_dir(path: str) -> str:
+    """``path``, created now and so this process's alone; if another process created it
+    first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
+    exclusive, so two runs never share a dir. Cached in the config by OmegaConf
+    (``use_cache``), so every later read of the run or sweep dir gives the same answer."""
+    for n in itertools.count(1):
+        candidate = path if n == 1 else f"{path}_{n}"
+        try:
+            Path(candidate).mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def model_of(ckpt_path: str | None, weights: str | None) -> str:
+    """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
+    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why)."""
+    try:
+        if weights:
+            text = str(weights)
+            card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
+                    else WEIGHTS_DIR / f"{text}.json")
+            return str(json.loads(card.read_text())["model"]["name"])
+        if ckpt_path:
+            path = Path(ckpt_path).resolve()
+            for folder in (path, *path.parents):
+                if (folder / ".hydra" / "config.yaml").is_file():
+                    return str(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        pass
+    return "model"
+
+
+def register_model_of(argv: list[str]) -> list[str]:
+    """evaluate.py's ``prepare``: its run dir names the model (``model_of``), resolved before torch is imported."""
+    OmegaConf.register_new_resolver("model_of", model_of, replace=True)
+    return argv
+
+
+def register_resolvers() -> None:
+    from .device_slots import device_slot
+
+    OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
+    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
+    OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
+
+
+class Resolvers:
+    """A handle a task function names (``RESOLVERS.register()``) so that pickling it for a
+    joblib worker takes the registration along: unpickling calls ``_registered``."""
+
+    def register(self) -> None:
+        register_resolvers()
+
+    def __reduce__(self):
+        return _registered, ()
+
+
+def _registered() -> Resolvers:
+    register_resolvers()
+    return RESOLVERS
+
+
+RESOLVERS = Resolvers()
