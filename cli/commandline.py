@@ -349,12 +349,12 @@ def log_to_file(output_dir: str | Path, name: str) -> None:
     root.addHandler(handler)
 
 
-def instantiate_all(group: DictConfig | None, **tensorboard) -> list:
-    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``tensorboard``:
-    more arguments for a TensorBoardLogger (its SummaryWriter's)."""
+def instantiate_all(group: DictConfig | None, **purge) -> list:
+    """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``purge``: more
+    arguments for the loggers that keep a resumed run's history (``purge_step``: training/loggers.py)."""
     from hydra.utils import instantiate
 
-    return [instantiate(node, **(tensorboard if node._target_.endswith(".TensorBoardLogger") else {}))
+    return [instantiate(node, **(purge if node._target_.endswith((".TensorBoardLogger", ".CSVLogger")) else {}))
             for node in (group or {}).values() if node and "_target_" in node]
 
 
