@@ -75,7 +75,7 @@ def channel_stats(images: torch.Tensor, normalize: str) -> tuple[list[float], li
         return low.tolist(), (high - low).clamp_min(1e-6).tolist()
     # robust: a histogram of the 256 levels gives exact quantiles of uint8 data
     cdf = torch.stack([torch.bincount(c.long(), minlength=256) for c in per_channel]).cumsum(1).double()
-    cdf /= cdf[:, -1:]
+    cdf = cdf / cdf[:, -1:]  # not in place: the divisor is a view of cdf (an error since torch 2.x)
     q25, q50, q75 = ((cdf < q).sum(1).double() / 255.0 for q in (0.25, 0.5, 0.75))
     return q50.tolist(), (q75 - q25).clamp_min(1.0 / 255.0).tolist()
 

@@ -260,3 +260,92 @@ def test_best_of_grid_picks_each_optimizers_lr_on_validation_never_on_test(tmp_p
     assert "| sgd |" in (tmp_path / "best_of_grid.md").read_text()
     assert (tmp_path / "best_of_grid_train_loss.png").is_file()
     assert main([f"dir={tmp_path}", "by=activation"]) == 2  # no run sets activation=
+
+
+# the shortened commands of the rows that had none --------------------------------------
+def metrics_of(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tmp_path):
+    # the row's command, 2 epochs, seed 1: test acc cross-entropy ~0.90, MAE ~0.51; inside the margin ~0.22 and 1.0
+    result = run_script("train.py", "-m", "experiment=smoke", "loss=cross_entropy,hinge,mse,mae", "callbacks=diagnostics",
+                        "seed=1", "trainer.max_epochs=2", *SHORT, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    inside, acc = {}, {}
+    for loss in ("cross_entropy", "hinge", "mse", "mae"):
+        run = run_of(tmp_path, f"loss={loss}")
+        logged = events(run)
+        assert "margins/val" in logged.Tags()["histograms"], loss
+        assert len(logged.Scalars("watch/inside_margin")) >= 2, loss  # after each validation
+        inside[loss], acc[loss] = last(logged, "watch/inside_margin"), metrics_of(run)["test/acc"]
+    assert acc["mae"] < acc["cross_entropy"] - 0.25, acc
+    assert inside["mae"] > 0.99 and inside["cross_entropy"] < inside["mse"], inside  # MAE: every image inside the margin
+
+
+@pytest.mark.parametrize("option", ["standardize", "minmax", "robust", "none"])
+def test_each_feature_normalization_gives_the_training_split_its_statistics(option):
+    from datamodules import DigitsDataModule
+
+    data = DigitsDataModule(normalize=option, batch_size=256, seed=1)
+    data.setup()
+    x = torch.cat([images for images, _ in data.train_dataloader()])
+    assert x.shape[0] == 1293  # the whole training split, on which the statistics were computed
+    if option == "standardize":
+        assert abs(x.mean()) < 1e-4 and abs(x.std(unbiased=False) - 1) < 1e-4
+    elif option == "minmax":
+        assert (x.min(), x.max()) == (0.0, 1.0)
+    elif option == "robust":
+        q25, median, q75 = torch.quantile(x.flatten(), torch.tensor([0.25, 0.5, 0.75]))
+        assert abs(median) < 1e-6 and abs(q75 - q25 - 1) < 0.01  # median 0, interquartile range 1
+    else:
+        assert (x.min(), x.max()) == (0.0, 255.0) and torch.equal(x, x.round())  # the raw pixel values
+
+
+def test_the_feature_normalization_row_runs_every_option(tmp_path):
+    result = run_script("train.py", "-m", "experiment=smoke", "data.normalize=standardize,minmax,robust,none", "seed=1",
+                        "trainer.max_epochs=1", "trainer.limit_train_batches=3", *SHORT, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for option in ("standardize", "minmax", "robust", "none"):
+        metrics = metrics_of(run_of(tmp_path, f"data.normalize={option}"))
+        assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1, (option, metrics)
+
+
+def test_the_generalization_gap_is_logged_each_epoch_and_opens_without_dropout(tmp_path):
+    # the row's command, its dropout-free arm, 12 epochs, seed 1 (the gap then ends at 0.05, 0.09, 0.05 for seeds 1-3;
+    # with dropout 0.5 at -0.25 for seed 1: train/acc is measured with dropout on)
+    result = run_script("train.py", "-m", "experiment=overfitting", "model.dropout=0.0", "seed=1", "trainer.max_epochs=12",
+                        "test=false", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert len(events(run_dir).Scalars("watch/generalization_gap")) == 12  # one per epoch
+    plain = metrics_of(run_dir)
+    assert plain["train/acc"] > plain["val/acc"] and plain["watch/generalization_gap"] > 0.02, plain
+
+
+def test_early_stopping_ends_the_overfitting_run_before_max_epochs(tmp_path):
+    # seed 1 stops at epoch 6 of 20 with patience 2 (seeds 2 and 3 at 18 and 20: one seed, a wide margin)
+    result = run_script("train.py", "-m", "experiment=overfitting", "model.dropout=0.0",
+                        "callbacks=[diagnostics,early_stopping]", "callbacks.early_stopping.patience=2", "seed=1",
+                        "trainer.max_epochs=20", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    metrics = metrics_of(run)
+    assert metrics["status"] == "completed" and metrics["epochs"] < 20 and "test/acc" in metrics, metrics
+
+
+def test_the_optimizer_grid_preset_runs_and_best_of_grid_reads_its_real_runs(tmp_path):
+    from reporting.best_of_grid import best_of_grid, main
+
+    result = run_script("train.py", "-m", "experiment=optimizer_lr_grid", "optimizer=sgd,adam", "optimizer.lr=1e-3,1e-1",
+                        "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=5", *SHORT,
+                        f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["optimizer"]: r for r in best_of_grid(tmp_path)}
+    assert set(rows) == {"sgd", "adam"}
+    for row in rows.values():
+        assert len(row["grid"]) == 2 and row["seeds"] == [1, 2] and 0 <= row["test_acc"] <= 1, row
+        assert row["val_acc_best"] == pytest.approx(max(row["grid"].values()), abs=1e-4), row  # the winner: best on val
+    assert main([f"dir={tmp_path}"]) == 0
+    assert "| adam |" in (tmp_path / "best_of_grid.md").read_text()
+    assert (tmp_path / "best_of_grid_train_loss.png").is_file()  # the winners' curves, from the runs' own events

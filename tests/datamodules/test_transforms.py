@@ -43,3 +43,11 @@ def test_cutout_zeroes_one_square_of_at_most_its_size():
     rows, cols = zeroed.any(1).nonzero(), zeroed.any(0).nonzero()
     assert zeroed.sum() == len(rows) * len(cols)  # a rectangle
     assert torch.equal(image, torch.ones(3, 32, 32))  # the input is untouched
+
+
+@pytest.mark.parametrize("mode", ["standardize", "minmax", "robust", "none"])
+def test_each_normalization_works_on_one_channel_images(mode):
+    # grey images (digits, MNIST): robust's in-place cdf division once raised on a single channel
+    torch.manual_seed(0)
+    shift, scale = channel_stats(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8), mode)
+    assert len(shift) == len(scale) == 1 and scale[0] > 0
