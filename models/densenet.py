@@ -75,7 +75,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d, table_builder
+from .layers import ActivationArg, check_choice, check_dropout, check_number, check_stem, make_activation, norm2d, table_builder
 
 FORMS = ("paper", "torchvision")
 
@@ -125,10 +125,7 @@ def transition(in_channels: int, out_channels: int, activation: ActivationArg,
 
 
 def check_compression(compression: float) -> float:
-    number = isinstance(compression, (int, float)) and not isinstance(compression, bool)
-    if not number or not 0.0 < compression <= 1.0:
-        raise ValueError(f"compression (theta) must be a number in (0, 1], got {compression!r}")
-    return float(compression)
+    return check_number("compression (theta)", compression, "a number in (0, 1]", lambda c: 0.0 < c <= 1.0)
 
 
 class DenseNet(nn.Module):
@@ -153,8 +150,7 @@ class DenseNet(nn.Module):
         check_stem(stem)
         compression = check_compression(compression)
         check_choice("form", form, FORMS)
-        if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-            raise ValueError(f"growth_rate must be a positive integer, got {growth_rate!r}")
+        check_number("growth_rate", growth_rate, "a positive integer", lambda k: k >= 1, integer=True)
         options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout, form=form)
 
         channels = 2 * growth_rate  # the stem's width, 2k

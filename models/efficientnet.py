@@ -90,7 +90,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible,
+from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_number, check_stem, make_activation, make_divisible,
                      table_builder)
 
 FORMS = ("paper", "torchvision")
@@ -261,8 +261,7 @@ def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3
                  stem: str = "imagenet", stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
     """EfficientNet by the compound-scaling formula (Tan & Le 2019, eq. 3): depth 1.2**phi,
     width 1.1**phi, resolution round(224 * 1.15**phi) (``model.resolution``). phi=0 is B0."""
-    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
-        raise ValueError(f"phi must be a real number, got {phi!r}")
+    check_number("phi", phi, "a real number")
     bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else PYTORCH_BN
     return EfficientNet(width_mult=BETA ** phi, depth_mult=ALPHA ** phi, resolution=round(224 * GAMMA ** phi),
                         num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,

@@ -84,13 +84,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_dropout, check_stem, make_divisible
+from .layers import ActivationArg, ConvNormAct, check_dropout, check_number, check_stem, make_divisible
 
 
 def _check_width(width_mult: float) -> float:
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-        raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
-    return float(width_mult)
+    return check_number("width_mult", width_mult, "a positive number", lambda w: w > 0)
 
 
 def _init_weights(model: nn.Module) -> None:
