@@ -178,5 +178,9 @@ def alexnet(
                    stem=stem, form=form)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "alexnet": (61_100_840, "torchvision's docs (num_params)", {"form": "torchvision"}),
+}
 PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
 MODELS = {"alexnet": alexnet}

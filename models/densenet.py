@@ -239,6 +239,14 @@ densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
                                 "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes.")
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "densenet121": (7_978_856, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet161": (28_681_000, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet169": (14_149_480, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet201": (20_013_928, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet_bc_100": (769_162, "Huang et al. 2017, Table 2: 0.8M", {}),
+}
 PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "densenet121": densenet121,

@@ -292,6 +292,9 @@ def _named(variant: str):
 efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_named(v) for v in ("b0", "b1", "b2", "b3"))
 efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_named(v) for v in ("b4", "b5", "b6", "b7"))
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {f"efficientnet_b{i}": (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})
+          for i, n in enumerate((5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960))}
 PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
 MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,

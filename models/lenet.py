@@ -278,5 +278,9 @@ def lenet5_paper(
                   stem=stem, image_size=image_size, form=form, downsample=downsample)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "lenet5_paper": (60_850, "LeCun et al. 1998: 60,000 trainable parameters up to F6, + 850 in the linear output", {}),
+}
 PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
 MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

@@ -254,5 +254,10 @@ def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, activation: Acti
                        stem=stem, width_mult=width_mult)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "mobilenet_v1": (4_231_976, "Howard et al. 2017, Table 8: 4.2M", {}),
+    "mobilenet_v2": (3_504_872, "torchvision's docs (num_params)", {}),
+}
 PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2}

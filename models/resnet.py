@@ -265,6 +265,19 @@ resnet110 = table_builder("resnet110", _cifar_resnet,
                           "ResNet-110 for CIFAR (He et al. 2015, n = 18): 1,727,962 parameters at 10 classes, option A.")
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "resnet18": (11_689_512, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet34": (21_797_672, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet50": (25_557_032, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet101": (44_549_160, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet152": (60_192_808, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet20": (269_722, "He et al. 2015, Table 6: 0.27M", {}),
+    "resnet32": (464_154, "He et al. 2015, Table 6: 0.46M", {}),
+    "resnet44": (658_586, "He et al. 2015, Table 6: 0.66M", {}),
+    "resnet56": (853_018, "He et al. 2015, Table 6: 0.85M", {}),
+    "resnet110": (1_727_962, "He et al. 2015, Table 6: 1.7M", {}),
+}
 PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
 MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,

@@ -162,6 +162,17 @@ vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm: 138,36
 vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm: 143,678,248 parameters at 1000 classes.", batchnorm=True)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "vgg11": (132_863_336, "torchvision's docs (num_params)", {}),
+    "vgg11_bn": (132_868_840, "torchvision's docs (num_params)", {}),
+    "vgg13": (133_047_848, "torchvision's docs (num_params)", {}),
+    "vgg13_bn": (133_053_736, "torchvision's docs (num_params)", {}),
+    "vgg16": (138_357_544, "torchvision's docs (num_params)", {}),
+    "vgg16_bn": (138_365_992, "torchvision's docs (num_params)", {}),
+    "vgg19": (143_667_240, "torchvision's docs (num_params)", {}),
+    "vgg19_bn": (143_678_248, "torchvision's docs (num_params)", {}),
+}
 PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "vgg11": vgg11,
