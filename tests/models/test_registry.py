@@ -14,7 +14,7 @@ from torch import nn
 
 from models import create_model, list_models, model_family, model_reference
 from models.layers import ACTIVATIONS, get_activation
-from models.linear import LinearClassifier
+from models.linear import KernelSVM, LinearClassifier
 from training.module import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def check_switches(model: nn.Module, activation: str, batchnorm: bool, dropout: 
     modules = list(model.modules())
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
     assert has_bn == batchnorm, f"batchnorm={batchnorm} but BatchNorm modules present: {has_bn}"
-    if activation != "identity" or not isinstance(model, LinearClassifier):  # a linear model has none at all
+    if activation != "identity" or not isinstance(model, (LinearClassifier, KernelSVM)):  # a linear model has none at all
         assert any(type(m) is get_activation(activation) for m in modules), f"no {activation} module in the model"
     rates = {m.p for m in modules if isinstance(m, nn.Dropout)}
     if dropout:
