@@ -32,9 +32,8 @@ Table 1 of the paper gives k = 32 and the block depths of densenet121, 169
 and 201 (and 264, not registered); densenet161 (k = 48, a 96-channel stem) is
 from the authors' released ImageNet models, as in torchvision.
 
-Parameter counts (verified against torchvision 0.29, 1000 classes):
-densenet121 7,978,856; densenet161 28,681,000; densenet169 14,149,480;
-densenet201 20,013,928. The module tree uses torchvision's names
+Parameter counts: ``PARAMS`` at the end of this file (torchvision's, 1000
+classes). The module tree uses torchvision's names
 (``features.conv0``, ``features.denseblock1.denselayer1.norm1``, ...,
 ``features.norm5``, ``classifier``), so its state_dicts load directly.
 
@@ -228,15 +227,15 @@ def _cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, a
 
 
 densenet121 = table_builder("densenet121", _densenet,
-                            "DenseNet-121 (Huang et al. 2017), k = 32: 7,978,856 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-121 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet161 = table_builder("densenet161", _densenet,
-                            "DenseNet-161 (Huang et al. 2017), k = 48: 28,681,000 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-161 (Huang et al. 2017), k = 48, imagenet stem.")
 densenet169 = table_builder("densenet169", _densenet,
-                            "DenseNet-169 (Huang et al. 2017), k = 32: 14,149,480 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-169 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet201 = table_builder("densenet201", _densenet,
-                            "DenseNet-201 (Huang et al. 2017), k = 32: 20,013,928 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-201 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
-                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes.")
+                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017).")
 
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts

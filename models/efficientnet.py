@@ -45,9 +45,8 @@ resolution 258, not 260; phi=3 gives w=1.33, d=1.73, r=341 against B4's 1.4,
 1.8, 380). ``efficientnet(phi=...)`` applies the formula and reports its
 resolution as ``model.resolution``; phi=0 is B0.
 
-Parameter counts (1000 classes, either stem), exactly torchvision's
-efficientnet_b0..b7: B0 5,288,548; B1 7,794,184; B2 9,109,994; B3 12,233,232;
-B4 19,341,616; B5 30,389,784; B6 43,040,704; B7 66,347,960. The paper's Table 2
+Parameter counts (1000 classes, either stem): exactly torchvision's, in
+``PARAMS`` at the end of this file. The paper's Table 2
 gives 5.3M, 7.8M, 9.2M, 12M, 19M, 30M, 43M, 66M: B2's 9.2M is the one figure
 these counts do not round to. The state_dict has torchvision's keys, order and
 shapes, so its weights load (with ``form="torchvision"``).

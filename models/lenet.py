@@ -273,7 +273,7 @@ def lenet5_paper(
     downsample: str = "pool",
 ) -> nn.Module:
     """LeNet-5 as in the paper (C3 table, trainable subsampling, scaled tanh,
-    linear output): 60,850 parameters at 1x32x32, 10 classes."""
+    linear output)."""
     return lenet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                   stem=stem, image_size=image_size, form=form, downsample=downsample)
 
