@@ -64,6 +64,13 @@ def model_paper(name: str) -> dict:
     return dict(getattr(sys.modules[_builder(name).__module__], "PAPER", {}))
 
 
+def model_reference(name: str) -> dict | None:
+    """The model's parameter count as published: ``{"params": ..., "source": ..., "options": {...}}`` from the
+    ``PARAMS`` table of its file, ``options`` being those it is counted with; None where none is published."""
+    row = getattr(sys.modules[_builder(name).__module__], "PARAMS", {}).get(name)
+    return None if row is None else dict(zip(("params", "source", "options"), row))
+
+
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _MODELS:
         raise ModelOptionError(f"unknown model {name!r}; valid: {', '.join(list_models())}")

@@ -29,7 +29,7 @@ Forms (``form``):
 - "torchvision": torchvision's single-tower variant (from "One weird trick",
   Krizhevsky 2014): 64-192-384-256-256 channels, no groups, no LRN, dropout on
   the inputs of fc6 and fc7. Same state_dict keys, order and shapes as
-  ``torchvision.models.alexnet``: 61,100,840 parameters at 1000 classes.
+  ``torchvision.models.alexnet`` (its count: ``PARAMS``).
 
 Departures from the paper, and why:
 - conv1 pads by 2 so that a 224x224 input gives 55x55 maps (the paper says
@@ -172,11 +172,14 @@ def alexnet(
     stem: str = "imagenet",
     form: str = "paper",
 ) -> AlexNet:
-    """AlexNet (Krizhevsky et al. 2012). form="paper": 60,965,224 parameters at
-    224x224 and 1000 classes; form="torchvision": 61,100,840."""
+    """AlexNet (Krizhevsky et al. 2012), in the paper's form or torchvision's (``form``)."""
     return AlexNet(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                    stem=stem, form=form)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "alexnet": (61_100_840, "torchvision's docs (num_params)", {"form": "torchvision"}),
+}
 PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
 MODELS = {"alexnet": alexnet}

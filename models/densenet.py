@@ -32,9 +32,8 @@ Table 1 of the paper gives k = 32 and the block depths of densenet121, 169
 and 201 (and 264, not registered); densenet161 (k = 48, a 96-channel stem) is
 from the authors' released ImageNet models, as in torchvision.
 
-Parameter counts (verified against torchvision 0.29, 1000 classes):
-densenet121 7,978,856; densenet161 28,681,000; densenet169 14,149,480;
-densenet201 20,013,928. The module tree uses torchvision's names
+Parameter counts: ``PARAMS`` at the end of this file (torchvision's, 1000
+classes). The module tree uses torchvision's names
 (``features.conv0``, ``features.denseblock1.denselayer1.norm1``, ...,
 ``features.norm5``, ``classifier``), so its state_dicts load directly.
 
@@ -75,7 +74,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d, table_builder
+from .layers import ActivationArg, check_choice, check_dropout, check_number, check_stem, make_activation, norm2d, table_builder
 
 FORMS = ("paper", "torchvision")
 
@@ -125,10 +124,7 @@ def transition(in_channels: int, out_channels: int, activation: ActivationArg,
 
 
 def check_compression(compression: float) -> float:
-    number = isinstance(compression, (int, float)) and not isinstance(compression, bool)
-    if not number or not 0.0 < compression <= 1.0:
-        raise ValueError(f"compression (theta) must be a number in (0, 1], got {compression!r}")
-    return float(compression)
+    return check_number("compression (theta)", compression, "a number in (0, 1]", lambda c: 0.0 < c <= 1.0)
 
 
 class DenseNet(nn.Module):
@@ -153,8 +149,7 @@ class DenseNet(nn.Module):
         check_stem(stem)
         compression = check_compression(compression)
         check_choice("form", form, FORMS)
-        if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-            raise ValueError(f"growth_rate must be a positive integer, got {growth_rate!r}")
+        check_number("growth_rate", growth_rate, "a positive integer", lambda k: k >= 1, integer=True)
         options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout, form=form)
 
         channels = 2 * growth_rate  # the stem's width, 2k
@@ -232,17 +227,25 @@ def _cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, a
 
 
 densenet121 = table_builder("densenet121", _densenet,
-                            "DenseNet-121 (Huang et al. 2017), k = 32: 7,978,856 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-121 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet161 = table_builder("densenet161", _densenet,
-                            "DenseNet-161 (Huang et al. 2017), k = 48: 28,681,000 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-161 (Huang et al. 2017), k = 48, imagenet stem.")
 densenet169 = table_builder("densenet169", _densenet,
-                            "DenseNet-169 (Huang et al. 2017), k = 32: 14,149,480 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-169 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet201 = table_builder("densenet201", _densenet,
-                            "DenseNet-201 (Huang et al. 2017), k = 32: 20,013,928 parameters at 1000 classes, imagenet stem.")
+                            "DenseNet-201 (Huang et al. 2017), k = 32, imagenet stem.")
 densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
-                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017): 769,162 parameters at 10 classes.")
+                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017).")
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "densenet121": (7_978_856, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet161": (28_681_000, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet169": (14_149_480, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet201": (20_013_928, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "densenet_bc_100": (769_162, "Huang et al. 2017, Table 2: 0.8M", {}),
+}
 PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "densenet121": densenet121,

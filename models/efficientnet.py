@@ -45,9 +45,8 @@ resolution 258, not 260; phi=3 gives w=1.33, d=1.73, r=341 against B4's 1.4,
 1.8, 380). ``efficientnet(phi=...)`` applies the formula and reports its
 resolution as ``model.resolution``; phi=0 is B0.
 
-Parameter counts (1000 classes, either stem), exactly torchvision's
-efficientnet_b0..b7: B0 5,288,548; B1 7,794,184; B2 9,109,994; B3 12,233,232;
-B4 19,341,616; B5 30,389,784; B6 43,040,704; B7 66,347,960. The paper's Table 2
+Parameter counts (1000 classes, either stem): exactly torchvision's, in
+``PARAMS`` at the end of this file. The paper's Table 2
 gives 5.3M, 7.8M, 9.2M, 12M, 19M, 30M, 43M, 66M: B2's 9.2M is the one figure
 these counts do not round to. The state_dict has torchvision's keys, order and
 shapes, so its weights load (with ``form="torchvision"``).
@@ -90,7 +89,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_stem, make_activation, make_divisible,
+from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_number, check_stem, make_activation, make_divisible,
                      table_builder)
 
 FORMS = ("paper", "torchvision")
@@ -261,8 +260,7 @@ def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3
                  stem: str = "imagenet", stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
     """EfficientNet by the compound-scaling formula (Tan & Le 2019, eq. 3): depth 1.2**phi,
     width 1.1**phi, resolution round(224 * 1.15**phi) (``model.resolution``). phi=0 is B0."""
-    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
-        raise ValueError(f"phi must be a real number, got {phi!r}")
+    check_number("phi", phi, "a real number")
     bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else PYTORCH_BN
     return EfficientNet(width_mult=BETA ** phi, depth_mult=ALPHA ** phi, resolution=round(224 * GAMMA ** phi),
                         num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
@@ -293,6 +291,9 @@ def _named(variant: str):
 efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_named(v) for v in ("b0", "b1", "b2", "b3"))
 efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_named(v) for v in ("b4", "b5", "b6", "b7"))
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {f"efficientnet_b{i}": (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})
+          for i, n in enumerate((5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960))}
 PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
 MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
     efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,

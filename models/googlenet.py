@@ -294,5 +294,7 @@ def googlenet(num_classes: int = 1000, in_channels: int = 3, activation: Activat
     )
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {"googlenet": (6_624_904, "torchvision's docs (num_params), no auxiliary heads", {"form": "torchvision", "aux_logits": False})}
 PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {"googlenet": googlenet}

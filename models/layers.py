@@ -12,6 +12,7 @@ Only torch is imported: copy this file with a model file into your project.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable, Union
 
 import torch
@@ -80,11 +81,19 @@ def norm2d(channels: int, batchnorm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
 
+def check_number(name: str, value: object, must_be: str, within: Callable[[float], bool] = lambda v: True,
+                 integer: bool = False) -> float | int:
+    """One-line error for a numeric option out of its range, the same words for every option:
+    "<name> must be <must_be>, got <value>". Booleans, non-numbers, nan and inf are refused too."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
+        raise ValueError(f"{name} must be {must_be}, got {value!r}")
+    return value if integer else float(value)
+
+
 def check_dropout(dropout: float, name: str = "dropout") -> float:
     """Dropout rates (and stochastic depth's) live in [0, 1); 1 would zero every activation."""
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {dropout!r}")
-    return float(dropout)
+    return check_number(name, dropout, "a number in [0, 1)", lambda p: 0.0 <= p < 1.0)
 
 
 def check_stem(stem: str) -> str:

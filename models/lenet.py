@@ -70,7 +70,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, make_activation, norm2d
+from .layers import ActivationArg, check_choice, check_dropout, check_number, make_activation, norm2d
 
 
 FORMS = ("paper", "modern")
@@ -148,8 +148,7 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
-        if image_size < 16:
-            raise ValueError(f"LeNet-5 needs images of at least 16x16 pixels, got image_size={image_size}")
+        check_number("image_size", image_size, "an integer >= 16 (LeNet-5's smallest input: 16x16 pixels)", lambda s: s >= 16, integer=True)
         pool = downsample == "pool"
         stride = 1 if pool else 2  # "stride": C1 and C3 subsample, S2 and S4 become Identity
         feature_size = ((image_size - 4) // 2 - 4) // 2 if pool else ((image_size - 5) // 2 - 4) // 2 + 1  # 5 at 32x32
@@ -192,8 +191,8 @@ class LeNet5Paper(nn.Module):
     ) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
-        if image_size < 32:
-            raise ValueError(f"the paper's LeNet-5 needs images of at least 32x32 pixels, got image_size={image_size}")
+        check_number("image_size", image_size, "an integer >= 32 (the paper's LeNet-5's smallest input: 32x32 pixels)",
+                     lambda s: s >= 32, integer=True)
         c5_size = ((image_size - 4) // 2 - 4) // 2 - 4  # 1 for a 32x32 input
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5, bias=not batchnorm),  # C1 (N, 6, 28, 28)
@@ -274,10 +273,14 @@ def lenet5_paper(
     downsample: str = "pool",
 ) -> nn.Module:
     """LeNet-5 as in the paper (C3 table, trainable subsampling, scaled tanh,
-    linear output): 60,850 parameters at 1x32x32, 10 classes."""
+    linear output)."""
     return lenet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                   stem=stem, image_size=image_size, form=form, downsample=downsample)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "lenet5_paper": (60_850, "LeCun et al. 1998: 60,000 trainable parameters up to F6, + 850 in the linear output", {}),
+}
 PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
 MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

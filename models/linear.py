@@ -41,7 +41,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import check_dropout, table_builder
+from .layers import check_dropout, check_number, table_builder
 
 
 class LinearClassifier(nn.Module):
@@ -129,13 +129,11 @@ def rff_svm(
     """An RBF-kernel SVM through D=``features`` random Fourier features (Rahimi & Recht 2007),
     fitted with loss=hinge. ``gamma`` null: 1 / (C*H*W), scikit-learn's "scale" for standardized inputs."""
     _check_linear("rff_svm", activation, batchnorm, stem)
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise ValueError(f"features must be a positive integer, got {features!r}")
+    check_number("features", features, "a positive integer", lambda d: d >= 1, integer=True)
     in_features = in_channels * image_size * image_size
     gamma = 1.0 / in_features if gamma is None else gamma
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
-        raise ValueError(f"gamma must be a number > 0 or null, got {gamma!r}")
-    return KernelSVM(num_classes=num_classes, in_features=in_features, features=features, gamma=float(gamma),
+    gamma = check_number("gamma", gamma, "a number > 0 or null", lambda g: g > 0)
+    return KernelSVM(num_classes=num_classes, in_features=in_features, features=features, gamma=gamma,
                      dropout=check_dropout(dropout))
 
 

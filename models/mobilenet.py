@@ -84,13 +84,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_dropout, check_stem, make_divisible
+from .layers import ActivationArg, ConvNormAct, check_dropout, check_number, check_stem, make_divisible
 
 
 def _check_width(width_mult: float) -> float:
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-        raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
-    return float(width_mult)
+    return check_number("width_mult", width_mult, "a positive number", lambda w: w > 0)
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -256,5 +254,10 @@ def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, activation: Acti
                        stem=stem, width_mult=width_mult)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "mobilenet_v1": (4_231_976, "Howard et al. 2017, Table 8: 4.2M", {}),
+    "mobilenet_v2": (3_504_872, "torchvision's docs (num_params)", {}),
+}
 PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py table=zoo)
 MODELS = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2}

@@ -27,12 +27,9 @@ with 16 channels, 3 stages of n basic blocks with 16, 32, 64 filters on 32x32,
 18. Their stem is part of the design (``stem="imagenet"`` is refused);
 ``shortcut="A"`` as in the paper, or ``"B"`` for 1x1 projections.
 
-Parameter counts, verified (the ImageNet ones equal torchvision 0.29's):
-resnet18/34/50/101/152 at 1000 classes, stem imagenet: 11,689,512 /
-21,797,672 / 25,557,032 / 44,549,160 / 60,192,808; at 10 classes, stem cifar:
-11,173,962 / 21,282,122 / 23,520,842 / 42,512,970 / 58,156,618.
-resnet20/32/44/56/110, option A, 10 classes: 269,722 / 464,154 / 658,586 /
-853,018 / 1,727,962 (the paper: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M).
+Parameter counts: ``PARAMS`` at the end of this file (torchvision's for the
+ImageNet ResNets; ours for the CIFAR ones, which round to the paper's 0.27M,
+0.46M, 0.66M, 0.85M, 1.7M).
 The module names are torchvision's (``conv1``, ``layer1.0.bn1``,
 ``layer2.0.downsample.0``, ``fc``), so its state_dicts load directly.
 
@@ -251,20 +248,32 @@ def _cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, act
                   batchnorm=batchnorm, dropout=dropout, stem=stem, shortcut=shortcut, zero_init_residual=zero_init_residual)
 
 
-resnet18 = table_builder("resnet18", _resnet, "ResNet-18 (He et al. 2015): 11,689,512 parameters at 1000 classes; "
-                                              "11,173,962 with stem cifar, 10 classes.")
-resnet34 = table_builder("resnet34", _resnet, "ResNet-34 (He et al. 2015): 21,797,672 parameters at 1000 classes, imagenet stem.")
-resnet50 = table_builder("resnet50", _resnet, "ResNet-50 (He et al. 2015): 25,557,032 parameters at 1000 classes, imagenet stem.")
-resnet101 = table_builder("resnet101", _resnet, "ResNet-101 (He et al. 2015): 44,549,160 parameters at 1000 classes, imagenet stem.")
-resnet152 = table_builder("resnet152", _resnet, "ResNet-152 (He et al. 2015): 60,192,808 parameters at 1000 classes, imagenet stem.")
-resnet20 = table_builder("resnet20", _cifar_resnet, "ResNet-20 for CIFAR (He et al. 2015, n = 3): 269,722 parameters at 10 classes, option A.")
-resnet32 = table_builder("resnet32", _cifar_resnet, "ResNet-32 for CIFAR (He et al. 2015, n = 5): 464,154 parameters at 10 classes, option A.")
-resnet44 = table_builder("resnet44", _cifar_resnet, "ResNet-44 for CIFAR (He et al. 2015, n = 7): 658,586 parameters at 10 classes, option A.")
-resnet56 = table_builder("resnet56", _cifar_resnet, "ResNet-56 for CIFAR (He et al. 2015, n = 9): 853,018 parameters at 10 classes, option A.")
+resnet18 = table_builder("resnet18", _resnet, "ResNet-18 (He et al. 2015), imagenet stem.")
+resnet34 = table_builder("resnet34", _resnet, "ResNet-34 (He et al. 2015), imagenet stem.")
+resnet50 = table_builder("resnet50", _resnet, "ResNet-50 (He et al. 2015), imagenet stem.")
+resnet101 = table_builder("resnet101", _resnet, "ResNet-101 (He et al. 2015), imagenet stem.")
+resnet152 = table_builder("resnet152", _resnet, "ResNet-152 (He et al. 2015), imagenet stem.")
+resnet20 = table_builder("resnet20", _cifar_resnet, "ResNet-20 for CIFAR (He et al. 2015, n = 3), option A.")
+resnet32 = table_builder("resnet32", _cifar_resnet, "ResNet-32 for CIFAR (He et al. 2015, n = 5), option A.")
+resnet44 = table_builder("resnet44", _cifar_resnet, "ResNet-44 for CIFAR (He et al. 2015, n = 7), option A.")
+resnet56 = table_builder("resnet56", _cifar_resnet, "ResNet-56 for CIFAR (He et al. 2015, n = 9), option A.")
 resnet110 = table_builder("resnet110", _cifar_resnet,
-                          "ResNet-110 for CIFAR (He et al. 2015, n = 18): 1,727,962 parameters at 10 classes, option A.")
+                          "ResNet-110 for CIFAR (He et al. 2015, n = 18), option A.")
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "resnet18": (11_689_512, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet34": (21_797_672, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet50": (25_557_032, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet101": (44_549_160, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet152": (60_192_808, "torchvision's docs (num_params)", {"form": "torchvision"}),
+    "resnet20": (269_722, "He et al. 2015, Table 6: 0.27M", {}),
+    "resnet32": (464_154, "He et al. 2015, Table 6: 0.46M", {}),
+    "resnet44": (658_586, "He et al. 2015, Table 6: 0.66M", {}),
+    "resnet56": (853_018, "He et al. 2015, Table 6: 0.85M", {}),
+    "resnet110": (1_727_962, "He et al. 2015, Table 6: 1.7M", {}),
+}
 PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
 MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,

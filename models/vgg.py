@@ -25,12 +25,10 @@ as in torchvision.
 
 torchvision: ``vgg11`` .. ``vgg19`` are the paper's configurations, so there
 is no ``form`` option. Our state_dict keys, order and shapes equal
-torchvision's: vgg11 132,863,336, vgg13 133,047,848, vgg16 138,357,544, vgg19
-143,667,240 parameters at 1000 classes. ``*_bn`` (batch norm postdates the
-paper; torchvision's addition) put a BatchNorm2d between each convolution and
-its activation; the convolutions keep their bias, as in torchvision, so
-vgg11_bn 132,868,840, vgg13_bn 133,053,736, vgg16_bn 138,365,992, vgg19_bn
-143,678,248. ``vgg16(batchnorm=True)`` builds the same network as
+torchvision's, and so do the parameter counts (``PARAMS`` at the end of this
+file). ``*_bn`` (batch norm postdates the paper; torchvision's addition) put a
+BatchNorm2d between each convolution and its activation; the convolutions keep
+their bias, as in torchvision. ``vgg16(batchnorm=True)`` builds the same network as
 ``vgg16_bn()``: the names differ only in the default of ``batchnorm``.
 
 Departures from the paper, and why:
@@ -152,16 +150,27 @@ def _vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation
                activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, downsample=downsample)
 
 
-vgg11 = table_builder("vgg11", _vgg, "VGG config A (Simonyan & Zisserman 2014): 132,863,336 parameters at 1000 classes.")
-vgg13 = table_builder("vgg13", _vgg, "VGG config B: 133,047,848 parameters at 1000 classes.")
-vgg16 = table_builder("vgg16", _vgg, "VGG config D: 138,357,544 parameters at 1000 classes.")
-vgg19 = table_builder("vgg19", _vgg, "VGG config E: 143,667,240 parameters at 1000 classes.")
-vgg11_bn = table_builder("vgg11_bn", _vgg, "VGG config A with batch norm (torchvision): 132,868,840 parameters at 1000 classes.", batchnorm=True)
-vgg13_bn = table_builder("vgg13_bn", _vgg, "VGG config B with batch norm: 133,053,736 parameters at 1000 classes.", batchnorm=True)
-vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm: 138,365,992 parameters at 1000 classes.", batchnorm=True)
-vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm: 143,678,248 parameters at 1000 classes.", batchnorm=True)
+vgg11 = table_builder("vgg11", _vgg, "VGG config A (Simonyan & Zisserman 2014).")
+vgg13 = table_builder("vgg13", _vgg, "VGG config B.")
+vgg16 = table_builder("vgg16", _vgg, "VGG config D.")
+vgg19 = table_builder("vgg19", _vgg, "VGG config E.")
+vgg11_bn = table_builder("vgg11_bn", _vgg, "VGG config A with batch norm (torchvision).", batchnorm=True)
+vgg13_bn = table_builder("vgg13_bn", _vgg, "VGG config B with batch norm.", batchnorm=True)
+vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm.", batchnorm=True)
+vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm.", batchnorm=True)
 
 
+# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+PARAMS = {
+    "vgg11": (132_863_336, "torchvision's docs (num_params)", {}),
+    "vgg11_bn": (132_868_840, "torchvision's docs (num_params)", {}),
+    "vgg13": (133_047_848, "torchvision's docs (num_params)", {}),
+    "vgg13_bn": (133_053_736, "torchvision's docs (num_params)", {}),
+    "vgg16": (138_357_544, "torchvision's docs (num_params)", {}),
+    "vgg16_bn": (138_365_992, "torchvision's docs (num_params)", {}),
+    "vgg19": (143_667_240, "torchvision's docs (num_params)", {}),
+    "vgg19_bn": (143_678_248, "torchvision's docs (num_params)", {}),
+}
 PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
 MODELS = {
     "vgg11": vgg11,

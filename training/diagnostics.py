@@ -48,7 +48,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from models.layers import ACTIVATIONS
 
-from .errors import UserError
+from .errors import check_number
 from .plots import confusion_matrix_figure
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
@@ -122,9 +122,7 @@ class ForwardProbe:
 
 
 def check_every(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return check_number(name, value, "a positive integer", lambda v: v >= 1, integer=True)
 
 
 # 1. learning curves and the generalization gap --------------------------------
@@ -520,9 +518,7 @@ class WeightSparsity(L.Callback):
     """
 
     def __init__(self, threshold: float = 1e-3) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
-            raise UserError(f"callbacks.sparsity.threshold must be a number > 0, got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = check_number("callbacks.sparsity.threshold", threshold, "a number > 0", lambda t: t > 0)
         self.fractions: dict[str, float] = {}
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -1,11 +1,25 @@
-"""``UserError``: bad input, raised deliberately and reported as one line.
+"""``UserError``: bad input, raised deliberately and reported as one line;
+``check_number``: the one range check of a numeric option, in one message shape.
 
 Dependency-free, so that every module of ``training/`` can raise it. The
 entry points (cli/commandline.py) turn it into ``error: ...`` and exit 2;
 nothing else is turned into one line, so bugs keep their tracebacks.
 """
 
+import math
+from typing import Callable
+
 
 class UserError(ValueError):
     """Bad input, reported as one line (exit 2). A ``ValueError`` so that callers
     catching ``ValueError`` still do; being a ``ValueError`` is not enough to be reported so."""
+
+
+def check_number(name: str, value: object, must_be: str, within: Callable[[float], bool] = lambda v: True,
+                 integer: bool = False) -> float | int:
+    """``UserError`` for a numeric option out of its range: "<name> must be <must_be>, got <value>".
+    Booleans, non-numbers, nan and inf are refused too."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
+        raise UserError(f"{name} must be {must_be}, got {value!r}")
+    return value if integer else float(value)

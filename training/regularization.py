@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, check_number
 
 KINDS = ("none", "l1", "l2", "elastic_net")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -45,18 +45,15 @@ class WeightPenalty(nn.Module):
     ) -> None:
         super().__init__()
         if C is not None:  # the soft margin's C: L2 at strength 1 / (2 C)
-            if isinstance(C, bool) or not isinstance(C, (int, float)) or C <= 0:
-                raise UserError(f"regularization.C must be a number > 0, got {C!r}")
+            C = check_number("regularization.C", C, "a number > 0", lambda c: c > 0)
             if kind != "l2":
                 raise UserError(f"regularization.C is the inverse of an L2 strength: kind must be 'l2', got {kind!r}")
             strength = 1.0 / (2.0 * C)
         if kind not in KINDS:
             raise UserError(f"regularization.kind={kind!r} is not valid; valid: {', '.join(KINDS)}")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-            raise UserError(f"regularization.strength must be a number >= 0, got {strength!r}")
-        if not 0.0 <= l1_ratio <= 1.0:
-            raise UserError(f"regularization.l1_ratio must be in [0, 1], got {l1_ratio!r}")
-        self.kind, self.strength = kind, float(strength)
+        strength = check_number("regularization.strength", strength, "a number >= 0", lambda s: s >= 0)
+        l1_ratio = check_number("regularization.l1_ratio", l1_ratio, "a number in [0, 1]", lambda r: 0.0 <= r <= 1.0)
+        self.kind, self.strength = kind, strength
         self.l1_ratio = {"l1": 1.0, "l2": 0.0}.get(kind, l1_ratio)
         self.include_biases, self.include_norm = include_biases, include_norm
 

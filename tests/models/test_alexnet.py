@@ -52,7 +52,7 @@ def paper_cifar():
 
 def test_torchvision_parity(tv_pair):
     ours, theirs = tv_pair
-    assert count(ours) == count(theirs) == 61_100_840
+    assert count(ours) == count(theirs)  # and the published count: models/alexnet.py's PARAMS, tests/models/test_registry.py
     assert list(ours.state_dict()) == list(theirs.state_dict())  # even the key names
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -66,7 +66,6 @@ def test_torchvision_parity(tv_pair):
     "form, stem, num_classes, expected",
     [
         ("paper", "imagenet", 1000, 60_965_224),
-        ("torchvision", "imagenet", 1000, 61_100_840),
         ("paper", "cifar", 10, 35_910_026),
         ("torchvision", "cifar", 10, 36_054_858),
     ],

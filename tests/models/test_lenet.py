@@ -56,7 +56,7 @@ def test_paper_counts():
     # C1, S2, C3, S4, C5, F6, output
     assert per_layer == [156, 12, 1_516, 32, 48_120, 10_164, 850]
     assert sum(per_layer[:6]) == 60_000  # the paper's "60,000 trainable parameters"
-    assert count(model) == 60_850
+    assert count(model) == sum(per_layer)  # the published count: models/lenet.py's PARAMS
     assert isinstance(lenet5(form="paper"), LeNet5Paper)
 
 

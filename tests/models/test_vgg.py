@@ -24,17 +24,9 @@ from models.layers import ACTIVATIONS
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 NAMES = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
-# name -> (parameters at 224x224 / 1000 classes, at 32x32 / 10 classes with the cifar stem)
-COUNTS = {
-    "vgg11": (132_863_336, 9_750_922),
-    "vgg13": (133_047_848, 9_935_434),
-    "vgg16": (138_357_544, 15_245_130),
-    "vgg19": (143_667_240, 20_554_826),
-    "vgg11_bn": (132_868_840, 9_756_426),
-    "vgg13_bn": (133_053_736, 9_941_322),
-    "vgg16_bn": (138_365_992, 15_253_578),
-    "vgg19_bn": (143_678_248, 20_565_834),
-}
+# name -> parameters at 32x32 / 10 classes with the cifar stem (224x224 / 1000: models/vgg.py's PARAMS)
+CIFAR_COUNTS = {"vgg11": 9_750_922, "vgg13": 9_935_434, "vgg16": 15_245_130, "vgg19": 20_554_826,
+                "vgg11_bn": 9_756_426, "vgg13_bn": 9_941_322, "vgg16_bn": 15_253_578, "vgg19_bn": 20_565_834}
 WEIGHT_LAYERS = {"vgg11": 11, "vgg13": 13, "vgg16": 16, "vgg19": 19}
 
 
@@ -67,7 +59,7 @@ def test_registry():
 @pytest.mark.parametrize("name", NAMES)
 def test_imagenet_layout_matches_torchvision(name):
     ours, theirs = meta(name, num_classes=1000, stem="imagenet"), torchvision_model(name, "meta")
-    assert count(ours) == count(theirs) == COUNTS[name][0]
+    assert count(ours) == count(theirs)
     ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
     assert list(ours_sd) == list(theirs_sd)  # same keys in the same order: torchvision weights load as-is
     assert [v.shape for v in ours_sd.values()] == [v.shape for v in theirs_sd.values()]
@@ -111,7 +103,7 @@ def test_logits_match_torchvision(imagenet_pair):
 @pytest.mark.parametrize("name", NAMES)
 def test_cifar_counts_and_shapes(name):
     model = meta(name, num_classes=10, stem="cifar")
-    assert count(model) == COUNTS[name][1]
+    assert count(model) == CIFAR_COUNTS[name]
     x = torch.empty(2, 3, 32, 32, device="meta")
     assert model.features(x).shape == (2, 512, 1, 1)  # five pools: 32 -> 1
     assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [512, 512, 10]
