@@ -226,7 +226,48 @@ class GradientNorms(L.Callback):
 
 
 # 3. dead ReLU units ------------------------------------------------------------
-class DeadUnits(L.Callback):
+class ValidationProbe(L.Callback):
+    """Forward hooks on the modules of ``watched`` types that exist only during a validation epoch
+    (never during training): ``reset`` before it, ``_record(tag, output)`` per module output, and
+    ``report(trainer, writer)`` after it, with TensorBoard's writer."""
+
+    watched: tuple = ()
+
+    def __init__(self) -> None:
+        self._probe: ForwardProbe | None = None
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def _record(self, tag: str, output: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def report(self, trainer, writer) -> None:
+        raise NotImplementedError
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or tensorboard(trainer) is None:
+            return
+        self.reset()
+        self._probe = ForwardProbe(modules_of(network(pl_module), self.watched), self._record)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._probe is not None:
+            self._probe.new_batch()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._probe is None:
+            return
+        self.teardown(trainer, pl_module, "validate")
+        self.report(trainer, tensorboard(trainer))
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._probe is not None:
+            self._probe.remove()
+            self._probe = None
+
+
+class DeadUnits(ValidationProbe):
     """Per ReLU layer, the fraction of its units that are dead: ``watch/dead_units/<layer>``.
 
     A unit (a channel of a convolution's output, a feature of a linear
@@ -244,16 +285,15 @@ class DeadUnits(L.Callback):
     cannot die this way.
     """
 
+    watched = RELU_LIKE
+
     def __init__(self) -> None:
-        self._probe: ForwardProbe | None = None
+        super().__init__()
         self._active: dict[str, torch.Tensor] = {}
         self.fractions: dict[str, float] = {}  # the last epoch's values, by tag
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or tensorboard(trainer) is None:
-            return
+    def reset(self) -> None:
         self._active = {}
-        self._probe = ForwardProbe(modules_of(network(pl_module), RELU_LIKE), self._record)
 
     def _record(self, tag: str, output: torch.Tensor) -> None:
         if output.ndim < 2:
@@ -264,27 +304,13 @@ class DeadUnits(L.Callback):
         seen = self._active.get(tag)
         self._active[tag] = active if seen is None or seen.shape != active.shape else seen | active
 
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._probe is not None:
-            self._probe.new_batch()
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self._probe is None:
-            return
-        self._probe.remove()
-        self._probe = None
-        writer = tensorboard(trainer)
+    def report(self, trainer, writer) -> None:
         self.fractions = {}
         for tag, active in self._active.items():
             active = trainer.strategy.reduce(active.float(), reduce_op="sum") > 0  # alive on any device
             self.fractions[tag] = 1.0 - active.float().mean().item()
             writer.add_scalar(f"watch/dead_units/{tag}", self.fractions[tag], trainer.global_step)
         self._active = {}
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        if self._probe is not None:
-            self._probe.remove()
-            self._probe = None
 
 
 # 4. weight and activation histograms -------------------------------------------
@@ -449,7 +475,7 @@ class ValConfusionMatrix(L.Callback):
 
 
 # 7. the mean output of each activation ---------------------------------------------
-class ActivationMeans(L.Callback):
+class ActivationMeans(ValidationProbe):
     """``watch/activation_mean/<layer>``: the mean output of each activation module over the whole
     validation set, after each validation.
 
@@ -460,39 +486,24 @@ class ActivationMeans(L.Callback):
     (saturation), this is the other half of sigmoid's trouble.
     """
 
+    watched = ACTIVATION_TYPES
+
     def __init__(self) -> None:
-        self._probe: ForwardProbe | None = None
-        self._sums: dict[str, list[float]] = {}
+        super().__init__()
+        self._sums: dict[str, tuple] = {}
         self.means: dict[str, float] = {}  # the last epoch's values, by tag
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or tensorboard(trainer) is None:
-            return
+    def reset(self) -> None:
         self._sums = {}
-        self._probe = ForwardProbe(modules_of(network(pl_module), ACTIVATION_TYPES), self._record)
 
     def _record(self, tag: str, output: torch.Tensor) -> None:
         total, count = self._sums.get(tag, (0.0, 0))
         self._sums[tag] = (total + output.float().sum(), count + output.numel())
 
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._probe is not None:
-            self._probe.new_batch()
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self._probe is None:
-            return
-        self._probe.remove()
-        self._probe = None
-        writer = tensorboard(trainer)
+    def report(self, trainer, writer) -> None:
         self.means = {tag: float(total) / max(count, 1) for tag, (total, count) in self._sums.items()}
         for tag, mean in self.means.items():
             writer.add_scalar(f"watch/activation_mean/{tag}", mean, trainer.global_step)
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        if self._probe is not None:
-            self._probe.remove()
-            self._probe = None
 
 
 # 8. the sparsity of the weights ---------------------------------------------------
