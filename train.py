@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,6 +36,11 @@ from cli.records import flat_hparams, log_settings, record_failure, save_run_con
 from cli.resolvers import RESOLVERS
 from cli.trust import start_from
 from cli.validation import check_config
+
+if TYPE_CHECKING:  # annotations only: torch and Lightning are imported after the command line is checked
+    import lightning as L
+
+    from training.module import ImageClassifier
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<class>/*>"}

@@ -18,7 +18,6 @@ import ctypes
 import functools
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -8,7 +8,6 @@ cannot be read is ``null``.
 
 from __future__ import annotations
 
-import os
 import platform
 import shlex
 import subprocess
