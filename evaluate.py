@@ -57,7 +57,7 @@ def build(cfg: DictConfig):
         raise UserError("give ckpt_path= or weights=, not both")
     if cfg.weights:
         card_path, datamodule, module = build_from_weights(cfg)
-        return card_path, datamodule, module, make_trainer(cfg, datamodule)
+        return card_path, ready(datamodule), module, make_trainer(cfg)
     if not cfg.ckpt_path:
         raise UserError(f"ckpt_path or weights is required: {REQUIRED['ckpt_path']} "
                         f"or weights=<one of {', '.join(shipped()) or 'the files in weights/'}>")
@@ -69,14 +69,19 @@ def build(cfg: DictConfig):
     net = build_model(config, str(path), num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
     module.load_state_dict(checkpoint["state_dict"])
-    return path, datamodule, module, make_trainer(cfg, datamodule)
+    return path, ready(datamodule), module, make_trainer(cfg)
 
 
-def make_trainer(cfg: DictConfig, datamodule):
+def ready(datamodule):
+    """The data read and checked before any Trainer exists: a missing data set or a bad image is reported here."""
+    datamodule.prepare_data()  # may download
+    datamodule.setup("test")
+    return datamodule
+
+
+def make_trainer(cfg: DictConfig):
     """Last: the Trainer prints what it found (GPU, TPU) when built, so every input is checked first."""
     loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
-    datamodule.prepare_data()  # may download; a missing data set is reported here
-    datamodule.setup("test")  # reads (and checks) the data before the trainer starts
     return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False,
                                enable_model_summary=cfg.verbose)
 
