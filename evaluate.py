@@ -4,6 +4,7 @@
     python evaluate.py ckpt_path=outputs/<run>          # that run's best checkpoint
     python evaluate.py ckpt_path=... data.data_dir=/elsewhere trainer=cpu
     python evaluate.py weights=resnet20-cifar10 data.root=data/cifar10-jpeg   # weights/, normalized as its card says
+    python evaluate.py weights=../shared/reference/akamaster/resnet20-12fca82f.th data.root=data/cifar10-jpeg
     python evaluate.py ckpt_path=outputs/<run> export=weights   # also write weights/<model>-cifar10.pth + card
 
 The model and data are rebuilt from the options stored in the checkpoint
@@ -29,7 +30,7 @@ from cli.resolvers import register_model_of
 from cli.trust import build_datamodule, build_model, stored_config
 from cli.weights import card_datamodule, export
 from models import create_model
-from models.weights import find_card, read_card, shipped
+from models.weights import find_card, is_community_file, read_card, read_community, shipped
 from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure, confusion_matrix_text
@@ -43,10 +44,15 @@ REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run di
 
 
 def build_from_weights(cfg: DictConfig):
-    """Shipped weights (or a weights file with its card): the model from the card, the test split normalized as it says."""
-    card_path = find_card("", cfg.weights)
-    card = read_card(card_path)
-    net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
+    """Shipped weights, a weights file with its card, or a community checkpoint (models.weights.COMMUNITY, its
+    card written from what its project publishes): the model from the card, the test split normalized as it says."""
+    if is_community_file(cfg.weights):
+        card_path, (card, _) = Path(cfg.weights), read_community(cfg.weights)
+        net = create_model(card["model"]["name"], weights=cfg.weights)
+    else:
+        card_path = find_card("", cfg.weights)
+        card = read_card(card_path)
+        net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
     datamodule = card_datamodule(card, root=cfg.data.root, data_dir=cfg.data.data_dir or cfg.paths.data_dir)
     return card_path, datamodule, ImageClassifier(net, num_classes=len(card["data"]["classes"]), config=card)
 

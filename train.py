@@ -54,7 +54,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
     check_config(cfg)
     datamodule = instantiate(cfg.data)
-    net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
+    net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
         logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")

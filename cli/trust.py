@@ -117,6 +117,7 @@ def model_spec(config: dict, source: str) -> tuple[str, dict]:
     if target != "models.create_model":
         raise UserError(f"{source}: its stored config.model._target_={target!r} is not models.create_model ({REFUSED})")
     name = node.pop("name", None)
+    node.pop("weights", None)  # a fine-tune's starting weights (+model.weights=): the checkpoint holds what it became
     if name not in list_models():
         raise UserError(f"{source}: its stored config.model.name={name!r} is not a model of the zoo; valid: {', '.join(list_models())}")
     valid = model_options(name)

@@ -122,8 +122,9 @@ class ClassificationDataModule(L.LightningDataModule):
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"data.batch_size must be a positive integer, got {batch_size!r}")
-        if not (isinstance(val_size, int) and val_size >= 1) and not (isinstance(val_size, float) and 0 < val_size < 1):
-            raise DataError(f"data.val_size must be a count >= 1 or a fraction in (0, 1), got {val_size!r}")
+        if isinstance(val_size, bool) or (not (isinstance(val_size, int) and val_size >= 0)
+                                          and not (isinstance(val_size, float) and 0 < val_size < 1)):
+            raise DataError(f"data.val_size must be a count >= 0 (0: no validation split) or a fraction in (0, 1), got {val_size!r}")
         if "${" in str(data_dir):  # a config read without resolving it: the folder would be named after the text
             raise DataError(f"data.data_dir={data_dir!r} is an unresolved interpolation; give a folder")
         self.data_dir, self.batch_size, self.num_workers = str(data_dir), batch_size, num_workers

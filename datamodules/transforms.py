@@ -4,8 +4,9 @@ A training image goes uint8 -> (augment, on uint8) -> float in [0, 1] ->
 per-channel affine normalization -> (cutout, on the normalized image).
 Validation and test images skip the augmentation. The normalization's
 statistics are computed from the training split (see ``channel_stats``),
-never hard-coded, so the same code serves CIFAR-10, digits and your own
-image folders.
+so the same code serves CIFAR-10, digits and your own image folders; the
+one fixed exception is ``imagenet``, ImageNet's mean and std, which weights
+trained elsewhere with them expect (torchvision's, akamaster's CIFAR ResNets).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from torchvision.transforms import v2
 
 AUGMENTATIONS = ("none", "crop", "standard", "autoaugment", "randaugment", "cutout")
-NORMALIZATIONS = ("standardize", "minmax", "robust", "none")
+NORMALIZATIONS = ("standardize", "minmax", "robust", "none", "imagenet")
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # torchvision's ImageNet statistics
 
 
 class Cutout(torch.nn.Module):
@@ -53,10 +55,15 @@ def channel_stats(images: torch.Tensor, normalize: str) -> tuple[list[float], li
     The returned pair feeds ``v2.Normalize(shift, scale)`` applied to images in
     [0, 1]: standardize -> mean and std; minmax -> min and (max - min);
     robust -> median and interquartile range; none -> 0 and 1/255 (raw pixel
-    values 0..255).
+    values 0..255); imagenet -> ImageNet's fixed mean and std (RGB only).
     """
     check_choice("data.normalize", normalize, NORMALIZATIONS)
     channels = images.shape[1]
+    if normalize == "imagenet":
+        if channels != 3:
+            raise DataError(f"data.normalize=imagenet needs RGB images (3 channels), this data has {channels}; "
+                            "valid here: standardize, minmax, robust, none")
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
     if normalize == "none":
         return [0.0] * channels, [1.0 / 255.0] * channels
     per_channel = images.transpose(0, 1).reshape(channels, -1)  # (C, N*H*W) uint8

@@ -81,7 +81,8 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
     """Build a zoo model by name, e.g. ``create_model("resnet18", num_classes=100)``.
 
     ``weights``: ``"cifar10"`` (the file shipped in ``weights/`` for this model),
-    a path to a weights file with its card beside it, or ``"imagenet"``
+    a path to a weights file with its card beside it, a community checkpoint
+    (``models.weights.COMMUNITY``: akamaster's CIFAR ResNets), or ``"imagenet"``
     (torchvision's weights, for the models identical to torchvision's). The
     model is then built with the options the weights were trained with (given
     ``options`` take precedence), loaded, and returned in eval mode.
@@ -99,6 +100,18 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
         net = _build(builder, {**{k: v for k, v in defaults.items() if k in valid}, **options})
         _weights.load_into(net, state, f"torchvision's ImageNet weights for {name}",
                            f"model={name} with {options or 'the torchvision form'}")
+        return net.eval()
+    if _weights.is_community_file(weights):  # another project's checkpoint, recognised by its layout
+        card, state = _weights.read_community(weights, name)
+        needed = card["model"]["options"]
+        clash = {k: v for k, v in options.items() if k in needed and v != needed[k]}
+        if clash:
+            key = next(iter(clash))
+            raise WeightsError(f"weights={str(weights)!r} ({card['source']}) needs {key}={needed[key]!r}, "
+                               f"got {key}={clash[key]!r}")
+        net = _build(builder, {**needed, **options})
+        _weights.load_into(net, state, card["file"], f"model={name} built with {options or 'the options it needs'}")
+        _weights.announce(card)
         return net.eval()
     card_path = _weights.find_card(name, weights)
     card, state = _weights.load_state_dict(card_path)

@@ -27,6 +27,18 @@ with 16 channels, 3 stages of n basic blocks with 16, 32, 64 filters on 32x32,
 18. Their stem is part of the design (``stem="imagenet"`` is refused);
 ``shortcut="A"`` as in the paper, or ``"B"`` for 1x1 projections.
 
+Option A's zero channels (``shortcut_padding``). The paper says only that
+"the shortcut still performs identity mapping, with extra zero entries
+padded for increasing dimensions"; where the zeros go is left open, and the
+two readings are different functions of the same weights. ``"end"`` (our
+default) keeps the input's channels first and appends every zero after them:
+channel k of the block's input is added to channel k of its output.
+``"split"`` puts half the zeros before the input's channels and half after,
+as akamaster/pytorch_resnet_cifar10 (the most used public reproduction) does,
+so its published weights load and give its logits. Trained from scratch the
+two are the same network up to a reordering of the residual branch's output
+channels, so they reach the same accuracy; what differs is which weights fit.
+
 Parameter counts: ``PARAMS`` at the end of this file (torchvision's for the
 ImageNet ResNets; ours for the CIFAR ones, which round to the paper's 0.27M,
 0.46M, 0.66M, 0.85M, 1.7M).
@@ -65,27 +77,32 @@ from .layers import ActivationArg, check_choice, check_dropout, check_stem, make
 
 FORMS = ("paper", "torchvision")
 SHORTCUTS = ("A", "B")
+PADDINGS = ("end", "split")  # where option A puts its zero channels (module docstring)
 
 
 class PadShortcut(nn.Module):
     """Option A: the identity, subsampled by ``stride``, with the extra output
-    channels filled with zeros. No parameters."""
+    channels filled with zeros: all after the input's (``"end"``), or half
+    before and half after them (``"split"``). No parameters."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, padding: str = "end") -> None:
         super().__init__()
         self.extra, self.stride = out_channels - in_channels, stride  # option A only ever adds channels
+        before = self.extra // 2 if padding == "split" else 0
+        self.pad = (0, 0, 0, 0, before, self.extra - before)  # F.pad's order: W, then H, then C
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]  # (N, C, H/s, W/s), as a 3x3/s conv with padding 1
-        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra))  # (N, C + extra, H/s, W/s)
+        return nn.functional.pad(x, self.pad)  # (N, C + extra, H/s, W/s)
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, batchnorm: bool) -> nn.Module:
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, batchnorm: bool,
+                  padding: str = "end") -> nn.Module:
     """Identity where the shape stays, else option A (zero-padding) or B (projection)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if kind == "A":
-        return PadShortcut(in_channels, out_channels, stride)
+        return PadShortcut(in_channels, out_channels, stride, padding)
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=not batchnorm),
                          norm2d(out_channels, batchnorm))
 
@@ -103,14 +120,15 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B",
-                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper") -> None:
+                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper",
+                 shortcut_padding: str = "end") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride, 1, bias=not batchnorm)
         self.bn1 = norm2d(width, batchnorm)
         self.act1 = make_activation(activation)
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=not batchnorm)
         self.bn2 = norm2d(width, batchnorm)
-        self.downsample = make_shortcut(shortcut, in_channels, width, stride, batchnorm)
+        self.downsample = make_shortcut(shortcut, in_channels, width, stride, batchnorm, shortcut_padding)
         self.act_out = make_activation(activation)
 
     def zero_init_last(self) -> None:
@@ -130,7 +148,8 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B",
-                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper") -> None:
+                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper",
+                 shortcut_padding: str = "end") -> None:
         super().__init__()
         out_channels = width * self.expansion
         stride1, stride3 = (stride, 1) if form == "paper" else (1, stride)
@@ -142,7 +161,7 @@ class Bottleneck(nn.Module):
         self.act2 = make_activation(activation)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=not batchnorm)
         self.bn3 = norm2d(out_channels, batchnorm)
-        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, batchnorm)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, batchnorm, shortcut_padding)
         self.act_out = make_activation(activation)
 
     def zero_init_last(self) -> None:
@@ -163,11 +182,12 @@ class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...], widths: tuple[int, ...],
                  num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
                  batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-                 shortcut: str = "B", zero_init_residual: bool = False) -> None:
+                 shortcut: str = "B", shortcut_padding: str = "end", zero_init_residual: bool = False) -> None:
         super().__init__()
         check_stem(stem)
         check_choice("form", form, FORMS)
         check_choice("shortcut", shortcut, SHORTCUTS)
+        check_choice("shortcut_padding", shortcut_padding, PADDINGS)
         dropout = check_dropout(dropout)
         channels = widths[0]
         kernel, stride = (7, 2) if stem == "imagenet" else (3, 1)
@@ -180,7 +200,8 @@ class ResNet(nn.Module):
             blocks = []
             for j in range(depth):
                 blocks.append(block(channels, width, stride=2 if i > 0 and j == 0 else 1, shortcut=shortcut,
-                                    activation=activation, batchnorm=batchnorm, form=form))
+                                    activation=activation, batchnorm=batchnorm, form=form,
+                                    shortcut_padding=shortcut_padding))
                 channels = width * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -239,13 +260,14 @@ def _resnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activat
 
 def _cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
                   batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-                  zero_init_residual: bool = False) -> ResNet:
+                  shortcut_padding: str = "end", zero_init_residual: bool = False) -> ResNet:
     """Read the CIFAR table for ``name``; the 3x3, 16-channel stem is fixed."""
     if stem != "cifar":
         raise ValueError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be 'cifar', got {stem!r}")
     n = CIFAR_N[name]
     return ResNet(BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes=num_classes, in_channels=in_channels, activation=activation,
-                  batchnorm=batchnorm, dropout=dropout, stem=stem, shortcut=shortcut, zero_init_residual=zero_init_residual)
+                  batchnorm=batchnorm, dropout=dropout, stem=stem, shortcut=shortcut, shortcut_padding=shortcut_padding,
+                  zero_init_residual=zero_init_residual)
 
 
 resnet18 = table_builder("resnet18", _resnet, "ResNet-18 (He et al. 2015), imagenet stem.")

@@ -4,6 +4,7 @@ file with its card, and torchvision's ImageNet weights.
     create_model("resnet20", weights="cifar10")          # weights/resnet20-cifar10.pth, checked against its card
     create_model("resnet20", weights="path/to/my.pth")   # any file with a card beside it (my.json)
     create_model("resnet18", weights="imagenet")         # torchvision's ImageNet weights, by key
+    create_model("resnet20", weights="resnet20-12fca82f.th")  # a community checkpoint (COMMUNITY below)
 
 A shipped weights file is a plain ``state_dict`` of the network (no
 Lightning keys, no optimizer), loaded with ``torch.load(weights_only=True)``;
@@ -18,12 +19,22 @@ ImageNet weights come through torchvision's own weights mechanism (the
 ``strict=True`` into the form of our model that is identical to
 torchvision's (``form="torchvision"``, ``stem="imagenet"``, 1000 classes). Offline,
 the file must already be in torch's hub cache; the error says where.
+
+Community checkpoints, files another project publishes without a card of
+ours, are recognised by their layout (``COMMUNITY``): today the CIFAR ResNets
+of akamaster/pytorch_resnet_cifar10. Their keys are mapped to ours and the
+options the file needs (option A's ``split`` padding) are set; where the
+file's name carries the start of its sha256 (torch.hub's convention), the
+file is checked against it first. They are opened with ``weights_only=True``
+like everything else, and one line says what was recognised.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from pathlib import Path
 
 import torch
@@ -129,3 +140,78 @@ def imagenet_state_dict(model: str) -> dict:
     except OSError as error:  # URLError is an OSError: no network
         raise WeightsError(f"weights='imagenet' for {model}: cannot download {entry.url} ({error}); "
                            f"put that file at {target}") from None
+
+
+# Projects whose published checkpoints load without a card: what their files hold and need, as data.
+IMAGENET_STATS = {"method": "imagenet", "shift": [0.485, 0.456, 0.406], "scale": [0.229, 0.224, 0.225]}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+COMMUNITY = {
+    "akamaster/pytorch_resnet_cifar10": {
+        "layout": "{'best_prec1', 'state_dict'} with 'module.'-prefixed keys and a 'linear' head",
+        "licence": "BSD 2-clause",
+        "options": {"shortcut": "A", "shortcut_padding": "split"},  # its LambdaLayer pads half before, half after
+        "data": {"name": "cifar10", "copy": "CIFAR-10, the lossless originals (all 50,000 training images)",
+                 "image_size": 32, "normalization": IMAGENET_STATS, "classes": CIFAR10_CLASSES},
+        "selection": "its best epoch on the test set (no validation split)",
+    },
+}
+
+
+def has_card(weights: str | Path) -> bool:
+    return Path(str(weights)).with_suffix(".json").is_file()
+
+
+def is_community_file(weights: str | Path) -> bool:
+    """A weights path that is a file with no card of ours beside it: only a community checkpoint can be that."""
+    path = Path(str(weights))
+    return path.suffix != ".json" and path.is_file() and not has_card(path)
+
+
+def check_name_hash(path: Path) -> None:
+    """torch.hub's convention: a name ending in ``-<hex>`` carries the start of the file's sha256."""
+    match = re.search(r"-([0-9a-f]{8,64})$", path.stem)
+    if match and not sha256(path).startswith(match.group(1)):
+        raise WeightsError(f"{path.name} does not match the sha256 its name carries ({match.group(1)}...): "
+                           "the file is corrupted or was replaced")
+
+
+def read_community(path: str | Path, model: str | None = None) -> tuple[dict, dict]:
+    """(card, state_dict) of a community checkpoint: a card of ours written from what its project publishes
+    (``COMMUNITY``) and the file's tensors under our names. Anything else: one line."""
+    path = Path(str(path))
+    check_name_hash(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 -- not a file torch reads as plain tensors and containers
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"weights={str(path)!r} is not a readable weights file ({first[:160]})") from None
+    state = raw.get("state_dict") if isinstance(raw, dict) else None
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state)
+            and all(isinstance(v, torch.Tensor) for v in state.values()) and "module.linear.weight" in state):
+        known = "; ".join(f"{project}: {spec['layout']}" for project, spec in COMMUNITY.items())
+        raise WeightsError(f"weights={str(path)!r} has no card beside it ({path.with_suffix('.json').name}) and is not a "
+                           f"checkpoint this project recognises ({known})")
+    project = "akamaster/pytorch_resnet_cifar10"
+    spec = COMMUNITY[project]
+    mapped = {re.sub(r"^linear\.", "fc.", key[len("module."):]): value for key, value in state.items()}
+    for key in [k for k in mapped if k.endswith(".running_var")]:  # saved before BN counted its batches
+        mapped.setdefault(key.replace("running_var", "num_batches_tracked"), torch.tensor(0))
+    n = len({key.split(".")[1] for key in mapped if key.startswith("layer1.")})
+    name = f"resnet{6 * n + 2}"
+    if model and model != name:
+        raise WeightsError(f"weights={str(path)!r} holds {project}'s ResNet-{6 * n + 2} ({n} blocks per stage), not {model}")
+    best = raw.get("best_prec1")
+    card = {"model": {"name": name, "options": dict(spec["options"])}, "file": path.name, "sha256": sha256(path),
+            "source": project, "licence": spec["licence"], "data": dict(spec["data"], split={"seed": 0, "val": 5000}),
+            "metrics": {"test_acc_in_file": float(best) / 100 if isinstance(best, (int, float)) else None,
+                        "selection": spec["selection"]}}
+    return card, mapped
+
+
+def announce(card: dict) -> None:
+    """The one line that says what a community file was recognised as and what it needs."""
+    data = card["data"]
+    print(f"weights: {card['file']} is a checkpoint of {card['source']} ({card['model']['name']}, trained on "
+          f"{data['copy']}): 'module.' prefix stripped, 'linear' read as 'fc', built with "
+          f"{', '.join(f'{k}={v!r}' for k, v in card['model']['options'].items())}; it expects inputs normalized with "
+          f"ImageNet's mean and std (data.normalize={data['normalization']['method']})", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import pytest
 import yaml
@@ -68,16 +69,20 @@ def same(composed, swept: str) -> bool:
     return str(composed).lower() == swept.lower()
 
 
+NEEDS_WEIGHTS = {"resnet_cifar_finetune": "akamaster/resnet20-12fca82f.th"}  # RGB weights: one step on the JPEG copy below
+ON_DIGITS = [name for name in EXPERIMENTS if name not in NEEDS_WEIGHTS]
+
+
 @pytest.fixture(scope="module")
 def one_step_each(tmp_path_factory):
     """Every experiment's fixed settings (no sweep), one training step on digits, in one process."""
     sweep_dir = tmp_path_factory.mktemp("experiments")
-    result = run_script("train.py", "-m", f"experiment={','.join(EXPERIMENTS)}", *ONE_STEP,
+    result = run_script("train.py", "-m", f"experiment={','.join(ON_DIGITS)}", *ONE_STEP,
                         "hydra.sweep.subdir=${hydra:runtime.choices.experiment}", f"hydra.sweep.dir={sweep_dir}")
     return sweep_dir, result
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", ON_DIGITS)
 def test_every_experiment_trains_one_step(one_step_each, name):
     sweep_dir, result = one_step_each
     run_dir = sweep_dir / name
@@ -90,6 +95,22 @@ def test_every_experiment_trains_one_step(one_step_each, name):
     fixed = yaml.safe_load((ROOT / "configs" / "experiment" / f"{name}.yaml").read_text())
     model = next((d["override /model"] for d in fixed.get("defaults", []) if "override /model" in d), None)
     assert model is None or config["model"]["name"] == model
+
+
+def test_the_fine_tune_preset_trains_one_step_from_published_weights(cifar10_jpeg, tmp_path):
+    """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, the weights recognised."""
+    weights = ROOT.parent / "shared" / "reference" / NEEDS_WEIGHTS["resnet_cifar_finetune"]
+    if not weights.is_file():
+        pytest.skip(f"{weights} is not here")
+    root, cache = cifar10_jpeg
+    one_step = [o for o in ONE_STEP if not o.startswith(("data=", "data.val_size"))]
+    result = run_script("train.py", "experiment=resnet_cifar_finetune", f"model.weights={weights}", "data=image_folder",
+                        f"data.root={root}", f"paths.data_dir={cache}", "data.val_size=100", *one_step,
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "akamaster/pytorch_resnet_cifar10" in result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best_checkpoint"].endswith("last.ckpt")  # the final model is what is tested
 
 
 def composed(name: str, *overrides: str):
@@ -106,7 +127,10 @@ def test_resnet_cifar_paper_is_section_4_2():
     assert cfg.data.augment == "standard" and cfg.data.crop_padding == 4 and cfg.loss.label_smoothing == 0
     assert list(cfg.scheduler.factory.milestones) == [32000, 48000] and cfg.scheduler.factory.gamma == 0.1
     assert cfg.scheduler.interval == "step" and cfg.scheduler.factory.warmup_steps == 0
-    assert cfg.trainer.max_steps == 64000 and cfg.trainer.max_epochs == -1
+    assert cfg.trainer.max_steps == 64000 and cfg.trainer.max_epochs * 352 >= 64000  # 352 batches of 45k images
+    final = composed("resnet_cifar_paper_final")  # Table 6's protocol: all 50k, the final model tested
+    assert final.data.val_size == 0 and final.trainer.limit_val_batches == 0 and final.callbacks.model_checkpoint is None
+    assert final.trainer.max_epochs * 391 >= 64000 and final.trainer.max_steps == 64000
     deep = composed("resnet110_cifar_paper")
     assert deep.model.name == "resnet110" and deep.scheduler.factory.warmup_steps == 400
     assert deep.optimizer.lr * deep.scheduler.factory.warmup_factor == pytest.approx(0.01)
@@ -126,6 +150,35 @@ def test_paper_schedule_in_iterations():
 
     assert lrs(0, [0, 31999, 32000, 47999, 48000, 63999]) == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     assert lrs(400, [0, 399, 400, 32000]) == [0.01, 0.01, 0.1, 0.01]
+
+
+DATA = sorted(path.stem for path in (CONFIGS / "data").glob("*.yaml"))
+SWEEPS_AUGMENTATION = {"augmentation_ablation"}  # asks what augmentation does: sets it on purpose
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_a_preset_run_on_other_data_keeps_that_data_sets_augmentation_and_split(name):
+    """experiment=lenet5_cifar data=mnist must not switch on the flips that MNIST's config rules out: a preset may
+    turn augmentation off (a linear model on pixels), never choose it for a data set it was not written for."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for data in DATA:
+            own = compose("train", overrides=[f"data={data}"]).data
+            cfg = compose("train", overrides=[f"experiment={name}", f"data={data}"]).data
+            if name not in SWEEPS_AUGMENTATION:
+                assert cfg.augment in (own.augment, "none"), (name, data, cfg.augment, own.augment)
+            assert cfg.val_size == own.val_size or cfg.val_size == 0 or isinstance(cfg.val_size, float), (name, data)
+
+
+def test_each_data_set_defaults_to_its_published_augmentation():
+    """The policy lives in the data config, with its source: flips only where they keep the label."""
+    expected = {"cifar10": "standard", "cifar100": "standard", "image_folder": "standard", "mnist": "none",
+                "fashion_mnist": "none", "digits": "none"}
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for data in DATA:
+            assert compose("train", overrides=[f"data={data}"]).data.augment == expected[data], data
+            comment = next(line for line in (CONFIGS / "data" / f"{data}.yaml").read_text().splitlines()
+                           if line.startswith("augment:"))
+            assert re.search(r"\b(19|20)\d\d\b", comment), f"{data}: the augment line cites its source"
 
 
 def test_recipes_for_small_models_suit_them():

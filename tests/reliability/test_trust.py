@@ -216,7 +216,7 @@ TRAIN_CASES = [
     (["data.batch_size=inf"], ["data.batch_size", "inf", "an integer"]),
     (["data.num_workers=-1"], ["data.num_workers", "-1", ">= 0"]),
     (["data.image_size=0"], ["data.image_size", "0", ">= 1"]),
-    (["data.val_size=0"], ["data.val_size", "0", "fraction"]),
+    (["data.val_size=-1"], ["data.val_size", "-1", "fraction"]),
     (["data.val_size=1.5"], ["data.val_size", "1.5", "fraction"]),
     (["data.val_size=nan"], ["data.val_size", "nan", "fraction"]),
     (["data.crop_padding=-1"], ["data.crop_padding", "-1", ">= 0"]),
