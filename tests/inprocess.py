@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -106,3 +107,25 @@ def digest(folder) -> dict:
         elif path.is_file():
             found[str(path.relative_to(folder))] = hashlib.sha1(path.read_bytes()).hexdigest()
     return found
+
+
+def copy_run(source, target):
+    """A copy of a run dir to change (links copied as links)."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+class Canaries:
+    """A file and a folder outside every run dir, which no command may change or remove."""
+
+    def __init__(self, root) -> None:
+        self.root = root
+        self.file = root / "canary.txt"
+        self.folder = root / "canary_dir"
+        self.folder.mkdir(parents=True)
+        self.file.write_text("a file outside the run\n")
+        (self.folder / "inside.txt").write_text("a file in a folder outside the run\n")
+        self.before = digest(root)
+
+    def untouched(self) -> bool:
+        return digest(self.root) == self.before
