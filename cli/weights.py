@@ -34,7 +34,7 @@ from datamodules.torchvision_sets import DATASETS
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.files import atomic_write, fsync_dir, refuse_link, safe_name, write_json
+from training.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 
 from .trust import build_datamodule, model_spec, stored_config
 from .validation import MAX_IMAGE_SIZE
@@ -124,7 +124,9 @@ def data_copy(data_cfg: dict) -> str:
     for name, description in KNOWN_COPIES.items():
         if Path(root).name == name:
             return description
-    return Path(root).name or f"torchvision's {data_cfg.get('dataset')} download"  # a folder's name, no machine's path
+    if root:
+        return Path(root).name  # the folder's name: a record names no machine's path
+    return f"torchvision's {data_cfg['dataset']} download" if data_cfg.get("dataset") else "scikit-learn's digits"
 
 
 def data_name(datamodule: ClassificationDataModule, data_cfg: dict) -> str:
@@ -222,10 +224,31 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
         card["metrics"].update(test_acc=correct / total, test_correct=correct, test_images=total)
         write_json(staged_card, card)
         read_card(staged_card)
-        os.replace(file, card_path.with_suffix(".pth"))  # both moved in, the card last: it names the file's sha256
-        os.replace(staged_card, card_path)
+        move_in([(file, card_path.with_suffix(".pth")), (staged_card, card_path)], Path(staging))
         fsync_dir(out_dir)
     return card_path
+
+
+def move_in(moves: list[tuple[Path, Path]], staging: Path) -> None:
+    """Rename each staged file over its destination, the card last (it names the file's sha256); if a rename
+    fails, the destinations already replaced get their earlier files back (kept as links in ``staging``)."""
+    kept = []
+    for _, target in moves:
+        if target.exists():
+            os.link(target, staging / f"{target.name}.before")
+            kept.append(target)
+    done = []
+    try:
+        for source, target in moves:
+            os.replace(source, target)
+            done.append(target)
+    except OSError as error:
+        for target in done:
+            if target in kept:
+                os.replace(staging / f"{target.name}.before", target)
+            else:
+                target.unlink()
+        raise write_error(moves[len(done)][1], error) from None
 
 
 __all__ = ["export", "evaluate_card", "test_accuracy", "card_datamodule", "find_card"]
