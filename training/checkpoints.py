@@ -26,7 +26,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from .errors import UserError
-from .files import atomic_write
+from .files import atomic_write, refuse_links_inside
 
 log = logging.getLogger(__name__)
 PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path")
@@ -102,8 +102,10 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def run_dir_of(checkpoint: Path) -> Path:
-    """The train.py run dir a checkpoint belongs to (the folder with .hydra/)."""
-    for folder in checkpoint.resolve().parents:
+    """The train.py run dir a checkpoint (or a folder of a run) belongs to: the folder with .hydra/ above it,
+    found by the path as given (a link on the way is the run dir's to refuse, not followed out of it)."""
+    checkpoint = Path(os.path.abspath(checkpoint))
+    for folder in (checkpoint, *checkpoint.parents) if checkpoint.is_dir() else checkpoint.parents:
         if (folder / ".hydra" / "overrides.yaml").is_file():
             return folder
     raise UserError(f"{checkpoint} is not inside a train.py run dir (no .hydra/overrides.yaml above it)")
@@ -113,9 +115,10 @@ def resume_target(target: str | Path) -> tuple[Path, Path, dict]:
     """(checkpoint, run dir, the loaded checkpoint) to resume from: a checkpoint file, or a run dir's
     newest intact checkpoint (last.ckpt, unless a kill or a full disk damaged it: then the newest that
     loads, named in one line). No checkpoint is an error, never a fresh start."""
-    path = Path(target)
+    path = Path(os.path.abspath(target))
     if not path.exists():
         raise UserError(f"resume={str(target)!r} does not exist; give a run dir or a .ckpt file")
+    refuse_links_inside(run_dir_of(path))  # it writes there: no link may lead its writes out
     if path.is_dir():
         if not checkpoints_newest_first(path / "checkpoints"):
             raise UserError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {path / 'checkpoints'}); "
@@ -123,7 +126,7 @@ def resume_target(target: str | Path) -> tuple[Path, Path, dict]:
         path, checkpoint = newest_intact(path / "checkpoints", f"resume={str(target)!r}")
     else:
         checkpoint = load_checkpoint(path)
-    return path.resolve(), run_dir_of(path), checkpoint
+    return path, run_dir_of(path), checkpoint
 
 
 def check_fits(module_state: dict, checkpoint_state: dict, checkpoint_name: str, described: str) -> None:
