@@ -226,7 +226,7 @@ class RunCheckpointIO(TorchCheckpointIO):
 
     def __init__(self, folders: list[str | Path]) -> None:
         super().__init__()
-        self.folders = [Path(os.path.realpath(folder)) for folder in folders]
+        self.folders = list(dict.fromkeys(Path(os.path.realpath(folder)) for folder in folders))
 
     @classmethod
     def of(cls, callbacks: list) -> "RunCheckpointIO":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from helpers import run_script
@@ -41,3 +45,38 @@ def unfinished_run(tmp_path_factory):
 @pytest.fixture
 def canaries(tmp_path):
     return Canaries(tmp_path / "outside")
+
+
+class Tmpfs:
+    """Small tmpfs mounts of a test's own (a full disk, a read-only or another file system), unmounted after it;
+    where this process may not mount one (not root, no mount(8)), the test is skipped with the reason."""
+
+    def __init__(self, folder) -> None:
+        self.folder, self.mounted = folder, []
+
+    def mount(self, size_kib: int, read_only: bool = False):
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("needs root and mount(8) to make a small tmpfs (a full disk, a read-only or another file system)")
+        point = self.folder / f"tmpfs{len(self.mounted)}"
+        point.mkdir()
+        options = f"size={size_kib}k" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        self.mounted.append(point)
+        return point
+
+    @staticmethod
+    def resize(point, size_kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size_kib}k", str(point)], check=True, capture_output=True)
+
+    def unmount_all(self) -> None:
+        for point in reversed(self.mounted):
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    mounts = Tmpfs(tmp_path)
+    yield mounts
+    mounts.unmount_all()
