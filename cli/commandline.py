@@ -42,8 +42,11 @@ def unwrap(error: BaseException) -> BaseException:
     """The error Hydra wrapped while instantiating a part, or OmegaConf while resolving an interpolation."""
     from omegaconf.errors import InterpolationResolutionError
 
-    while isinstance(error, (InstantiationException, InterpolationResolutionError)) and error.__cause__ is not None:
-        error = error.__cause__
+    while isinstance(error, (InstantiationException, InterpolationResolutionError)):
+        inner = error.__cause__ or (error.__context__ if isinstance(error, InterpolationResolutionError) else None)
+        if inner is None:
+            break
+        error = inner
     return error
 
 
