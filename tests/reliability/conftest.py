@@ -80,3 +80,15 @@ def tmpfs(tmp_path):
     mounts = Tmpfs(tmp_path)
     yield mounts
     mounts.unmount_all()
+
+
+@pytest.fixture
+def shipped_card(tmp_path):
+    """A copy of the shipped LeNet-5 CIFAR-10 weights and card in ``<tmp>/weights/``: the card's path."""
+    from helpers import ROOT
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for suffix in (".pth", ".json"):
+        shutil.copy(ROOT / "weights" / f"lenet5-cifar10{suffix}", folder)
+    return folder / "lenet5-cifar10.json"

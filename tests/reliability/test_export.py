@@ -9,30 +9,19 @@ of another run or data set."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 
-from helpers import ROOT
 from inprocess import digest, one_line, run_entry
 from models import create_model
 from models.weights import WeightsError, sha256
 
 
-@pytest.fixture
-def shipped(tmp_path):
-    """A weights folder holding a copy of the shipped LeNet-5 CIFAR-10 weights and card."""
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for suffix in (".pth", ".json"):
-        shutil.copy(ROOT / "weights" / f"lenet5-cifar10{suffix}", folder)
-    return folder
-
-
-def test_exporting_a_digits_run_leaves_the_shipped_cifar10_weights_byte_identical(tiny_run, shipped, tmp_path,
+def test_exporting_a_digits_run_leaves_the_shipped_cifar10_weights_byte_identical(tiny_run, shipped_card, tmp_path,
                                                                                   monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    shipped = shipped_card.parent
     before = digest(shipped)
     code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", f"export={shipped}"], capsys, stage="run")
     assert code in (0, None), err[-3000:]

@@ -7,11 +7,9 @@ hundreds of gigabytes before any check. Now each is one line, exit 2, and nothin
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from helpers import ROOT
 from inprocess import copy_run, digest, one_line, run_entry
 
 
@@ -31,16 +29,6 @@ def test_a_finished_run_without_a_run_length_schedule_may_be_trained_longer(unfi
     assert code == 2 and "this run is finished (1 of 1 epochs done" in one_line(err)
     code, err = run_entry("train.py", [f"resume={run}", "trainer.max_epochs=2"], capsys)
     assert code in (0, None), err[-3000:]  # scheduler=none: more epochs are the user's to ask for
-
-
-@pytest.fixture
-def card_copy(tmp_path):
-    """A copy of the shipped LeNet-5 weights and card, whose card a test may change."""
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for suffix in (".pth", ".json"):
-        shutil.copy(ROOT / "weights" / f"lenet5-cifar10{suffix}", folder)
-    return folder / "lenet5-cifar10.json"
 
 
 def edit_card(path, **changes) -> None:
@@ -66,8 +54,8 @@ def test_an_image_size_is_bounded_before_anything_is_allocated(script, argv, say
     assert code == 2 and says in one_line(err)
 
 
-def test_a_card_s_image_size_is_bounded_before_anything_is_allocated(card_copy, tmp_path, monkeypatch, capsys):
+def test_a_card_s_image_size_is_bounded_before_anything_is_allocated(shipped_card, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    edit_card(card_copy, data__image_size=30000)
-    code, err = run_entry("evaluate.py", [f"weights={card_copy.with_suffix('.pth')}", "data.data_dir=data"], capsys)
+    edit_card(shipped_card, data__image_size=30000)
+    code, err = run_entry("evaluate.py", [f"weights={shipped_card.with_suffix('.pth')}", "data.data_dir=data"], capsys)
     assert code == 2 and "data.image_size is 30000" in one_line(err) and "[1, 1024]" in one_line(err)

@@ -13,17 +13,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import ROOT
 from inprocess import copy_run, digest, one_line, run_entry
-
-
-@pytest.fixture
-def card(tmp_path):
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for suffix in (".pth", ".json"):
-        shutil.copy(ROOT / "weights" / f"lenet5-cifar10{suffix}", folder)
-    return folder / "lenet5-cifar10.json"
 
 
 @pytest.mark.parametrize("field,value,says", [
@@ -33,10 +23,11 @@ def card(tmp_path):
     ("model", "model", "its model is 'model'"),
     ("sha256", "abc", "its sha256 is 'abc'"),
 ])
-def test_a_card_naming_a_path_or_holding_a_wrong_type_is_one_line(field, value, says, card, canaries, tmp_path,
+def test_a_card_naming_a_path_or_holding_a_wrong_type_is_one_line(field, value, says, shipped_card, canaries, tmp_path,
                                                                    monkeypatch, capsys):
     """Item 11: card fields "file": "../x.pth", 123, an absolute file, a string "model"."""
     monkeypatch.chdir(tmp_path)
+    card = shipped_card
     shutil.copy(card.with_suffix(".pth"), canaries.root / "x.pth")  # what ../x.pth would reach (if it were beside)
     canaries.before = digest(canaries.root)
     data = json.loads(card.read_text())
