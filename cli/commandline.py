@@ -187,7 +187,8 @@ def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, g
         parts = key.split(".")
         owner = OmegaConf.select(cfg, ".".join(parts[:-1]), default=None) if len(parts) > 1 else None
         if isinstance(owner, DictConfig) and isinstance(owner.get("_target_"), str):
-            check_argument(arg, owner._target_, parts[-1])  # +trainer.foo=1: Lightning's Trainer takes no foo
+            if not parts[-1].startswith("_"):  # _target_, _partial_, ...: Hydra's own
+                check_argument(arg, owner._target_, parts[-1])  # +trainer.foo=1: Lightning's Trainer takes no foo
             continue
         if any("_target_" in node for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
                                                  for i in range(1, len(parts) - 1)) if isinstance(node, DictConfig)):
