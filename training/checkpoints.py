@@ -118,15 +118,16 @@ def resume_target(target: str | Path) -> tuple[Path, Path, dict]:
     path = Path(os.path.abspath(target))
     if not path.exists():
         raise UserError(f"resume={str(target)!r} does not exist; give a run dir or a .ckpt file")
-    refuse_links_inside(run_dir_of(path))  # it writes there: no link may lead its writes out
+    if path.is_dir() and not checkpoints_newest_first(path / "checkpoints"):
+        raise UserError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {path / 'checkpoints'}); "
+                        "refusing to start from scratch")
+    run_dir = run_dir_of(path)
+    refuse_links_inside(run_dir)  # it writes there: no link may lead its writes out
     if path.is_dir():
-        if not checkpoints_newest_first(path / "checkpoints"):
-            raise UserError(f"resume={str(target)!r} has no checkpoint to resume from (nothing in {path / 'checkpoints'}); "
-                            "refusing to start from scratch")
         path, checkpoint = newest_intact(path / "checkpoints", f"resume={str(target)!r}")
     else:
         checkpoint = load_checkpoint(path)
-    return path, run_dir_of(path), checkpoint
+    return path, run_dir, checkpoint
 
 
 def check_fits(module_state: dict, checkpoint_state: dict, checkpoint_name: str, described: str) -> None:
