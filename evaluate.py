@@ -32,9 +32,9 @@ from cli.weights import card_datamodule, export
 from models import create_model
 from models.weights import find_card, read_card, shipped
 from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, run_dir_of, warn_non_finite
+from training.files import save_figure
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure, confusion_matrix_text
-from training.files import save_figure
 from training.progress import metrics_table, quiet
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
