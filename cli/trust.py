@@ -176,8 +176,8 @@ def start_from(cfg, module) -> dict:
     if cfg.resume:
         checkpoint = load_checkpoint(cfg.resume)
         check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only, as resume_argv checked
-        check_unfinished(cfg, checkpoint)
         check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, fits)
+        check_unfinished(cfg, checkpoint)
         return {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
     if cfg.ckpt_path:
         path = resolve_checkpoint(cfg.ckpt_path)
