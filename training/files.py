@@ -69,7 +69,7 @@ def os_error_of(error: BaseException) -> OSError | None:
 def write_error(path: Path, error: OSError) -> WriteError:
     if error.errno in FULL:
         return DiskFull(f"no space left on the device writing {path} ({free_space(path.parent)}); "
-                        "nothing was replaced: free some space and resume")
+                        "nothing was replaced: free some space, then run it again")
     reason = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
               errno.EPERM: "permission denied"}.get(error.errno, error.strerror or str(error))
     return WriteError(f"cannot write {path}: {reason}")
