@@ -48,8 +48,10 @@ from torch import nn
 from datamodules import RandomImagesDataModule
 from models import list_models
 from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.validation import check_benchmark
 from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
                                    theoretical_peak, three_paths)
+from training.files import write_text
 from training.hardware import cpu
 from training.performance import check_precision, default_threads
 
@@ -81,6 +83,8 @@ def settings(cfg: DictConfig) -> SimpleNamespace:
     device = torch.device(s["device"] if s["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device={s['device']}: this machine has {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
     s["variants"] = s["variants"] or s[f"{device.type}_variants"]
     for variant in s["variants"]:
         check_precision(variant["precision"], device.type)
@@ -139,11 +143,11 @@ def main(cfg: DictConfig) -> dict:
     report = run(args, out)
     path = Path(args.report) if args.report else out / "benchmark.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(report))
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    write_text(path, markdown(report))  # atomic, never through a link
+    write_text(path.with_suffix(".json"), json.dumps(report, indent=2, default=str))
     print(markdown(report) + f"\nwritten: {path}, {path.with_suffix('.json')}")
     return report
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, config_name="benchmark")()
+    entry_point(CONFIG_DIR, main, config_name="benchmark", check=check_benchmark)()

@@ -29,9 +29,9 @@ import hydra
 from omegaconf import DictConfig
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from reporting.comparison import (NUMBERS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
+from reporting.comparison import (NUMBERS, OUTPUTS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                   sort_rows, write_csv)
-from training.files import write_text
+from training.files import refuse_link, write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -51,6 +51,8 @@ def check(cfg: DictConfig) -> None:
 def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: bool = True) -> list[dict]:
     """Write and print the comparison of the runs under ``root``; returns the runs, sorted."""
     sort = sort.replace("/", "_")
+    for name in OUTPUTS:  # all checked before the first is written: no output goes through a link
+        refuse_link(root / name)
     runs = find_runs(root)
     if not runs:
         raise UserError(f"no training runs under {root} (a run dir holds the .hydra/ folder that train.py writes)")

@@ -27,11 +27,13 @@ from omegaconf import DictConfig
 from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from cli.records import write_json
 from cli.resolvers import register_model_of
-from cli.trust import build_datamodule, build_model, stored_config
+from cli.rundir import claim_run_dir
+from cli.trust import build_datamodule, build_model, evaluation_data, stored_config
 from cli.weights import card_datamodule, export
 from models import create_model
 from models.weights import find_card, is_community_file, read_card, read_community, shipped
-from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
+from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, run_dir_of, warn_non_finite
+from training.files import save_figure
 from training.module import ImageClassifier
 from training.plots import confusion_matrix_figure, confusion_matrix_text
 from training.progress import metrics_table, quiet
@@ -70,10 +72,11 @@ def build(cfg: DictConfig):
     path = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(path)
     config = stored_config(checkpoint, str(path))  # options only: a stored _target_ we do not name is refused
-    replace = {k: v for k, v in cfg.data.items() if v is not None and k in config["data"]}
-    datamodule = build_datamodule(config, str(path), replace)
+    datamodule = build_datamodule(config, str(path), evaluation_data(cfg, config, str(path)))  # data_dir: ours
     net = build_model(config, str(path), num_classes=datamodule.num_classes, in_channels=datamodule.in_channels)
     module = ImageClassifier(net, num_classes=datamodule.num_classes, config=config)
+    check_fits(module.state_dict(), checkpoint["state_dict"], str(path), f"model={config['model']['name']} as stored")
+    warn_non_finite(checkpoint["state_dict"], path)
     module.load_state_dict(checkpoint["state_dict"])
     return path, ready(datamodule), module, make_trainer(cfg)
 
@@ -94,6 +97,7 @@ def make_trainer(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     path, datamodule, module, trainer = build(cfg)
+    user_errors_as_lines(claim_run_dir)(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
     log_to_file(cfg.paths.output_dir, "evaluate")
     trainer.test(module, datamodule=datamodule, verbose=cfg.verbose)
     results = module.test_results
@@ -112,7 +116,7 @@ def evaluate(cfg: DictConfig) -> dict:
     model = (module.hparams.config or {}).get("model", {}).get("name", "model")
     data = datamodule.name
     figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"], title=f"{model} on {data} (test)")
-    figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
+    save_figure(figure, output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
         if hasattr(logger.experiment, "add_figure"):
             logger.experiment.add_figure("test/confusion_matrix", figure)
@@ -126,7 +130,8 @@ def evaluate(cfg: DictConfig) -> dict:
         for png in write_pngs(module.net, images[:64], targets[:64], output_dir, getattr(datamodule, "shift", None), getattr(datamodule, "scale", None)):
             print(f"wrote {png}")
     if cfg.export:
-        card = user_errors_as_lines(export)(run_dir_of(path), cfg.export)
+        card = user_errors_as_lines(export)(run_dir_of(path), cfg.export, data_dir=cfg.data.data_dir or cfg.paths.data_dir,
+                                            force=cfg.force)
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
     print(f"run dir: {output_dir}")
     return report

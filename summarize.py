@@ -25,6 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.validation import MAX_IMAGE_SIZE
+from training.files import save_figure, write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -35,6 +37,9 @@ def input_size(cfg: DictConfig) -> tuple[int, int]:
     size = list(size) if isinstance(size, (list, tuple, ListConfig)) else [size, size]
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
         raise UserError(f"input_size must be a positive integer or [height, width], got {cfg.input_size!r}")
+    if max(size) > MAX_IMAGE_SIZE:  # checked before any tensor exists: 20000 pixels a side asks for hundreds of GB
+        raise UserError(f"input_size={cfg.input_size if cfg.input_size is not None else size[0]}: at most {MAX_IMAGE_SIZE} "
+                        f"pixels a side (one feature map of a larger input needs gigabytes)")
     return size[0], size[1]
 
 
@@ -93,9 +98,7 @@ def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
     image = unnormalize(datamodule.test_set[0][0][None], datamodule.shift, datamodule.scale)[0]
     title = f"{cfg.model.name}, {name}: the central unit sees {row.rf[0]}x{row.rf[1]} input pixels"
     figure, _, _ = receptive_field_figure(image, row, title)
-    path = Path(cfg.paths.output_dir) / "receptive_field_image.png"
-    figure.savefig(path, dpi=120)
-    return path
+    return save_figure(figure, Path(cfg.paths.output_dir) / "receptive_field_image.png", dpi=120)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="summarize")
@@ -113,7 +116,7 @@ def main(cfg: DictConfig) -> dict:
     if cfg.output is None:
         sys.stdout.write(text)
     else:
-        Path(cfg.output).write_text(text)
+        write_text(Path(cfg.output), text)  # atomic, never through a link
         print(f"wrote {cfg.output}", file=sys.stderr)
     if cfg.plot:
         from reporting.figures import receptive_field_profile

@@ -18,6 +18,7 @@ check of the command line run before torch and Lightning are imported (inside bu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -34,6 +35,7 @@ from cli.commandline import (entry_point, fail, instantiate_all, instantiate_tra
                              user_errors_as_lines)
 from cli.records import flat_hparams, log_settings, record_failure, save_run_config, write_manifest, write_metrics
 from cli.resolvers import RESOLVERS
+from cli.rundir import claim_run_dir
 from cli.trust import start_from
 from cli.validation import check_config
 
@@ -49,6 +51,7 @@ REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config; bad input fails here, before any download or training."""
+    from training.checkpoints import RunCheckpointIO  # atomic saves; deletes inside the run's checkpoint dir only
     from training.module import ImageClassifier
     from training.performance import usable_precision
 
@@ -73,22 +76,25 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
     precision = usable_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # bf16: refused on a CPU that emulates it
     trainer = instantiate_trainer(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False,
-                                  enable_model_summary=cfg.verbose)  # else one line of ours (train())
+                                  enable_model_summary=cfg.verbose, plugins=[RunCheckpointIO.of(callbacks)])  # summary: ours (train())
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
     return datamodule, module, trainer
 
 
+@user_errors_as_lines  # a write that fails (full disk, read-only) anywhere in the run: one line
 def train(cfg: DictConfig) -> float | None:
     import lightning as L
     import torch
 
     from analysis.introspection import count_parameters_and_macs
     from training.callbacks import DivergenceError
+    from training.files import WriteError
     from training.progress import metrics_table, model_line
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
+    claim_run_dir(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
     log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
     save_run_config(cfg)
     write_manifest(cfg)
@@ -102,12 +108,14 @@ def train(cfg: DictConfig) -> float | None:
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume, weights_only=True)
-    except DivergenceError as error:
+    except (DivergenceError, WriteError) as error:  # WriteError: a full disk, earlier checkpoints untouched
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep records this run as diverged and goes on
+            raise  # the sweep records this run as diverged or failed and goes on
+        status = "diverged" if isinstance(error, DivergenceError) else "failed"
         if trainer.is_global_zero:
-            write_metrics(cfg, {"status": "diverged", "error": str(error), "epochs": trainer.current_epoch})
-        fail(str(error), status=1)
+            with contextlib.suppress(WriteError):  # the disk may not even hold metrics.json
+                write_metrics(cfg, {"status": status, "error": str(error), "epochs": trainer.current_epoch})
+        fail(str(error), status=1 if status == "diverged" else 2)
     seconds = time.perf_counter() - start
     steps = trainer.global_step - module.segment_start_step  # this segment's own: a resumed run's earlier steps took other time
 

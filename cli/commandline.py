@@ -29,6 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from training.errors import UserError
 
 from .resolvers import register_resolvers
+from .rundir import check_run_dir_arguments
 
 
 # the user errors of rooms that may not import this one: (module, class), looked up only once imported
@@ -38,9 +39,14 @@ HYDRA_FLAGS = ("-m", "--multirun")
 
 
 def unwrap(error: BaseException) -> BaseException:
-    """The error Hydra wrapped while instantiating a part."""
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
+    """The error Hydra wrapped while instantiating a part, or OmegaConf while resolving an interpolation."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    while isinstance(error, (InstantiationException, InterpolationResolutionError)):
+        inner = error.__cause__ or (error.__context__ if isinstance(error, InterpolationResolutionError) else None)
+        if inner is None:
+            break
+        error = inner
     return error
 
 
@@ -75,7 +81,9 @@ def check_overrides(argv: list[str], config_dir: Path) -> None:
         if not match or match.group(1) not in groups:
             continue
         group, value = match.groups()
-        if value in ("", "null") or any(c in value for c in "()[]${}*"):
+        if value == "" and not arg.startswith("~"):
+            raise UserError(f"{arg}: no {group} option given; valid: {', '.join(groups[group])}")
+        if value == "null" or any(c in value for c in "()[]${}*"):
             continue  # sweeps like choice(...), interpolations: leave to Hydra
         for option in value.split(","):
             if option not in groups[group]:
@@ -177,14 +185,55 @@ def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, g
         if OmegaConf.select(base, key, default="???missing") != "???missing":
             continue
         parts = key.split(".")
-        if any("_target_" in node for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
-                                                 for i in range(1, len(parts))) if isinstance(node, DictConfig)):
+        owner = OmegaConf.select(cfg, ".".join(parts[:-1]), default=None) if len(parts) > 1 else None
+        if isinstance(owner, DictConfig) and isinstance(owner.get("_target_"), str):
+            if not parts[-1].startswith("_"):  # _target_, _partial_, ...: Hydra's own
+                check_argument(arg, owner._target_, parts[-1])  # +trainer.foo=1: Lightning's Trainer takes no foo
             continue
+        if any("_target_" in node for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
+                                                 for i in range(1, len(parts) - 1)) if isinstance(node, DictConfig)):
+            continue  # deeper inside a part's argument (a dict it takes)
         parent, valid = node_keys(base, ".".join(parts[:-1]))
         near = difflib.get_close_matches(parts[-1], valid, n=1)
         did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
         raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
                         f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
+
+
+def arguments_of(target: str) -> list[str] | None:
+    """The keyword arguments the callable ``target`` takes, following ``**kwargs`` up a class's bases;
+    None when it cannot be told (a function taking ``**kwargs``, a name that does not import)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        found = get_object(target)
+    except Exception:  # noqa: BLE001 -- a target that does not import is reported when it is built
+        return None
+    functions = [c.__dict__["__init__"] for c in found.__mro__ if "__init__" in c.__dict__ and c is not object] \
+        if inspect.isclass(found) else [found]
+    names: set[str] = set()
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return sorted(names)
+    return None
+
+
+def check_argument(arg: str, target: str, name: str) -> None:
+    """``+part.name=value`` where the part ``target`` takes no argument ``name``: one line, before anything is
+    built or written (else the part's constructor, or an optimizer only when training starts, fails)."""
+    valid = arguments_of(target)
+    if valid is None or name in valid:
+        return
+    near = difflib.get_close_matches(name, valid, n=1)
+    did = f" (did you mean {near[0]}?)" if near else ""
+    raise UserError(f"{arg}: {target} takes no argument {name!r}{did}; valid: {', '.join(valid)}")
 
 
 def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
@@ -197,7 +246,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from .validation import check_config
+    from .validation import check_config, check_interpolations
 
     check_overrides(argv, config_dir)
     flags = [a for a in argv if a.startswith("-")]
@@ -216,6 +265,11 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
         for variant in concrete_variants(parsed):
             try:
                 cfg = compose_(variant)
+            except ValueError as error:  # model=null: a group no config may leave out
+                if "Config group override must be" not in str(error):
+                    raise
+                raise UserError(f"{' '.join(a for a in variant if a.endswith('=null'))}: this group cannot be left out "
+                                f"(null); give one of its options (python {Path(sys.argv[0]).name} --help lists them)") from None
             except HydraException as error:  # ConfigCompositionException: an override Hydra cannot apply
                 translated = unknown_key_error(error, variant, compose_, groups, hints or {})
                 if translated is None:
@@ -226,6 +280,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, hint
                 raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
             if not multirun:
                 check_config(cfg, unset)
+                check_interpolations(cfg)
                 if check is not None:  # the entry point's own rules
                     check(cfg)
     finally:
@@ -274,12 +329,12 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     import yaml
 
-    from training.checkpoints import load_checkpoint, resume_target  # torch: only when resuming
+    from training.checkpoints import resume_target  # torch: only when resuming
 
     from .trust import stored_config
 
-    checkpoint, run_dir = resume_target(targets[-1])
-    stored_config(load_checkpoint(checkpoint), str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
+    checkpoint, run_dir, loaded = resume_target(targets[-1])
+    stored_config(loaded, str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
     source = run_dir / ".hydra" / "overrides.yaml"
     try:
         original = yaml.safe_load(source.read_text()) or []
@@ -288,8 +343,33 @@ def resume_argv(argv: list[str]) -> list[str]:
     keep = lambda a: not a.startswith(("resume=", "hydra.run.dir="))  # noqa: E731
     original = [a for a in original if not isinstance(a, str) or keep(a)]
     check_untrusted_overrides([a for a in original if a not in argv], str(source))
+    original = drop_stored_locations(original, argv, str(source))
     quoted = lambda path: "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731  a sweep run's dir: optimizer=sgd,seed=1
     return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"]
+
+
+# the last part of a key that says where something is written or read from disk (callbacks.*.dirpath,
+# logger.*.save_dir, trainer.default_root_dir, ...); with paths.* and logger.*.name / version / sub_dir (folders below save_dir)
+LOCATION_KEYS = ("dirpath", "filename", "save_dir", "data_dir", "root_dir", "output_dir", "log_dir", "default_root_dir", "dir")
+
+
+def names_a_location(key: str) -> bool:
+    parts = key.split(".")
+    return (parts[0] == "paths" or parts[-1] in LOCATION_KEYS
+            or (parts[0] == "logger" and len(parts) > 2 and parts[-1] in ("name", "version", "sub_dir")))
+
+
+def drop_stored_locations(overrides: list[str], argv: list[str], source: str) -> list[str]:
+    """A run dir's overrides without those that choose where anything is written (``paths.output_dir=``,
+    ``callbacks.*.dirpath=``, ``logger.*.save_dir=``, ``data.data_dir=``, ...): a resumed run writes into
+    its own dir and takes its data and cache dirs from the command line. One line names what is ignored
+    (typed again on the command line, such an override is the user's and kept)."""
+    parsed = parse_overrides(overrides)
+    ignored = [o.input_line for o in parsed if names_a_location(o.key_or_group) and o.input_line not in argv]
+    if ignored:
+        print(f"note: {source}: ignored {', '.join(ignored)}: a run dir does not choose where anything is written "
+              "(give it on the command line to use it)", file=sys.stderr)
+    return [o for o in overrides if o not in ignored]
 
 
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
@@ -305,6 +385,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
         os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
         register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
         try:
+            check_run_dir_arguments(sys.argv[1:])  # before Hydra creates it: a file, a read-only file system
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])
             if config_name is None:
@@ -315,7 +396,12 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
             if is_user_error(error):
                 fail(message(error))
             raise
-        return main()
+        try:
+            return main()
+        except Exception as error:  # a user error raised while Hydra sets the run up (its run dir cannot be made)
+            if is_user_error(error):
+                fail(message(error))
+            raise
 
     return run
 

@@ -19,6 +19,9 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from training.errors import UserError
+from training.files import safe_name
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -46,24 +49,31 @@ def unique_dir(path: str) -> str:
             Path(candidate).mkdir(parents=True, exist_ok=False)
             return candidate
         except FileExistsError:
-            continue
+            if Path(candidate).is_dir() or not Path(candidate).parent.is_dir():
+                continue
+            raise UserError(f"cannot create the run dir {candidate}: a file of that name is in the way") from None
+        except OSError as error:  # a read-only file system, no permission
+            raise UserError(f"cannot create the run dir {candidate}: {error.strerror}; "
+                            "run from a writable folder or give hydra.run.dir=<a writable folder>") from None
     raise AssertionError("unreachable")
 
 
 def model_of(ckpt_path: str | None, weights: str | None) -> str:
     """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
-    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why)."""
+    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why).
+    What a run dir or card stores is data: the name is cut to letters, digits and ``-_.`` (``safe_name``),
+    so it stays one folder-name part, never a path (``/../..``) nor an interpolation (``${...}``)."""
     try:
         if weights:
             text = str(weights)
             card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
                     else WEIGHTS_DIR / f"{text}.json")
-            return str(json.loads(card.read_text())["model"]["name"])
+            return safe_name(json.loads(card.read_text())["model"]["name"])
         if ckpt_path:
             path = Path(ckpt_path).resolve()
             for folder in (path, *path.parents):
                 if (folder / ".hydra" / "config.yaml").is_file():
-                    return str(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
+                    return safe_name(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         pass
     return "model"

@@ -178,6 +178,7 @@ def start_from(cfg, module) -> dict:
         checkpoint = load_checkpoint(cfg.resume)
         check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only, as resume_argv checked
         check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, fits)
+        check_unfinished(cfg, checkpoint)
         return {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
     if cfg.ckpt_path:
         path = resolve_checkpoint(cfg.ckpt_path)
@@ -186,3 +187,39 @@ def start_from(cfg, module) -> dict:
         check_fits(module.state_dict(), checkpoint["state_dict"], str(path), fits)
         module.load_state_dict(checkpoint["state_dict"])
     return {}
+
+
+def check_unfinished(cfg, checkpoint: dict) -> None:
+    """``resume=`` of a run that ended (its metrics.json says completed, and the checkpoint is at its last
+    epoch or early stopping ended it): one line, and nothing is run or rewritten."""
+    import json
+
+    try:
+        status = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return
+    epochs = int(checkpoint.get("epoch", -1)) + 1
+    stopped = any(isinstance(state, dict) and state.get("stopped_epoch") for key, state in
+                  (checkpoint.get("callbacks") or {}).items() if str(key).startswith("EarlyStopping"))
+    if status == "completed" and (epochs >= cfg.trainer.max_epochs or stopped):
+        why = "early stopping ended it" if stopped and epochs < cfg.trainer.max_epochs else f"{epochs} of {cfg.trainer.max_epochs} epochs done"
+        raise UserError(f"resume={cfg.resume}: this run is finished ({why}; metrics.json: completed), so nothing was run or "
+                        "changed; to train longer give trainer.max_epochs=<more> (a schedule without a run length), "
+                        "or start a new run from its weights: ckpt_path=<run dir> trainer.max_epochs=<more>")
+
+
+def evaluation_data(cfg, config: dict, source: str) -> dict:
+    """The stored data options ``evaluate.py``'s ``data.*`` replace: a key the checkpoint's data has not
+    (``data.root`` for a digits checkpoint) is refused, and ``data_dir`` (downloads, the image cache)
+    always comes from this command line (``data.data_dir``, else ``paths.data_dir``), never from the
+    checkpoint: a checkpoint does not choose where anything is written."""
+    stored = config["data"]
+    given = {key: value for key, value in cfg.data.items() if value is not None}
+    for key, value in given.items():
+        if key not in stored:
+            name = data_spec(config, source)[0]
+            raise UserError(f"data.{key}={value!r}: {source} was trained on data={name}, which has no {key}; "
+                            f"valid here: {', '.join(k for k in ('data_dir', 'root', 'batch_size', 'num_workers', 'pipeline') if k in stored)}")
+    if "data_dir" in stored:
+        given["data_dir"] = str(given.get("data_dir") or cfg.paths.data_dir)
+    return given

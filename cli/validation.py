@@ -20,6 +20,11 @@ from omegaconf.errors import OmegaConfBaseException
 from training.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+MAX_IMAGE_SIZE = 1024  # pixels a side: above it one feature map of a CIFAR-stem network alone needs gigabytes
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")  # the usual ones; torch._dynamo lists the rest
+# what train.py can return to a sweeper: validation and training metrics (test is never a selection criterion)
+OPTIMIZED = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc", "time_to_target_s")
 PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64, "16", 16, "bf16")
 
 
@@ -43,6 +48,20 @@ def _batches(value: Any) -> bool:  # limit_*_batches: a count, or a fraction of 
     return value is None or (_integer(value) and value >= 0) or (_number(value) and 0 <= value <= 1)
 
 
+def _some_batches(value: Any) -> bool:  # limit_train_batches: 0 would train nothing and still "succeed"
+    return value is None or (_integer(value) and value >= 1) or (_number(value) and not _integer(value) and 0 < value <= 1)
+
+
+def _compile_backend(value: Any) -> bool:
+    if value in COMPILE_BACKENDS:
+        return True
+    if not isinstance(value, str):
+        return False
+    import torch._dynamo  # the full list only for a name outside the usual ones: it costs seconds
+
+    return value in torch._dynamo.list_backends(exclude_tags=())
+
+
 RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("seed", "an integer", _integer),
     ("optimizer.lr", "a number > 0", lambda v: _number(v) and v > 0),
@@ -52,7 +71,7 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("optimizer.eps", "a number > 0", lambda v: _number(v) and v > 0),
     ("data.batch_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
     ("data.num_workers", "an integer >= 0", lambda v: _integer(v) and v >= 0),
-    ("data.image_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+    ("data.image_size", f"an integer in [1, {MAX_IMAGE_SIZE}]", lambda v: _integer(v) and 1 <= v <= MAX_IMAGE_SIZE),
     ("data.val_size", "an integer >= 0 (0: no validation split) or a fraction in (0, 1)",
      lambda v: (_integer(v) and v >= 0) or (_number(v) and not _integer(v) and 0 < v < 1)),
     ("data.crop_padding", "an integer >= 0", lambda v: _integer(v) and v >= 0),
@@ -68,7 +87,7 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("trainer.gradient_clip_val", "null or a number >= 0", lambda v: v is None or (_number(v) and v >= 0)),
     ("trainer.check_val_every_n_epoch", "null or an integer >= 1", lambda v: v is None or (_integer(v) and v >= 1)),
     ("trainer.log_every_n_steps", "an integer >= 1", lambda v: _integer(v) and v >= 1),
-    ("trainer.limit_train_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
+    ("trainer.limit_train_batches", "null, an integer >= 1 or a fraction in (0, 1] (0 trains nothing)", _some_batches),
     ("trainer.limit_val_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
     ("trainer.limit_test_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
     ("model.dropout", "a number in [0, 1)", lambda v: v is None or (_number(v) and 0 <= v < 1)),
@@ -81,11 +100,17 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
      lambda v: v is None or (_integer(v) and v >= 1)),
     ("callbacks.early_stopping.patience", "an integer >= 0", lambda v: _integer(v) and v >= 0),
     ("test", "true or false", lambda v: isinstance(v, bool)),
+    ("visualize", "true or false", lambda v: isinstance(v, bool)),
+    ("force", "true or false", lambda v: isinstance(v, bool)),
+    ("optimized_metric", f"one of {', '.join(OPTIMIZED)}", lambda v: v in OPTIMIZED),
     ("performance.matmul_precision", "one of highest, high, medium", lambda v: v in ("highest", "high", "medium")),
     ("performance.channels_last", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
     ("performance.compile", "true, false or auto", lambda v: isinstance(v, bool) or v == "auto"),
     ("performance.compile_min_steps", "an integer >= 0", lambda v: _integer(v) and v >= 0),
     ("performance.threads", "null, 0 (torch's own) or an integer >= 1", lambda v: v is None or (_integer(v) and v >= 0)),
+    ("performance.compile_mode", f"one of null, {', '.join(map(str, COMPILE_MODES[1:]))}", lambda v: v in COMPILE_MODES),
+    ("performance.compile_backend", f"a torch.compile backend ({', '.join(COMPILE_BACKENDS)}, ...: torch._dynamo.list_backends())",
+     _compile_backend),
 ]
 
 _ABSENT = object()
@@ -104,3 +129,47 @@ def check_config(cfg: DictConfig, unset: tuple[str, ...] = ()) -> None:
         if not ok(value):
             finite = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
             raise UserError(f"{key}={value!r} is not valid: it must be {valid}{finite}")
+
+
+def check_interpolations(cfg: DictConfig, path: str = "") -> None:
+    """Every ``${...}`` of the composed config (the ``hydra`` node and what only a Hydra run can resolve,
+    ``${hydra:...}``, aside) resolves: ``data.data_dir=${oc.env:NOPE}`` is one line naming the key,
+    not a traceback when the part is built. The run's own resolvers (``unique_dir``, which creates a
+    folder) live in the ``hydra`` node, which is never resolved here."""
+    from omegaconf import ListConfig
+
+    keys = cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg))
+    for key in keys:
+        name = f"{path}.{key}" if path else str(key)
+        if name == "hydra":
+            continue
+        node = cfg._get_node(key)
+        if node._is_interpolation():
+            try:
+                cfg[key]
+            except OmegaConfBaseException as error:
+                text = str(error).splitlines()[0]
+                if "hydra" not in text.lower():  # ${hydra:...}: resolved by the run itself
+                    raise UserError(f"{name}={node._value()!r} does not resolve: {text}") from None
+        elif isinstance(node, (DictConfig, ListConfig)) and not node._is_none() and not node._is_missing():
+            check_interpolations(node, name)
+
+
+def check_benchmark(cfg: DictConfig) -> None:
+    """benchmark.py's settings whose bad value would fail deep inside a measurement, or allocate gigabytes
+    (``image_size=30000``), before anything runs: one line naming the value and what would be valid."""
+    def count(key: str, low: int, high: float = math.inf) -> None:
+        value = cfg[key]
+        if not (_integer(value) and low <= value <= high):
+            raise UserError(f"{key}={value!r} is not valid: it must be an integer in [{low}, {high:g}]")
+
+    if cfg.threads is not None:
+        count("threads", 1, 4096)
+    if cfg.batch_sizes is not None and (not OmegaConf.is_list(cfg.batch_sizes) or not len(cfg.batch_sizes)
+                                        or not all(_integer(b) and 1 <= b <= 65536 for b in cfg.batch_sizes)):
+        raise UserError(f"batch_sizes={cfg.batch_sizes!r} is not valid: it must be null or a list of integers in [1, 65536], e.g. [128]")
+    count("image_size", 8, MAX_IMAGE_SIZE)
+    for key, low in (("warmup", 0), ("steps", 1), ("repeats", 1), ("data_size", 1), ("workers", 0)):
+        count(key, low)
+    if not (isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)):
+        raise UserError(f"device={cfg.device!r} is not valid: it must be auto, cpu, cuda or cuda:<index>")

@@ -12,25 +12,37 @@ wall time, library versions, the commit, and the file's sha256. Its test
 accuracy is measured here, on the exported file, through the same function
 that tests and ``evaluate.py weights=`` use, so the card and any re-check
 agree to the image.
+
+Export is all or nothing: the file and its card are built and verified in a
+temporary folder inside the destination, then moved in; a failure leaves the
+destination as it was, and the weights of another data set or run (another
+checkpoint's sha256 on the card) are replaced only with ``force=true``. A card
+read back is checked before use: its ``file`` a plain name beside it, its
+``data.image_size`` bounded.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
 
-from datamodules import ClassificationDataModule, ImageFolderDataModule, TorchvisionDataModule
+from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
+from datamodules.torchvision_sets import DATASETS
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
+from training.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 
 from .trust import build_datamodule, model_spec, stored_config
+from .validation import MAX_IMAGE_SIZE
 
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
                 "../shared/data/cifar10-jpeg.tar.gz, sha256 45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
+KNOWN_DATA = {"cifar10-jpeg": "cifar10"}  # the data set such a copy is
 
 
 def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:
@@ -48,16 +60,41 @@ def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple
     return correct, total
 
 
+def card_data(card: dict, source: object = "the card") -> dict:
+    """The card's ``data`` section, checked before anything is allocated: an ``image_size`` of 30000 would
+    ask for gigabytes per image, a missing section or a non-number statistic would fail deep inside."""
+    data = card.get("data")
+    if not isinstance(data, dict):
+        raise WeightsError(f"{source}: its data is {data!r}; expected the data section export writes")
+    size, norm, split = data.get("image_size"), data.get("normalization"), data.get("split")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise WeightsError(f"{source}: its data.image_size is {size!r}; expected an integer in [1, {MAX_IMAGE_SIZE}] "
+                           "(a larger image needs gigabytes)")
+    numbers = lambda v: isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)  # noqa: E731
+    if not isinstance(norm, dict) or not numbers(norm.get("shift")) or not numbers(norm.get("scale")):
+        raise WeightsError(f"{source}: its data.normalization is {norm!r}; expected method, shift and scale (lists of numbers)")
+    if not isinstance(split, dict) or isinstance(split.get("seed"), bool) or not isinstance(split.get("seed"), int):
+        raise WeightsError(f"{source}: its data.split is {split!r}; expected the seed and sizes of the split")
+    if not isinstance(data.get("name"), str):
+        raise WeightsError(f"{source}: its data.name is {data.get('name')!r}; expected a data set name")
+    return data
+
+
 def card_datamodule(card: dict, root: str | None = None, data_dir: str = "data", download: bool = True,
                     batch_size: int = 500) -> ClassificationDataModule:
     """The test split the card's weights were measured on, normalized with the card's statistics:
-    an image folder at ``root`` (e.g. the CIFAR-10 JPEG copy), else torchvision's copy in ``data_dir``."""
-    data = card["data"]
+    an image folder at ``root`` (e.g. the CIFAR-10 JPEG copy), digits (scikit-learn's), else torchvision's
+    copy in ``data_dir``."""
+    data = card_data(card)
     common = dict(data_dir=data_dir, batch_size=batch_size, image_size=data["image_size"], augment="none",
-                  normalize=data["normalization"]["method"], stats=data["normalization"], seed=data["split"]["seed"],
-                  val_size=data["split"]["val"], pipeline="tensor")
+                  normalize=data["normalization"].get("method"), stats=data["normalization"], seed=data["split"]["seed"],
+                  val_size=data["split"].get("val"), pipeline="tensor")
     if root:
         return ImageFolderDataModule(root=root, num_workers=0, **common)
+    if data["name"] == "digits":
+        return DigitsDataModule(**common)
+    if data["name"] not in DATASETS:
+        raise WeightsError(f"the card's data set {data['name']!r} is a folder of images: give data.root=<that folder>")
     return TorchvisionDataModule(dataset=data["name"], download=download, **common)
 
 
@@ -87,11 +124,43 @@ def data_copy(data_cfg: dict) -> str:
     for name, description in KNOWN_COPIES.items():
         if Path(root).name == name:
             return description
-    return root or f"torchvision's {data_cfg.get('dataset')} download"
+    if root:
+        return Path(root).name  # the folder's name: a record names no machine's path
+    return f"torchvision's {data_cfg['dataset']} download" if data_cfg.get("dataset") else "scikit-learn's digits"
 
 
-def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str = "cifar10") -> Path:
-    """Write ``<out_dir>/<model>-<data_name>.pth`` (the best-val checkpoint's network) and its card; return the card."""
+def data_name(datamodule: ClassificationDataModule, data_cfg: dict) -> str:
+    """The data set a run trained on, as the weights file names it: ``cifar10`` (torchvision's or the
+    JPEG copy), ``digits``, or an image folder's own name."""
+    root = Path(str(data_cfg.get("root") or ""))
+    return KNOWN_DATA.get(root.name) or safe_name(root.name if root.name else datamodule.name, "data")
+
+
+def check_replaceable(card_path: Path, data: str, source: str, force: bool) -> None:
+    """Export never replaces the weights of another data set or another run unless ``force=true``: an
+    existing card must name the same data set and the same checkpoint (its sha256)."""
+    file = card_path.with_suffix(".pth")
+    if not card_path.exists() and not file.exists():
+        return
+    try:
+        card = json.loads(card_path.read_text())
+        same = card["data"]["name"] == data and card["source"]["checkpoint_sha256"] == source
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+    if not same and not force:
+        raise WeightsError(f"{file} exists and holds another run's or another data set's weights; refusing to replace "
+                           "it (give force=true to replace it, or export=<another folder>)")
+
+
+def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str = "data", force: bool = False) -> Path:
+    """Write ``<out_dir>/<model>-<data>.pth`` (the best-val checkpoint's network) and its card; return the card.
+    All or nothing: both files are built and verified (the card read back, the file's sha256 checked, the
+    weights loaded and their test accuracy measured) in a temporary folder inside ``out_dir``, then moved in;
+    any failure leaves ``out_dir`` as it was. ``data_dir``: where the data is (from the command line)."""
+    import tempfile
+
+    import torch
+
     run_dir = Path(run_dir)
     record = run_record(run_dir)
     metrics, manifest = record["metrics"], record["manifest"]
@@ -102,8 +171,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
     config = stored_config(checkpoint, str(checkpoint_path))  # options only: a stored _target_ we do not name is refused
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
-    data_cfg = {k: v for k, v in config["data"].items() if k != "_target_"}
-    datamodule = build_datamodule(config, str(checkpoint_path))
+    data_cfg = {k: v for k, v in config["data"].items() if k not in ("_target_", "data_dir")}
+    datamodule = build_datamodule(config, str(checkpoint_path), {"data_dir": data_dir} if "data_dir" in config["data"] else {})
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_name, options = model_spec(config, str(checkpoint_path))
@@ -113,51 +182,73 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    file = out_dir / f"{model_name}-{data_name}.pth"
-    import torch
-
-    torch.save(net.state_dict(), file)
-    card = {
-        "format": CARD_FORMAT,
-        "model": {"name": model_name, "options": options},
-        "data": {"name": data_name, "copy": data_copy(data_cfg), "image_size": datamodule.image_size,
-                 "split": {"train": len(datamodule.train_set), "val": len(datamodule.val_set), "test": len(datamodule.test_set),
-                           "seed": datamodule.seed, "how": "stratified validation split of train/, drawn with the seed"},
-                 "normalization": {"method": datamodule.normalize, "shift": datamodule.shift, "scale": datamodule.scale,
-                                   "applied_as": "(x / 255 - shift) / scale, per channel"},
-                 "classes": list(map(str, datamodule.classes))},
-        "recipe": {"experiment": record["choices"].get("experiment"), "overrides": record["overrides"],
-                   "command": manifest.get("command"), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
-        "seed": config.get("seed"),
-        "epochs": metrics.get("epochs"),
-        "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",
-        "metrics": {"val_acc": metrics.get("val/acc_best"), "run_test_acc": metrics.get("test/acc")},
-        "training": {"wall_time_s": metrics.get("wall_time_s"), "cpu": manifest.get("cpu"), "devices": manifest.get("devices"),
-                     "torch_threads": manifest.get("torch_threads"), "resumed": len(manifest.get("resumes", [])),
-                     "platform": manifest.get("platform")},
-        "software": {"python": manifest.get("python"), **(manifest.get("packages") or {}), "cuda": manifest.get("cuda")},
-        "commit": (manifest.get("git") or {}).get("commit"), "dirty": (manifest.get("git") or {}).get("dirty"),
-        "file": file.name,
-        "bytes": file.stat().st_size,
-        "sha256": sha256(file),
-    }
-    # measured exactly as evaluate.py weights= and the tests measure it: the card's statistics, the shipped file
-    test_data = card_datamodule(card, root=data_cfg.get("root"), data_dir=data_cfg.get("data_dir", "data"), download=False)
-    correct, total = test_accuracy(_loaded(model_name, options, file), test_data)
-    card["metrics"].update(test_acc=correct / total, test_correct=correct, test_images=total)
-    card_path = file.with_suffix(".json")
-    partial = card_path.with_name(f".{card_path.name}.tmp")
-    partial.write_text(json.dumps(card, indent=2) + "\n")
-    partial.replace(card_path)
+    data = data_name(datamodule, data_cfg)
+    card_path = out_dir / f"{model_name}-{data}.json"
+    source = sha256(checkpoint_path)
+    check_replaceable(card_path, data, source, force)
+    for path in (card_path, card_path.with_suffix(".pth")):
+        refuse_link(path)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as staging:
+        file = Path(staging) / card_path.with_suffix(".pth").name
+        atomic_write(file, lambda handle: torch.save(net.state_dict(), handle))
+        card = {
+            "format": CARD_FORMAT,
+            "model": {"name": model_name, "options": options},
+            "data": {"name": data, "copy": data_copy(data_cfg), "image_size": datamodule.image_size,
+                     "split": {"train": len(datamodule.train_set), "val": len(datamodule.val_set), "test": len(datamodule.test_set),
+                               "seed": datamodule.seed, "how": "stratified validation split of train/, drawn with the seed"},
+                     "normalization": {"method": datamodule.normalize, "shift": datamodule.shift, "scale": datamodule.scale,
+                                       "applied_as": "(x / 255 - shift) / scale, per channel"},
+                     "classes": list(map(str, datamodule.classes))},
+            "recipe": {"experiment": record["choices"].get("experiment"), "overrides": record["overrides"],
+                       "command": manifest.get("command"), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
+            "seed": config.get("seed"),
+            "epochs": metrics.get("epochs"),
+            "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",
+            "source": {"checkpoint": checkpoint_path.name, "checkpoint_sha256": source},
+            "metrics": {"val_acc": metrics.get("val/acc_best"), "run_test_acc": metrics.get("test/acc")},
+            "training": {"wall_time_s": metrics.get("wall_time_s"), "cpu": manifest.get("cpu"), "devices": manifest.get("devices"),
+                         "torch_threads": manifest.get("torch_threads"), "resumed": len(manifest.get("resumes", [])),
+                         "platform": manifest.get("platform")},
+            "software": {"python": manifest.get("python"), **(manifest.get("packages") or {}), "cuda": manifest.get("cuda")},
+            "commit": (manifest.get("git") or {}).get("commit"), "dirty": (manifest.get("git") or {}).get("dirty"),
+            "file": file.name,
+            "bytes": file.stat().st_size,
+            "sha256": sha256(file),
+        }
+        # verified as a user meets it: the card read back, the sha256 checked, the file loaded into the model it names;
+        # then measured exactly as evaluate.py weights= and the tests measure it: the card's statistics, the staged file
+        staged_card = write_json(file.with_suffix(".json"), card)
+        test_data = card_datamodule(read_card(staged_card), root=data_cfg.get("root"), data_dir=data_dir, download=False)
+        correct, total = test_accuracy(create_model(model_name, weights=str(file), **options), test_data)
+        card["metrics"].update(test_acc=correct / total, test_correct=correct, test_images=total)
+        write_json(staged_card, card)
+        read_card(staged_card)
+        move_in([(file, card_path.with_suffix(".pth")), (staged_card, card_path)], Path(staging))
+        fsync_dir(out_dir)
     return card_path
 
 
-def _loaded(model_name: str, options: dict, file: Path) -> nn.Module:
-    import torch
-
-    net = create_model(model_name, **options)
-    net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True), strict=True)
-    return net.eval()
+def move_in(moves: list[tuple[Path, Path]], staging: Path) -> None:
+    """Rename each staged file over its destination, the card last (it names the file's sha256); if a rename
+    fails, the destinations already replaced get their earlier files back (kept as links in ``staging``)."""
+    kept = []
+    for _, target in moves:
+        if target.exists():
+            os.link(target, staging / f"{target.name}.before")
+            kept.append(target)
+    done = []
+    try:
+        for source, target in moves:
+            os.replace(source, target)
+            done.append(target)
+    except OSError as error:
+        for target in done:
+            if target in kept:
+                os.replace(staging / f"{target.name}.before", target)
+            else:
+                target.unlink()
+        raise write_error(moves[len(done)][1], error) from None
 
 
 __all__ = ["export", "evaluate_card", "test_accuracy", "card_datamodule", "find_card"]

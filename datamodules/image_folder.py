@@ -26,7 +26,9 @@ data module is set up (on the tensor path that decoding is the cache; on the
 torchvision path it is a check, repeated at every set-up). A missing class,
 a file that does not decode (truncated, or not an image at all) or an image
 whose pixels are not 8-bit (16-bit, 32-bit or float modes) gets one line
-naming the file or the class and what was expected.
+naming the file or the class and what was expected. Symbolic links inside the
+folder are not followed (one warning line counts them): a link loop would read
+the same images again and again, a link out of the tree files that are not its.
 """
 
 from __future__ import annotations
@@ -91,6 +93,38 @@ def by_value(items: list) -> tuple:
     return [image.numpy() for image in images], targets, problems
 
 
+class LinkFreeImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder that follows no symbolic link: a linked class folder, sub-folder or file
+    (a loop back into the tree, ``ln -s .. train/cat/loop``, or a way out of it) is skipped and counted in
+    ``skipped_links``, never read. Classes and files come in torchvision's order (sorted)."""
+
+    skipped_links: list[str] = []
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        samples, found, links = [], set(), []
+        for name in sorted(class_to_idx):
+            for top, folders, files in sorted(os.walk(os.path.join(directory, name), followlinks=False)):
+                links += [os.path.join(top, f) for f in folders + files if os.path.islink(os.path.join(top, f))]
+                for file in sorted(files):
+                    path = os.path.join(top, file)
+                    if not os.path.islink(path) and datasets.folder.has_file_allowed_extension(path, extensions):
+                        samples.append((path, class_to_idx[name]))
+                        found.add(name)
+        LinkFreeImageFolder.skipped_links += links
+        empty = sorted(set(class_to_idx) - found)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}. "
+                                    f"Supported extensions are: {', '.join(extensions or ())}")
+        return samples
+
+
 class ImageFolderDataModule(ClassificationDataModule):
     name = "image_folder"
     in_channels = 3
@@ -105,8 +139,8 @@ class ImageFolderDataModule(ClassificationDataModule):
                 raise DataError(
                     f"data.root={root!r} has no {split}/ folder; expected {root}/train/<class>/* and {root}/test/<class>/*"
                 )
-        self.classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
-        tested = sorted(p.name for p in (self.root / "test").iterdir() if p.is_dir())
+        self.classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir() and not p.is_symlink())
+        tested = sorted(p.name for p in (self.root / "test").iterdir() if p.is_dir() and not p.is_symlink())
         for name, has, lacks in [(c, "train", "test") for c in self.classes if c not in tested] + [
                 (c, "test", "train") for c in tested if c not in self.classes]:
             raise DataError(f"data.root={root!r}: class {name!r} has a {has}/ folder but no {lacks}/{name}/ folder; "
@@ -127,10 +161,16 @@ class ImageFolderDataModule(ClassificationDataModule):
         return v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size)])
 
     def folder(self, split: str) -> datasets.ImageFolder:
+        LinkFreeImageFolder.skipped_links = []
         try:
-            return datasets.ImageFolder(str(self.root / split))
+            found = LinkFreeImageFolder(str(self.root / split))
         except FileNotFoundError as error:  # torchvision: a class folder without a single image file
             raise DataError(f"data.root={str(self.root)!r}: {split}/: {str(error).splitlines()[0]}") from None
+        links = LinkFreeImageFolder.skipped_links
+        if links:
+            log.warning(f"data.root={str(self.root)!r}: {len(links)} symbolic links in {split}/ not followed "
+                        f"(first: {os.path.relpath(links[0], self.root)}); only the files and folders of the tree are read")
+        return found
 
     def check(self, checked: Checked) -> list:
         """Decode every image of ``checked`` once (``num_workers`` processes); the batches, or

@@ -87,10 +87,26 @@ def read_card(card: Path) -> dict:
         data = json.loads(card.read_text())
     except (OSError, ValueError) as error:
         raise WeightsError(f"{card} is not a readable weights card: {error}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{card} is not a weights card of this project (not a JSON object)")
     for key in ("model", "file", "sha256"):
         if key not in data:
             raise WeightsError(f"{card} is not a weights card of this project (no {key!r})")
+    check_card_fields(card, data)
     return data
+
+
+def check_card_fields(card: Path, data: dict) -> None:
+    """A card is data: its ``file`` is a plain file name beside it (never a path: ``../x.pth``,
+    ``/etc/x``), its ``model`` a name with options, its ``sha256`` a digest; else one line."""
+    model, file, digest = data["model"], data["file"], data["sha256"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("options", {}), dict):
+        raise WeightsError(f"{card}: its model is {model!r}; expected {{\"name\": <a zoo model>, \"options\": {{...}}}}")
+    if (not isinstance(file, str) or file != Path(file).name or file in ("", ".", "..") or "\\" in file
+            or not file.endswith((".pth", ".pt"))):
+        raise WeightsError(f"{card}: its file is {file!r}; expected the name of a .pth file beside the card, not a path")
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise WeightsError(f"{card}: its sha256 is {digest!r}; expected 64 hexadecimal digits")
 
 
 def load_state_dict(card_path: Path) -> tuple[dict, dict]:

@@ -13,12 +13,12 @@ on one chart) into the sweep dir.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from reporting.comparison import find_runs
+from training.files import refuse_link, save_figure, write_json, write_text
 
 
 def value_of(run: dict, key: str) -> str | None:
@@ -81,7 +81,7 @@ def draw(rows: list[dict], by: str, knob: str, path: Path) -> Path:
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, root=path.parent, dpi=120)  # atomic, never through a link
     return path
 
 
@@ -110,8 +110,14 @@ def main(argv: list[str]) -> int:
         return 2
     table = markdown(rows, by, knob)
     print(table)
-    (root / "best_of_grid.md").write_text(table + "\n")
-    (root / "best_of_grid.json").write_text(json.dumps([{k: v for k, v in r.items()} for r in rows], indent=2))
+    try:  # every output checked before the first is written: none goes through a link
+        for name in ("best_of_grid.md", "best_of_grid.json", "best_of_grid_train_loss.png"):
+            refuse_link(root / name)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_text(root / "best_of_grid.md", table + "\n")
+    write_json(root / "best_of_grid.json", [{k: v for k, v in r.items()} for r in rows])
     print(f"wrote {draw(rows, by, knob, root / 'best_of_grid_train_loss.png')}")
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from training.files import write_text
+from training.files import save_figure, write_text
 
 from .tables import human, markdown_table
 
@@ -35,7 +35,10 @@ HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "
            "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
+OUTPUTS = ("comparison.md", "comparison.csv", "comparison_cells.csv", "val_acc.png", "test_acc_vs_params.png",
+           "test_acc_vs_macs.png")  # what compare.py writes into the dir it reads
 STATUSES = ("completed", "diverged", "failed", "unreadable")
+LIMIT = 1e15  # the largest number a metrics.json column may hold (parameters, MACs, seconds, images/s)
 
 
 class Unreadable(Exception):
@@ -87,6 +90,21 @@ def status_of(metrics: dict | None) -> tuple[str, str]:
     return status, str(metrics.get("error", ""))
 
 
+def number(value, column: str) -> tuple[float | int | None, str]:
+    """(the value, "") when it is a number a run can have in ``column`` (NaN and inf too: a diverged
+    run's loss); (None, why) for one out of range (a hand-edited or damaged metrics.json: ``1e400``,
+    an accuracy of 7), which must not take the table of the whole sweep down with it."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None, ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value, ""
+    top = 1.0 if "acc" in column else LIMIT
+    if not 0 <= value <= top:
+        shown = f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) and abs(value) > 1e300 else f"{value:.4g}"
+        return None, f"{shown} is out of range (0 to {top:g})"
+    return value, ""
+
+
 def find_runs(root: Path) -> list[dict]:
     """One row per training run under ``root`` (any depth)."""
     runs = []
@@ -102,8 +120,9 @@ def find_runs(root: Path) -> list[dict]:
                "model": str((model if isinstance(model, dict) else {}).get("name", choices.get("model", ""))),
                "data": choices.get("data", ""), "seed": config.get("seed", ""), "status": status, "error": error}
         for column, key in NUMBERS.items():
-            value = (metrics or {}).get(key)
-            row[column] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            row[column], bad = number((metrics or {}).get(key), column)
+            if bad and row["status"] != "unreadable":
+                row["status"], row["error"] = "unreadable", f"metrics.json: {key}={bad}"
         runs.append(row)
     return runs
 
@@ -219,7 +238,7 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     written = [root / "val_acc.png"]
-    figure.savefig(written[0], dpi=120, bbox_inches="tight")
+    save_figure(figure, written[0], dpi=120, bbox_inches="tight")
     for column, name in (("params", "parameters"), ("macs", "MACs per image")):
         figure = Figure(figsize=(7, 5))
         axes = figure.subplots()
@@ -234,7 +253,7 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
             axes.text(0.5, 0.5, f"no run has {column} in its metrics.json", ha="center", transform=axes.transAxes)
         axes.set(xlabel=name, ylabel="test accuracy", title=f"test accuracy against {name}")
         written.append(root / f"test_acc_vs_{column}.png")
-        figure.savefig(written[-1], dpi=120, bbox_inches="tight")
+        save_figure(figure, written[-1], dpi=120, bbox_inches="tight")
     return written
 
 

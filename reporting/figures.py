@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.introspection import depth_profile
+from training.files import save_figure
 
 
 def receptive_field_profile(rows, totals, path: Path, title: str) -> None:
@@ -29,4 +30,4 @@ def receptive_field_profile(rows, totals, path: Path, title: str) -> None:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)  # atomic, never through a link

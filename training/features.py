@@ -23,6 +23,7 @@ from torch import nn
 
 from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 from .errors import UserError
+from .files import atomic_write
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:
@@ -150,10 +151,9 @@ def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, outp
     bottom) and grad_cam_{correct,misclassified}.png into ``output_dir``; returns the paths written."""
     from matplotlib.image import imsave
 
-    def save(name: str, grid: torch.Tensor) -> Path:
-        path = Path(output_dir) / name
-        imsave(path, grid.permute(1, 2, 0).clamp(0, 1).numpy().squeeze())
-        return path
+    def save(name: str, grid: torch.Tensor) -> Path:  # atomically, never through a link (training/files.py)
+        pixels = grid.permute(1, 2, 0).clamp(0, 1).numpy().squeeze()
+        return atomic_write(Path(output_dir) / name, lambda handle: imsave(handle, pixels, format="png"))
 
     images = images.to(next(net.parameters()).device)
     written = []

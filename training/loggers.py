@@ -13,12 +13,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
+from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+
+from .files import write_text
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -47,9 +51,10 @@ class CSVLogger(LightningCSVLogger):
             warnings.filterwarnings("ignore", message="Experiment logs directory")
             writer = super().experiment  # Lightning's writer removes metrics.csv here
         if header:
-            with open(path, "w", newline="") as file:
-                rows = csv.DictWriter(file, fieldnames=header)
-                rows.writeheader()
-                rows.writerows(kept)
+            text = io.StringIO(newline="")
+            rows = csv.DictWriter(text, fieldnames=header)
+            rows.writeheader()
+            rows.writerows(kept)
+            write_text(Path(path), text.getvalue())  # atomic, never through a link
             writer.metrics_keys = header  # new columns are added by rewriting the header, as Lightning does
         return writer

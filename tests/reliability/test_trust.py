@@ -8,26 +8,21 @@ compose, build), so that its 70-odd cases take seconds, not a subprocess each.""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import logging
 import subprocess
 import sys
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import open_dict
 from PIL import Image
 
 from helpers import ROOT, run_script
-
-CONFIG_DIR = ROOT / "configs"
+from inprocess import digest, one_line, run_entry
 
 
 @pytest.fixture(autouse=True)
@@ -35,55 +30,6 @@ def hydra_reset():
     yield
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None  # leave no composed config behind for other tests (Lightning reads it)
-
-
-def run_entry(script: str, argv: list[str], capsys) -> tuple[int, str]:
-    """``python <script> <argv>`` up to the end of its set-up, in this process: the entry point's
-    command-line rewrite and checks, then what @hydra.main does (compose, with the hydra node), then
-    the script's ``build``. (exit status, stderr); 0 when the set-up went through."""
-    import evaluate
-    import train
-    from cli.commandline import entry_point, resume_argv
-
-    module = {"train.py": train, "evaluate.py": evaluate}[script]
-    name = script.removesuffix(".py")
-
-    def main():
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(name, overrides=sys.argv[1:], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]  # as @hydra.main hands it over
-        module.build(cfg)
-
-    options = dict(prepare=resume_argv, config_name="train", required=train.REQUIRED) if name == "train" else dict(
-        config_name="evaluate", hints=evaluate.HINTS, required=evaluate.REQUIRED, unset=("data",))
-    for logger in (logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")):
-        for handler in logger.handlers:  # Lightning's own, bound at import to whatever stderr was then
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(sys.stderr)
-    old, raising = sys.argv, logging.raiseExceptions
-    sys.argv = [script, *argv]
-    logging.raiseExceptions = False  # a handler bound to an earlier test's closed capture stream must stay quiet
-    try:
-        entry_point(CONFIG_DIR, main, **options)()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv, logging.raiseExceptions = old, raising
-    return code, capsys.readouterr().err
-
-
-def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    return lines[0]
-
-
-def digest(folder) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # ---- checkpoints that name code ------------------------------------------------------------------
@@ -215,7 +161,7 @@ TRAIN_CASES = [
     (["data.batch_size=2.5"], ["data.batch_size", "2.5", "an integer"]),
     (["data.batch_size=inf"], ["data.batch_size", "inf", "an integer"]),
     (["data.num_workers=-1"], ["data.num_workers", "-1", ">= 0"]),
-    (["data.image_size=0"], ["data.image_size", "0", ">= 1"]),
+    (["data.image_size=0"], ["data.image_size", "0", "[1, 1024]"]),
     (["data.val_size=-1"], ["data.val_size", "-1", "fraction"]),
     (["data.val_size=1.5"], ["data.val_size", "1.5", "fraction"]),
     (["data.val_size=nan"], ["data.val_size", "nan", "fraction"]),

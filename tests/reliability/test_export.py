@@ -1,0 +1,90 @@
+"""Issue 20, item 3: export is all or nothing, and never replaces another run's or data set's weights.
+
+``evaluate.py ckpt_path=<a digits run> export=weights`` overwrote weights/lenet5-cifar10.pth, then
+crashed, leaving the shipped file failing its own sha256 check. Now the file is named after the run's
+data set, both files are built and verified in a temporary folder inside the destination and then moved
+in, a failure anywhere leaves the folder byte-identical, and ``force=true`` is needed to replace weights
+of another run or data set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inprocess import digest, one_line, run_entry
+from models import create_model
+from models.weights import WeightsError, sha256
+
+
+def test_exporting_a_digits_run_leaves_the_shipped_cifar10_weights_byte_identical(tiny_run, shipped_card, tmp_path,
+                                                                                  monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shipped = shipped_card.parent
+    before = digest(shipped)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", f"export={shipped}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    assert {k: v for k, v in digest(shipped).items() if k.startswith("lenet5-cifar10")} == before
+    assert sorted(p.name for p in shipped.iterdir()) == ["lenet5-cifar10.json", "lenet5-cifar10.pth",
+                                                         "lenet5-digits.json", "lenet5-digits.pth"]
+    card = json.loads((shipped / "lenet5-digits.json").read_text())
+    assert card["data"]["name"] == "digits" and card["sha256"] == sha256(shipped / "lenet5-digits.pth")
+    assert card["source"]["checkpoint_sha256"] and str(tmp_path) not in json.dumps(card["data"])
+    net = create_model("lenet5", weights=str(shipped / "lenet5-digits.pth"))  # the card's sha256 and options check out
+    best = torch.load(next(tiny_run[0].glob("checkpoints/epoch*.ckpt")), map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(value, best[f"net.{key}"]) for key, value in net.state_dict().items())  # the best checkpoint's
+
+
+def test_weights_of_another_run_are_replaced_only_with_force(tiny_run, tmp_path, capsys):
+    from cli.weights import export
+
+    folder = tmp_path / "weights"
+    first = export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
+    card = json.loads(first.read_text())
+    card["source"]["checkpoint_sha256"] = "0" * 64  # as if another run had exported it
+    first.write_text(json.dumps(card))
+    before = digest(folder)
+    with pytest.raises(WeightsError, match="another run's or another data set's weights.*force=true"):
+        export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
+    assert digest(folder) == before
+    export(tiny_run[0], folder, data_dir=str(tmp_path / "data"), force=True)
+    assert json.loads(first.read_text())["source"]["checkpoint_sha256"] != "0" * 64
+    export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))  # the same run again: no force needed
+
+
+@pytest.mark.parametrize("fails_at", ["measuring", "moving the card in"])
+def test_a_failure_half_way_leaves_the_weights_folder_byte_identical(fails_at, tiny_run, tmp_path, monkeypatch):
+    import cli.weights
+    from cli.weights import export
+
+    folder = tmp_path / "weights"
+    export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
+    card = json.loads((folder / "lenet5-digits.json").read_text())
+    card["metrics"]["test_acc"] = 0.123  # so that a new export would differ from what is there
+    (folder / "lenet5-digits.json").write_text(json.dumps(card))
+    before = digest(folder)
+    if fails_at == "measuring":
+        monkeypatch.setattr(cli.weights, "test_accuracy", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        error = RuntimeError
+    else:
+        real = cli.weights.os.replace
+
+        def replace(source, target):
+            if str(target).endswith(".json") and "weights" in str(target) and ".export-" not in str(target):
+                raise OSError(28, "No space left on device")
+            return real(source, target)
+
+        monkeypatch.setattr(cli.weights.os, "replace", replace)
+        error = ValueError  # WriteError: one line
+    with pytest.raises(error):
+        export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
+    assert digest(folder) == before  # the weights, the card, and no staging folder left
+
+
+@pytest.mark.parametrize("value,says", [("maybe", "true or false")])
+def test_force_is_a_checked_knob(value, says, tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", "export=weights", f"force={value}"], capsys)
+    assert code == 2 and "force" in one_line(err) and says in one_line(err)
+    assert not (tmp_path / "weights").exists()
