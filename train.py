@@ -138,10 +138,11 @@ def main(cfg: DictConfig) -> float | None:
     quiet(cfg.verbose)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
-    try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
+    try:  # in a sweep, a failed run says so in one line, is recorded, and the launcher goes on with the others
         return train(cfg)
     except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported
-        raise record_failure(cfg, error) from error  # the sweep exits 1 once every run is done
+        record_failure(cfg, error)  # the sweep names its failed runs and exits 1 once every run is done
+        return None
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reporting.manifest import manifest
@@ -95,18 +97,47 @@ def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
 
 
-def record_failure(cfg: DictConfig, error: BaseException) -> RuntimeError:
-    """A sweep's run that failed: its config and metrics.json (status failed or diverged, and why) are
-    written, and the error returned tells the launcher, which goes on with the other runs."""
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
+    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
+    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
+    ``SweepSummary`` names every failed run once the sweep is done."""
+    import traceback
+
     from training.callbacks import DivergenceError
 
     from .commandline import is_user_error, message
 
     cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
-    reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+    diverged = isinstance(cause, DivergenceError)
+    reason = message(cause) if is_user_error(cause) or diverged else f"{type(cause).__name__}: {message(cause)}"
+    if diverged:
+        print(f"error: {reason}", file=sys.stderr)
+    elif not isinstance(error, SystemExit) and not is_user_error(cause):
+        traceback.print_exception(cause)  # a bug: its traceback, once
+    elif not isinstance(error, SystemExit):
+        print(f"error: {reason}", file=sys.stderr)
     save_run_config(cfg)
-    write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
-    return RuntimeError(f"run failed: {reason}")
+    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
+
+
+class SweepSummary(Callback):
+    """After a sweep (``-m``): one line per run that did not complete, read back from the runs' metrics.json,
+    and exit status 1 when there was one (configs/hydra/default.yaml names it in ``hydra.callbacks``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from reporting.comparison import find_runs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = find_runs(sweep_dir) if sweep_dir.is_dir() else []
+        failed = [run for run in runs if run["status"] != "completed"]
+        if not failed:
+            return
+        print(f"error: {len(failed)} of {len(runs)} runs of the sweep did not complete "
+              f"(python compare.py dir={sweep_dir} lists them all):", file=sys.stderr)
+        for run in failed:
+            print(f"  {run['run']}: {run['status']}: {run['error']}", file=sys.stderr)
+        sys.exit(1)
 
 
 @rank_zero_only

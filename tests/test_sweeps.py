@@ -138,6 +138,12 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     infinite) and a good run, in one sweep: all three are tried, and compare.py lists all three."""
     result = run_script("train.py", "-m", *TINY, "optimizer.lr=-1,1e6,3e-3", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-3000:]  # every run was tried; the sweep reports the failure
+    # each failure says so in the one line a single run prints, then a summary names both: no traceback
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 5, result.stderr[-3000:]
+    assert lines[0].startswith("error: optimizer.lr=-1 is not valid") and lines[1].startswith("error: training diverged")
+    assert lines[2].startswith("error: 2 of 3 runs of the sweep did not complete")
+    assert sorted(line.split(":")[0].strip() for line in lines[3:]) == ["optimizer.lr=-1", "optimizer.lr=1000000.0"]
     runs = run_dirs(tmp_path)
     assert len(runs) == 3 and all((d / "metrics.json").is_file() for d in runs.values()), result.stderr[-3000:]
     compare.compare(tmp_path)

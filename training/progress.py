@@ -55,6 +55,9 @@ def quiet(verbose: bool) -> None:
     logging.getLogger("lightning.pytorch.profilers").setLevel(logging.INFO)  # a profiler asked for prints its report
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume writes there again
+    # an epoch shorter than trainer.log_every_n_steps (digits: 23 batches): train/loss_step is then logged every few
+    # epochs, and every curve a user reads is logged per epoch anyway
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 
 def count(value: float) -> str:
