@@ -7,7 +7,7 @@
     python train.py resume=outputs/<run>              # continue a killed run where it stopped
     python train.py ckpt_path=outputs/<run> data=...  # a new run from that run's weights (fine-tune)
 
-Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config (.hydra/),
+Writes into its run dir (outputs/<model>_<data>_<time>/): the resolved config (.hydra/),
 checkpoints/ (best by val/acc, and last), the TensorBoard events (settings and final metrics in
 HPARAMS too) and metrics.json (final metrics, parameters, MACs, epochs, wall time, throughput,
 status: what compare.py tabulates). Returns ``optimized_metric`` for Hydra's sweepers; in a sweep

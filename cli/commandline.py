@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from training.errors import UserError
 
-from .resolvers import register_resolvers
+from .resolvers import register_resolvers, remove_empty_run_dirs
 
 
 # the user errors of rooms that may not import this one: (module, class), looked up only once imported
@@ -315,7 +315,10 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
             if is_user_error(error):
                 fail(message(error))
             raise
-        return main()
+        try:
+            return main()
+        finally:
+            remove_empty_run_dirs()  # a run refused by its checks, or a command that only printed, leaves no dir
 
     return run
 

@@ -35,19 +35,40 @@ def run_dirname(overrides: str, max_bytes: int = 200) -> str:
     return name
 
 
+CREATED: list[tuple[Path, Path]] = []  # (run dir, the topmost folder made for it) this process created: unique_dir
+
+
 def unique_dir(path: str) -> str:
     """``path``, created now and so this process's alone; if another process created it
     first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
     exclusive, so two runs never share a dir. Cached in the config by OmegaConf
-    (``use_cache``), so every later read of the run or sweep dir gives the same answer."""
+    (``use_cache``), so every later read of the run or sweep dir gives the same answer.
+    Recorded in ``CREATED``: a command that fails its checks or only prints leaves it empty, and
+    the entry point removes it again (``remove_empty_run_dirs``)."""
     for n in itertools.count(1):
-        candidate = path if n == 1 else f"{path}_{n}"
+        candidate = Path(path if n == 1 else f"{path}_{n}")
+        made = [folder for folder in (candidate, *candidate.parents) if not folder.exists()]
         try:
-            Path(candidate).mkdir(parents=True, exist_ok=False)
-            return candidate
+            candidate.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             continue
+        CREATED.append((candidate, made[-1] if made else candidate))
+        return str(candidate)
     raise AssertionError("unreachable")
+
+
+def remove_empty_run_dirs() -> None:
+    """The run dirs ``unique_dir`` created that are still empty (the command failed its checks, or only
+    printed), and the folders made for them (``outputs/``) if empty too: a failed command leaves nothing."""
+    while CREATED:
+        folder, top = CREATED.pop()
+        for candidate in (folder, *folder.parents):
+            try:
+                candidate.rmdir()  # only ever an empty folder
+            except OSError:
+                break
+            if candidate == top:
+                break
 
 
 def model_of(ckpt_path: str | None, weights: str | None) -> str:

@@ -63,3 +63,15 @@ def test_evaluate_with_a_path_that_does_not_exist(tmp_path):
 def test_bad_value_of_a_known_option_is_one_line(tmp_path):
     result = run_script("train.py", "experiment=smoke", "data.augment=sideways", f"hydra.run.dir={tmp_path}")
     assert_one_line_error(result, "sideways", "standard")
+
+
+def test_a_command_that_fails_its_checks_or_only_prints_leaves_no_run_dir(tmp_path):
+    """Each of these created an empty outputs/<time>_... dir (22 of 70 after a README walk-through)."""
+    commands = [("train.py", "experiment=smoke", "trainer=gpu"),  # no GPU here
+                ("train.py", "experiment=smoke", "data=cifar10", "data.download=false", f"paths.data_dir={tmp_path / 'none'}"),
+                ("evaluate.py", "weights=no-such-weights"), ("evaluate.py",),
+                ("summarize.py", "model=lenet5", "data=digits")]  # prints its table, writes nothing
+    for script, *overrides in commands:
+        result = run_script(script, *overrides, cwd=tmp_path)
+        assert ("error: " in result.stderr) == (script != "summarize.py"), result.stderr[-2000:]
+        assert not (tmp_path / "outputs").exists(), (script, overrides, list((tmp_path / "outputs").rglob("*")))

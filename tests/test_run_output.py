@@ -158,7 +158,7 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
     result = run_script("evaluate.py", f"ckpt_path='{source}'", cwd=tmp_path)  # quoted: '=' in a path
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs").iterdir()
-    assert run_dir.name.endswith("_evaluate_lenet5")
+    assert run_dir.name.startswith("evaluate_lenet5_")  # what it is first, the time last
     lines = result.stdout.splitlines()
     report = json.loads((run_dir / "metrics.json").read_text())
     start = lines.index("confusion matrix (rows: true, columns: predicted)")
