@@ -27,13 +27,8 @@ from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_
 from cli.records import write_json
 from cli.resolvers import register_model_of
 from cli.trust import build_datamodule, build_model, stored_config
-from cli.weights import card_datamodule, export
-from models import create_model
-from models.weights import find_card, read_card, shipped
-from training.checkpoints import load_checkpoint, resolve_checkpoint, run_dir_of
-from training.module import ImageClassifier
-from training.plots import confusion_matrix_figure, confusion_matrix_text
-from training.progress import metrics_table, quiet
+
+# torch, Lightning and the zoo are imported in the functions below: --help and a mistyped key answer before them
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
@@ -44,6 +39,11 @@ REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run di
 
 def build_from_weights(cfg: DictConfig):
     """Shipped weights (or a weights file with its card): the model from the card, the test split normalized as it says."""
+    from cli.weights import card_datamodule
+    from models import create_model
+    from models.weights import find_card, read_card
+    from training.module import ImageClassifier
+
     card_path = find_card("", cfg.weights)
     card = read_card(card_path)
     net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
@@ -53,6 +53,10 @@ def build_from_weights(cfg: DictConfig):
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
+    from models.weights import shipped
+    from training.checkpoints import load_checkpoint, resolve_checkpoint
+    from training.module import ImageClassifier
+
     if cfg.weights and cfg.ckpt_path:
         raise UserError("give ckpt_path= or weights=, not both")
     if cfg.weights:
@@ -87,6 +91,12 @@ def make_trainer(cfg: DictConfig):
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from cli.weights import export
+    from models.weights import read_card
+    from training.checkpoints import run_dir_of
+    from training.plots import confusion_matrix_figure, confusion_matrix_text
+    from training.progress import metrics_table
+
     path, datamodule, module, trainer = build(cfg)
     log_to_file(cfg.paths.output_dir, "evaluate")
     trainer.test(module, datamodule=datamodule, verbose=cfg.verbose)
@@ -128,6 +138,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
+    from training.progress import quiet
+
     quiet(cfg.verbose)
     return evaluate(cfg)
 

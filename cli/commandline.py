@@ -292,6 +292,44 @@ def resume_argv(argv: list[str]) -> list[str]:
     return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"]
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
+def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
+    """``--help``: the usage lines at the top of the entry point's config, the groups its defaults list composes
+    (with their options), then its config as composed with ``overrides``. Hydra's own page lists every group
+    under configs/, those only another entry point reads and internal ones (``_base``, ``recipe``) too."""
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    text = (config_dir / f"{config_name}.yaml").read_text()
+    usage = [line[2:] for line in itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())]
+    read = []
+    for entry in (yaml.safe_load(text) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            (key, value), = entry.items()
+            group = key.removeprefix("optional ")
+            if not group.startswith(("override ", "_", "hydra")) and "${" not in str(value):  # recipe: ${model}, internal
+                read.append(group)
+    options = group_options(config_dir)
+    lines = [*usage, ""]
+    if read:
+        lines += ["== Configuration groups ==", "Compose your configuration from those groups (group=option)", ""]
+        lines += [f"{group}: {', '.join(options.get(group, []))}" for group in sorted(read)] + [""]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides)
+    except HydraException as error:
+        raise UserError(message(error)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    lines += ["== Config ==", "Override anything in the config (foo.bar=value)", "", OmegaConf.to_yaml(cfg).rstrip(), "",
+              "--cfg job prints the config alone; --hydra-help lists Hydra's own flags."]
+    return "\n".join(lines)
+
+
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
                 config_name: str | None = None, hints: dict[str, str] | None = None,
                 required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
@@ -305,6 +343,9 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
         os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
         register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
         try:
+            if config_name is not None and any(a in HELP_FLAGS for a in sys.argv[1:]):
+                print(entry_help(config_dir, config_name, [a for a in sys.argv[1:] if not a.startswith("-")]))
+                return None  # nothing composed by Hydra, no run dir
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])
             if config_name is None:

@@ -11,11 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python <script> <overrides>`` in a subprocess; output captured as text."""
+def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600,
+               flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python <flags> <script> <overrides>`` in a subprocess; output captured as text."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "2", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *overrides],
+        [sys.executable, *flags, str(ROOT / script), *overrides],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
 

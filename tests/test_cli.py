@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import run_script
 
 
@@ -75,3 +77,25 @@ def test_a_command_that_fails_its_checks_or_only_prints_leaves_no_run_dir(tmp_pa
         result = run_script(script, *overrides, cwd=tmp_path)
         assert ("error: " in result.stderr) == (script != "summarize.py"), result.stderr[-2000:]
         assert not (tmp_path / "outputs").exists(), (script, overrides, list((tmp_path / "outputs").rglob("*")))
+
+
+HELP_GROUPS = {  # the groups each entry point's config composes; never _base, recipe (internal) or another's groups
+    "train.py": ["activation", "callbacks", "data", "debug", "experiment", "hparams_search", "logger", "loss", "model",
+                 "optimizer", "paths", "performance", "regularization", "scheduler", "trainer"],
+    "evaluate.py": ["logger", "paths", "trainer"],
+    "summarize.py": ["activation", "data", "model", "paths"],
+    "compare.py": [], "benchmark.py": []}
+HEAVY = ("torch", "lightning", "torchvision", "torchmetrics", "matplotlib")
+
+
+@pytest.mark.parametrize("script", list(HELP_GROUPS))
+def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(script, tmp_path):
+    result = run_script(script, "--help", cwd=tmp_path, flags=("-X", "importtime"))  # every import on stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    groups = lines[lines.index("== Configuration groups ==") + 3:lines.index("== Config ==") - 1] if HELP_GROUPS[script] else []
+    assert [line.split(":")[0] for line in groups] == HELP_GROUPS[script]
+    assert "== Config ==" in lines and f"python {script}" in lines[0]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    assert not (tmp_path / "outputs").exists()
