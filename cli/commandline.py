@@ -56,6 +56,20 @@ def message(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+LOOKALIKES = str.maketrans("oil", "011")  # letters typed for digits: resnet2O, vggl1, resnetI8
+
+
+def nearest(value: str, valid: list[str]) -> str | None:
+    """The valid name a typo most likely meant: one that differs only in case or in a letter typed for a
+    digit (``resnet2O`` -> resnet20, where difflib alone prefers resnet32), else difflib's closest."""
+    plain = {name.lower().translate(LOOKALIKES): name for name in reversed(valid)}  # the first wins a tie
+    typed = value.lower().translate(LOOKALIKES)
+    if typed in plain:
+        return plain[typed]
+    near = difflib.get_close_matches(typed, list(plain), n=1)
+    return plain[near[0]] if near else None
+
+
 def group_options(config_dir: Path) -> dict[str, list[str]]:
     """Every config group under ``config_dir`` -> its option names (``model`` -> ``lenet5``, ...)."""
     groups: dict[str, list[str]] = {}
@@ -79,8 +93,8 @@ def check_overrides(argv: list[str], config_dir: Path) -> None:
             continue  # sweeps like choice(...), interpolations: leave to Hydra
         for option in value.split(","):
             if option not in groups[group]:
-                near = difflib.get_close_matches(option, groups[group], n=1)
-                hint = f" (did you mean {near[0]}?)" if near else ""
+                near = nearest(option, groups[group])
+                hint = f" (did you mean {near}?)" if near else ""
                 raise UserError(f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(groups[group])}")
 
 
@@ -141,11 +155,11 @@ def unknown_key_error(error: HydraException, variant: list[str], compose_: Calla
     base = compose_(choices)
     parent, valid = node_keys(base, key.rsplit(".", 1)[0] if "." in key else "")
     name = key.rsplit(".", 1)[-1]
-    near = difflib.get_close_matches(name, valid, n=1)
+    near = nearest(name, valid)
     where = f"{parent} has no key {name!r}" if parent else f"there is no key {name!r}"
     first = re.split(r"[./@]", key)[0]
     hint = f" ({hints[first]})" if first in hints else ""
-    did = f", did you mean {(parent + '.' if parent else '') + near[0]}?" if near else ""
+    did = f", did you mean {(parent + '.' if parent else '') + near}?" if near else ""
     return UserError(f"{given}: {where}{hint}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 
 
@@ -181,8 +195,8 @@ def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, g
                                                  for i in range(1, len(parts))) if isinstance(node, DictConfig)):
             continue
         parent, valid = node_keys(base, ".".join(parts[:-1]))
-        near = difflib.get_close_matches(parts[-1], valid, n=1)
-        did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
+        near = nearest(parts[-1], valid)
+        did = f" (did you mean {(parent + '.' if parent else '') + near}?)" if near else ""
         raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
                         f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 

@@ -99,3 +99,15 @@ def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(s
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("typed,meant", [("resnet2O", "resnet20"), ("ResNet20", "resnet20"), ("vggl1", "vgg11"),
+                                         ("lenet", "lenet5")])
+def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
+    """A letter O for a zero was answered with resnet32 (difflib's nearest by characters)."""
+    from cli.commandline import check_overrides
+    from helpers import ROOT
+    from training.errors import UserError
+
+    with pytest.raises(UserError, match=rf"\(did you mean {meant}\?\)"):
+        check_overrides([f"model={typed}"], ROOT / "configs")
