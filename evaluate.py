@@ -17,6 +17,7 @@ and logged to TensorBoard. Checkpoints are opened with weights_only=True.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -86,8 +87,9 @@ def ready(datamodule):
 def make_trainer(cfg: DictConfig):
     """Last: the Trainer prints what it found (GPU, TPU) when built, so every input is checked first."""
     loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
+    bar = cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty()  # frames of a bar are noise in a file
     return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False,
-                               enable_model_summary=cfg.verbose)
+                               enable_model_summary=cfg.verbose, enable_progress_bar=bar)
 
 
 def evaluate(cfg: DictConfig) -> dict:

@@ -19,7 +19,6 @@ check of the command line run before torch and Lightning are imported (inside bu
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
                              user_errors_as_lines)
-from cli.records import flat_hparams, log_settings, record_failure, save_run_config, write_manifest, write_metrics
+from cli.records import (flat_hparams, log_settings, record_failure, run_status, save_run_config, write_manifest,
+                         write_metrics)
 from cli.resolvers import RESOLVERS
 from cli.trust import start_from
 from cli.validation import check_config
@@ -117,10 +117,9 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=cfg.verbose)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
-    finite = all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss"))
     metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
-                   train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1),  # val included
-                   status="completed" if finite else "diverged")
+                   train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1))  # val included
+    metrics["status"] = run_status(cfg, metrics)  # completed, diverged, or debug (fast_dev_run, overfit_batches)
     for logger in trainer.loggers:
         logger.finalize("success")  # flush; the HPARAMS tab reads the metrics' last values from the curves
     if trainer.is_global_zero:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import logging
 import os
 import re
 import sys
@@ -355,6 +356,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
     @functools.wraps(main)
     def run():
         os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
+        logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "building the font cache" on a first run
         register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
         try:
             if config_name is not None and any(a in HELP_FLAGS for a in sys.argv[1:]):

@@ -97,6 +97,17 @@ def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
 
 
+def run_status(cfg: DictConfig, metrics: dict) -> str:
+    """A finished run's status in metrics.json: ``diverged`` when a final loss is not finite, ``debug`` for a
+    debugging run whose numbers compare with nothing (one batch of each split, or the same few batches over and
+    over: ``trainer.fast_dev_run``, ``trainer.overfit_batches``), else ``completed``."""
+    import math
+
+    if not all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss")):
+        return "diverged"
+    return "debug" if cfg.trainer.get("fast_dev_run") or cfg.trainer.get("overfit_batches") else "completed"
+
+
 def record_failure(cfg: DictConfig, error: BaseException) -> None:
     """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
     line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
@@ -130,7 +141,7 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         runs = find_runs(sweep_dir) if sweep_dir.is_dir() else []
-        failed = [run for run in runs if run["status"] != "completed"]
+        failed = [run for run in runs if run["status"] in ("failed", "diverged", "unreadable")]
         if not failed:
             return
         print(f"error: {len(failed)} of {len(runs)} runs of the sweep did not complete "

@@ -35,7 +35,7 @@ HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "
            "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
-STATUSES = ("completed", "diverged", "failed", "unreadable")
+STATUSES = ("completed", "debug", "diverged", "failed", "unreadable")  # debug: fast_dev_run, overfit_batches (train.py)
 
 
 class Unreadable(Exception):

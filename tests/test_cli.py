@@ -111,3 +111,23 @@ def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
 
     with pytest.raises(UserError, match=rf"\(did you mean {meant}\?\)"):
         check_overrides([f"model={typed}"], ROOT / "configs")
+
+
+def test_matplotlibs_font_cache_line_is_not_shown_on_a_first_run(caplog, monkeypatch):
+    """matplotlib logs "building the font cache" when building it takes over 5 s (a first run on a slow disk);
+    every entry point (cli.commandline.entry_point) keeps it off the console."""
+    import logging
+    import sys
+
+    from cli.commandline import entry_point
+    from helpers import ROOT
+
+    def main():
+        logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache; this may take a moment.")
+        logging.getLogger("matplotlib.font_manager").error("a real error still shows")
+
+    monkeypatch.setattr(sys, "argv", ["compare.py"])
+    monkeypatch.setattr(logging.getLogger("matplotlib.font_manager"), "level", logging.NOTSET)
+    entry_point(ROOT / "configs", main)()
+    shown = [record.getMessage() for record in caplog.records]
+    assert shown == ["a real error still shows"]

@@ -159,6 +159,7 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs").iterdir()
     assert run_dir.name.startswith("evaluate_lenet5_")  # what it is first, the time last
+    assert "Testing" not in result.stdout and "━" not in result.stdout  # no progress bar in a file
     lines = result.stdout.splitlines()
     report = json.loads((run_dir / "metrics.json").read_text())
     start = lines.index("confusion matrix (rows: true, columns: predicted)")
