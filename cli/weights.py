@@ -17,6 +17,7 @@ agree to the image.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -90,6 +91,20 @@ def data_copy(data_cfg: dict) -> str:
     return root or f"torchvision's {data_cfg.get('dataset')} download"
 
 
+def portable(arguments: list[str]) -> list[str]:
+    """A recipe as any machine can read it: ``hydra.*`` and ``paths.*`` overrides (where the training machine
+    wrote the run and kept its cache) are left out, and an absolute path in another value keeps its last part
+    only (``data.root=.../cifar10-jpeg``; the card's ``data.copy`` says which copy that is)."""
+    kept = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if equals and key.lstrip("+~").startswith(("hydra.", "paths.")):
+            continue
+        path = Path(value.strip("'\""))  # a quoted path: 'multirun/<time>/optimizer=sgd'
+        kept.append(f"{key}=.../{path.name}" if equals and path.is_absolute() else argument)
+    return kept
+
+
 def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str = "cifar10") -> Path:
     """Write ``<out_dir>/<model>-<data_name>.pth`` (the best-val checkpoint's network) and its card; return the card."""
     run_dir = Path(run_dir)
@@ -126,8 +141,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_name: str 
                  "normalization": {"method": datamodule.normalize, "shift": datamodule.shift, "scale": datamodule.scale,
                                    "applied_as": "(x / 255 - shift) / scale, per channel"},
                  "classes": list(map(str, datamodule.classes))},
-        "recipe": {"experiment": record["choices"].get("experiment"), "overrides": record["overrides"],
-                   "command": manifest.get("command"), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
+        "recipe": {"experiment": record["choices"].get("experiment"), "overrides": portable(record["overrides"]),
+                   "command": manifest.get("command") and shlex.join(portable(shlex.split(manifest["command"]))), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
         "seed": config.get("seed"),
         "epochs": metrics.get("epochs"),
         "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",
