@@ -125,3 +125,29 @@ def test_the_readmes_smoke_numbers_are_what_the_command_prints(digits_run):
     assert claimed == pytest.approx(float(printed["test"][0]), abs=0.003)  # one digit of 360 either way (threads)
     table = re.search(r"\n +acc +loss +acc_best +acc_top5 +f1_macro\n +val +([\d.]+) +([\d.]+) +([\d.]+)\n +test +([\d.]+) +([\d.]+)", readme)
     assert [float(x) for x in table.groups()] == pytest.approx([float(x) for x in printed["val"][:3] + printed["test"][:2]], abs=0.003)
+
+
+def test_the_best_checkpoint_is_named_by_the_epoch_its_line_shows(digits_run):
+    """Epochs are counted from 1 wherever a user reads them: the epoch lines and the checkpoint names agree
+    (the best of "epoch 6/10" was epoch005-...ckpt)."""
+    import re
+
+    run_dir, result = digits_run
+    lines = [re.search(r"epoch (\d+)/\d+ .* val loss [\d.]+ acc ([\d.]+)", line) for line in result.stdout.splitlines()]
+    accs = {int(m.group(1)): float(m.group(2)) for m in lines if m}
+    assert sorted(accs) == list(range(1, 11))
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    named = int(re.search(r"epoch(\d+)-val_acc([\d.]+)\.ckpt", best).group(1))
+    assert named == min(e for e in accs if accs[e] == max(accs.values()))  # the first epoch at the best accuracy
+
+
+def test_a_fine_tune_says_so_in_its_first_line(digits_run, tmp_path):
+    """ckpt_path= resumes in the lightning-hydra-template and fine-tunes here: the run says which, once."""
+    run_dir, _ = digits_run
+    result = run_script("train.py", "experiment=smoke", f"ckpt_path={run_dir}", "trainer.max_epochs=1", "test=false",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"fine-tune: weights from {run_dir}/checkpoints/epoch") and "(epoch " in first
+    assert "a fresh optimizer and learning-rate schedule from epoch 1" in first and "resume=" in first
+    assert "epoch 1/1 " in result.stdout

@@ -322,7 +322,7 @@ class Histograms(L.Callback):
     on the first validation batch) shows saturation: sigmoid units piling up
     near 0 and 1 in deep layers, tanh near -1 and 1, where their derivative
     vanishes (Glorot & Bengio 2010, figures 2-4), and ReLU layers whose mass
-    sits at zero. Logged on epochs 0, N, 2N, ... and the last one.
+    sits at zero. Logged on epochs 1, N+1, 2N+1, ... (counted from 1) and the last one.
 
     Large activation maps are subsampled to ``max_values`` values (a fixed
     random subset) so that a histogram costs milliseconds.
@@ -470,7 +470,7 @@ class ValConfusionMatrix(L.Callback):
         if classes is None or len(classes) != len(self.counts):
             classes = [str(i) for i in range(len(self.counts))]
         figure = confusion_matrix_figure(self.counts, [str(c) for c in classes], title="confusion matrix (val)")
-        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch})")
+        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch + 1})")  # counted from 1, as the epoch lines
         tensorboard(trainer).add_figure("val/confusion_matrix", figure, trainer.global_step)
 
 

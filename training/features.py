@@ -199,7 +199,7 @@ def receptive_field_figure(image: torch.Tensor, row, title: str):
 
 # callbacks -----------------------------------------------------------------------
 class _EveryNEpochs(L.Callback):
-    """Runs ``draw`` at the end of epochs 0, N, 2N, ... and the last (after validation)."""
+    """Runs ``draw`` at the end of epochs 1, N+1, 2N+1, ... (counted from 1) and the last (after validation)."""
 
     def __init__(self, name: str, every_n_epochs: int) -> None:
         self.every_n_epochs = check_every(f"callbacks.{name}.every_n_epochs", every_n_epochs)
