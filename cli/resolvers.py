@@ -96,12 +96,24 @@ def register_model_of(argv: list[str]) -> list[str]:
     return argv
 
 
+def sweep_run() -> str:
+    """In a sweep (-m), this run's name (its dir: ``optimizer=adam,seed=2``), so that lines of runs that run side by
+    side (hydra/launcher=joblib) say whose they are; "" for a single run (configs/callbacks/default.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    return Path(HydraConfig.get().runtime.output_dir).name
+
+
 def register_resolvers() -> None:
     from .device_slots import device_slot
 
     OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
+    OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
 
 
 class Resolvers:

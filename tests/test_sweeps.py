@@ -205,6 +205,9 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     # named by what varies (the overrides every run shares are left out: cli/commandline.py name_sweep_runs)
     assert runs == ["paths.data_dir=.._.._elsewhere_data", "paths.data_dir=.._.._other_data"]
     assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
+    # the two runs' epoch lines interleave on the console: each names its run
+    epoch_lines = [line for line in result.stdout.splitlines() if " epoch " in line and "train loss" in line]
+    assert len(epoch_lines) == 4 and all(any(f"] - {run}: epoch " in line for run in runs) for line in epoch_lines)
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():

@@ -115,8 +115,11 @@ def count_epochs_from_one(bar, trainer: L.Trainer) -> None:
 
 
 class EpochLog(L.Callback):
-    def __init__(self) -> None:
+    """``run``: a name to start each line with (a sweep's run: ``optimizer=adam: epoch 3/30 ...``)."""
+
+    def __init__(self, run: str = "") -> None:
         self.terminal = sys.stdout.isatty()
+        self.prefix = f"{run}: " if run else ""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self.terminal and trainer.progress_bar_callback is not None:
@@ -147,7 +150,7 @@ class EpochLog(L.Callback):
         elapsed = time.perf_counter() - self.start
         eta = elapsed / (done - self.first_epoch) * (epochs - done) if epochs else None
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        line = epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
+        line = self.prefix + epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
         if self.terminal:  # the bar owns the console: the line goes to train.log only
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.FileHandler):
