@@ -121,7 +121,7 @@ def evaluate(cfg: DictConfig) -> dict:
     figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
         if hasattr(logger.experiment, "add_figure"):
-            logger.experiment.add_figure("test/confusion_matrix", figure)
+            logger.experiment.add_figure("xray/confusion_matrix_test", figure)
         logger.finalize("success")  # flush the events before the process ends
     print(f"{model} on {data}: {report['test_images']} test images")
     print(metrics_table(report, shown=("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro")))

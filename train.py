@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> float | None:
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
-    log_settings(trainer, {**flat_hparams(cfg), "model/params": params, "model/macs": macs})  # HPARAMS, once, at the start
+    log_settings(trainer, flat_hparams(cfg))  # HPARAMS, once, at the start
 
     start = time.perf_counter()
     try:

@@ -56,6 +56,18 @@ def flat_hparams(cfg: DictConfig) -> dict:
     return flat
 
 
+def trial_id() -> str:
+    """The run's name in HPARAMS' trial-id column, which cuts names to about 15 characters: what sets the run
+    apart first, the time last. A single run: its dir (``lenet5_digits_2026-12-02_12-00-00``); a sweep's run: its
+    dir, then its sweep's (``optimizer=adam,seed=2_2026-12-02_12-00-00``), unique across sweeps in one view
+    (runs with one id would share a row)."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run = Path(hydra_cfg.runtime.output_dir)
+    return f"{run.name}_{Path(hydra_cfg.sweep.dir).name}" if hydra_cfg.mode == RunMode.MULTIRUN else run.name
+
+
 def log_settings(trainer, hparams: dict) -> None:
     """The run's settings, once, at its start (a run killed later still shows them): TensorBoard's
     HPARAMS tab through ``log_hparams``, any other logger through its own ``log_hyperparams``."""
@@ -65,19 +77,35 @@ def log_settings(trainer, hparams: dict) -> None:
         if not isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams)
         elif trainer.is_global_zero:  # other ranks' experiment is Lightning's stand-in
-            log_hparams(logger.experiment, hparams)
+            log_hparams(logger.experiment, hparams, trial_id())
 
 
-def log_hparams(writer, hparams: dict) -> None:
-    """The run's settings into TensorBoard's HPARAMS tab, as a session start only: without an experiment
-    summary TensorBoard builds the tab's columns from every run it shows, marks the ones whose values
-    differ and lists them first (an experiment summary, as Lightning writes one, is read from one run
-    alone, and every column then counts as constant). The metric columns are the runs' scalar tags."""
-    from torch.utils.tensorboard.summary import hparams as summaries
+def log_hparams(writer, hparams: dict, trial: str = "") -> None:
+    """The run's settings into TensorBoard's HPARAMS tab, as a session start only, booleans as booleans and
+    ``trial`` as its trial id (the session group's name). How TensorBoard 2.21 chooses the columns it shows
+    (tensorboard/plugins/hparams): without an experiment summary it builds them from every run in view, marks
+    those whose values differ, sorts them first (then by name) and ticks the first five; an experiment summary,
+    as Lightning writes one, is read from one run alone, and its columns then stand for every run. So no run
+    writes one, and no column repeats another (parameters and MACs follow the model: metrics.json and
+    compare.py have them): what a sweep varies is among the five ticked. The metric columns are the runs'
+    scalar tags, in name order (training/loggers.py puts loss and accuracy first)."""
+    import time
 
-    _, session_start, session_end = summaries(hparams, {})
-    writer.file_writer.add_summary(session_start)
-    writer.file_writer.add_summary(session_end)
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(group_name=trial, start_time_secs=time.time())
+    for name, value in hparams.items():
+        if isinstance(value, bool):  # before int: a bool is an int, and torch's helper wrote 1.0
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[name].number_value = value
+        else:
+            start.hparams[name].string_value = str(value)
+    content = plugin_data_pb2.HParamsPluginData(session_start_info=start, version=metadata.PLUGIN_DATA_VERSION)
+    summary = Summary(value=[Summary.Value(tag=metadata.SESSION_START_INFO_TAG,
+                                           metadata=metadata.create_summary_metadata(content))])
+    writer.file_writer.add_summary(summary)
     writer.flush()
 
 

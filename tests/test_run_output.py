@@ -75,8 +75,8 @@ def test_one_learning_rate_tag_and_loss_and_accuracy_first(sweep):
         events = EventAccumulator(str(sweep_dir / run))
         events.Reload()
         tags = events.Tags()["scalars"]
-        assert "train/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch" or t.startswith("hp/")], tags
-        assert sorted({t.split("/")[0] for t in tags}) == ["test", "train", "val"]
+        assert "watch/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch" or t.startswith("hp/")], tags
+        assert sorted({t.split("/")[0] for t in tags}) == ["train", "val", "watch", "x_test"]  # TensorBoard's order
 
 
 def test_the_console_is_quiet_and_ends_with_a_rounded_table_and_the_run_dir(sweep):

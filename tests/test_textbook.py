@@ -164,12 +164,13 @@ def test_l1_makes_more_weights_zero_than_l2_after_the_same_steps(sparsity_runs):
 def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsity_runs):
     run = events(run_of(sparsity_runs, "regularization=l1"))
     images = set(run.Tags()["images"])
-    assert {"features/filters", "features/input", "features/0_features.2", "features/3_features.7"} <= images
-    assert images & {"grad_cam/correct", "grad_cam/misclassified"}
-    filters = run.Images("features/filters")
+    maps = {f"xray/feature_maps/{name}" for name in ("input", "0_features.2", "3_features.7")}
+    assert {"xray/filters", *maps} <= images
+    assert images & {"xray/grad_cam_correct", "xray/grad_cam_misclassified"}
+    filters = run.Images("xray/filters")
     assert len(filters) == 2 and filters[-1].width == 2 + 6 * 22  # one 20-pixel tile per C1 filter
     assert sum(t.startswith("watch/activation_mean/") for t in run.Tags()["scalars"]) == 4  # LeNet-5's 4 ReLUs
-    assert 0 <= last(run, "watch/inside_margin") <= 1 and "margins/val" in run.Tags()["histograms"]
+    assert 0 <= last(run, "watch/inside_margin") <= 1 and "xray/margins" in run.Tags()["histograms"]
 
 
 def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
@@ -276,7 +277,7 @@ def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tm
     for loss in ("cross_entropy", "hinge", "mse", "mae"):
         run = run_of(tmp_path, f"loss={loss}")
         logged = events(run)
-        assert "margins/val" in logged.Tags()["histograms"], loss
+        assert "xray/margins" in logged.Tags()["histograms"], loss
         assert len(logged.Scalars("watch/inside_margin")) >= 2, loss  # after each validation
         inside[loss], acc[loss] = last(logged, "watch/inside_margin"), metrics_of(run)["test/acc"]
     assert acc["mae"] < acc["cross_entropy"] - 0.25, acc

@@ -3,9 +3,9 @@ maps stage by stage, and class-activation maps (Grad-CAM).
 
 | callback (``callbacks=diagnostics`` node) | TensorBoard image | the idea it shows |
 |---|---|---|
-| ``FirstLayerFilters`` (``filters``) | ``features/filters`` | convolution as a learned feature detector: one tile per first-layer filter (oriented edges, colour blobs; Zeiler & Fergus 2014, fig. 2) |
-| ``FeatureMaps`` (``feature_maps``) | ``features/<i>_<layer>`` | the hierarchy of features: one fixed validation image through each stage, fine edges early, coarse parts late |
-| ``GradCAM`` (``grad_cam``) | ``grad_cam/correct``, ``grad_cam/misclassified`` | where the network looks for the class it predicts (Selvaraju et al. 2017) |
+| ``FirstLayerFilters`` (``filters``) | ``xray/filters`` | convolution as a learned feature detector: one tile per first-layer filter (oriented edges, colour blobs; Zeiler & Fergus 2014, fig. 2) |
+| ``FeatureMaps`` (``feature_maps``) | ``xray/feature_maps/<i>_<layer>`` | the hierarchy of features: one fixed validation image through each stage, fine edges early, coarse parts late |
+| ``GradCAM`` (``grad_cam``) | ``xray/grad_cam_correct``, ``xray/grad_cam_misclassified`` | where the network looks for the class it predicts (Selvaraju et al. 2017) |
 
 The same pictures as PNG files: ``write_pngs`` (``python evaluate.py ...
 visualize=true``). The drawing functions return tensors in [0, 1]; matplotlib
@@ -236,7 +236,7 @@ class _ValImages(_EveryNEpochs):
 
 
 class FirstLayerFilters(_EveryNEpochs):
-    """``features/filters``: every filter of the first convolution, one tile each."""
+    """``xray/filters``: every filter of the first convolution, one tile each."""
 
     def __init__(self, every_n_epochs: int = 5) -> None:
         super().__init__("filters", every_n_epochs)
@@ -244,11 +244,11 @@ class FirstLayerFilters(_EveryNEpochs):
     def draw(self, writer, trainer, net) -> None:
         conv = first_conv(net)
         if conv is not None:
-            writer.add_image("features/filters", filter_grid(conv), trainer.global_step, dataformats="CHW")
+            writer.add_image("xray/filters", filter_grid(conv), trainer.global_step, dataformats="CHW")
 
 
 class FeatureMaps(_ValImages):
-    """``features/<i>_<layer>``: the first validation image's maps at the end of each stage
+    """``xray/feature_maps/<i>_<layer>``: the first validation image's maps at the end of each stage
     (the last layer at each resolution), the first ``channels`` channels of each."""
 
     def __init__(self, every_n_epochs: int = 5, channels: int = 16) -> None:
@@ -261,7 +261,7 @@ class FeatureMaps(_ValImages):
             return
         data = trainer.datamodule
         image = batch[0][:1]
-        writer.add_image("features/input", unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
+        writer.add_image("xray/feature_maps/input", unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
                          trainer.global_step, dataformats="CHW")
         was_training = net.training
         net.eval()
@@ -271,11 +271,11 @@ class FeatureMaps(_ValImages):
             net.train(was_training)
         width = len(str(max(len(grids) - 1, 0)))
         for i, (name, grid) in enumerate(grids):
-            writer.add_image(f"features/{i:0{width}d}_{name}", grid, trainer.global_step, dataformats="CHW")
+            writer.add_image(f"xray/feature_maps/{i:0{width}d}_{name}", grid, trainer.global_step, dataformats="CHW")
 
 
 class GradCAM(_ValImages):
-    """``grad_cam/correct`` and ``grad_cam/misclassified``: up to ``count`` validation images of
+    """``xray/grad_cam_correct`` and ``xray/grad_cam_misclassified``: up to ``count`` validation images of
     each, above their Grad-CAM maps for the predicted class, from the first validation batch."""
 
     def __init__(self, every_n_epochs: int = 5, count: int = 4) -> None:
@@ -289,4 +289,4 @@ class GradCAM(_ValImages):
         data = trainer.datamodule
         grids = cam_grids(net, batch[0], batch[1], getattr(data, "shift", None), getattr(data, "scale", None), self.count)
         for kind, grid in grids.items():
-            writer.add_image(f"grad_cam/{kind}", grid, trainer.global_step, dataformats="CHW")
+            writer.add_image(f"xray/grad_cam_{kind}", grid, trainer.global_step, dataformats="CHW")
