@@ -126,10 +126,11 @@ def evaluate(cfg: DictConfig) -> dict:
     print(f"{model} on {data}: {report['test_images']} test images")
     print(metrics_table(report, shown=("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro")))
     print(confusion_matrix_text(results["confusion_matrix"], report["classes"]))
-    if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of the first test batch, as PNGs
-        from training.features import write_pngs
-        images, targets = next(iter(datamodule.test_dataloader()))[:2]
-        for png in write_pngs(module.net, images[:64], targets[:64], output_dir, getattr(datamodule, "shift", None), getattr(datamodule, "scale", None)):
+    if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of test images of every class, as PNGs
+        from training.features import class_sample, write_pngs
+        images, targets = class_sample(datamodule.test_dataloader(), len(classes), max(1, 80 // len(classes)))
+        for png in write_pngs(module.net, images, targets, output_dir, shift=getattr(datamodule, "shift", None),
+                              scale=getattr(datamodule, "scale", None), classes=report["classes"], model=model):
             print(f"wrote {png}")
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export)

@@ -96,7 +96,7 @@ def test_a_cell_repeated_over_two_seeds_reports_mean_and_std(seed_sweep):
 
 def test_plots_are_png_images_and_the_curves_come_from_tensorboard(seed_sweep):
     sweep_dir, _ = seed_sweep
-    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"):
+    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png", "test_acc_vs_wall_time.png"):
         assert (sweep_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(sweep_dir / name).shape
         assert height > 200 and width > 200

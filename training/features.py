@@ -144,29 +144,92 @@ def cam_grids(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, shift
     return grids
 
 
-def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, output_dir: Path,
-               shift=None, scale=None) -> list[Path]:
-    """filters.png, feature_maps.png (the first image, stage by stage: one block per stage, top to
-    bottom) and grad_cam_{correct,misclassified}.png into ``output_dir``; returns the paths written."""
-    from matplotlib.image import imsave
+def class_sample(loader, num_classes: int, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``per_class`` images of every class, in the loader's order: a test split sorted by class (an image
+    folder) gives its first batch from one class only. Stops once every class has its share."""
+    images, targets, counts = [], [], [0] * num_classes
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        for image, target in zip(x, y.tolist()):
+            if counts[target] < per_class:
+                counts[target] += 1
+                images.append(image)
+                targets.append(target)
+        if min(counts) >= per_class:
+            break
+    return torch.stack(images), torch.tensor(targets)
 
-    def save(name: str, grid: torch.Tensor) -> Path:
-        path = Path(output_dir) / name
-        imsave(path, grid.permute(1, 2, 0).clamp(0, 1).numpy().squeeze())
-        return path
 
+def round_robin(targets: torch.Tensor, chosen: torch.Tensor, count: int) -> list[int]:
+    """Up to ``count`` indices where ``chosen`` holds, one class after another, so that every class shows."""
+    by_class: dict[int, list[int]] = {}
+    for i in chosen.nonzero().flatten().tolist():
+        by_class.setdefault(int(targets[i]), []).append(i)
+    picks = []
+    while len(picks) < count and any(by_class.values()):
+        for c in sorted(by_class):
+            if by_class[c] and len(picks) < count:
+                picks.append(by_class[c].pop(0))
+    return picks
+
+
+def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, shift=None, scale=None,
+                   classes: list[str] | None = None, model: str = "model", count: int = 8) -> dict:
+    """The report figures (training/plots.py), titled, labelled and at least 800 pixels wide, by file name:
+    filters.png (the first convolution's filters), feature_maps.png (the first image through each stage,
+    fine to coarse) and grad_cam_correct.png, grad_cam_misclassified.png (up to ``count`` images each, one
+    class after another, "true → predicted"). ``images`` should hold every class (``class_sample``)."""
+    from .plots import feature_maps_figure, filters_figure, grad_cam_figure
+
+    names = [str(c) for c in classes] if classes else [str(i) for i in range(int(targets.max()) + 1)]
     images = images.to(next(net.parameters()).device)
-    written = []
+    pictures = unnormalize(images, shift, scale)
+    as_rgb = lambda x: x.permute(0, 2, 3, 1).squeeze(-1).numpy()  # noqa: E731  (N, H, W) or (N, H, W, 3)
+
+    figures = {}
     conv = first_conv(net)
     if conv is not None:
-        written.append(save("filters.png", filter_grid(conv)))
-    stages = feature_map_grids(net, images[:1])
+        w = conv.weight.detach().float().cpu()
+        tiles = stretch(w if w.shape[1] in (1, 3) else w.mean(1, keepdim=True))
+        name = next(n for n, m in net.named_modules() if m is conv)
+        channels = f"{w.shape[1]} input channel{'s' if w.shape[1] > 1 else ''}" + ("" if w.shape[1] in (1, 3) else ", their mean")
+        title = (f"{model}: the {w.shape[0]} filters of its first convolution ({name}, "
+                 f"{'x'.join(map(str, w.shape[-2:]))}, {channels}), each scaled to its own range")
+        figures["filters.png"] = filters_figure(as_rgb(tiles), title)
+    was_training = net.training
+    net.eval()
+    try:
+        stages = stage_outputs(net, images[:1])
+    finally:
+        net.train(was_training)
     if stages:
-        width = max(g.shape[-1] for _, g in stages)
-        padded = [F.pad(g.expand(3, -1, -1), (0, width - g.shape[-1]), value=1.0) for _, g in stages]
-        written.append(save("feature_maps.png", torch.cat(padded, dim=1)))
-        for kind, grid in cam_grids(net, images, targets, shift, scale).items():
-            written.append(save(f"grad_cam_{kind}.png", grid))
+        rows = [(f"{name}\n{out.shape[1]} maps {out.shape[-2]}x{out.shape[-1]}", stretch(out[0, :8, None].float().cpu())[:, 0].numpy())
+                for name, out in stages]
+        title = f"{model}: one test image through each stage, its first maps (each scaled to its own range)"
+        figures["feature_maps.png"] = feature_maps_figure(as_rgb(pictures[:1])[0], rows, title,
+                                                          f"input: a {names[int(targets[0])]}")
+        maps, logits = grad_cam(net, images)
+        predicted = logits.argmax(1).cpu()
+        layer = stages[-1][0]
+        for kind, chosen in (("correct", predicted == targets.cpu()), ("misclassified", predicted != targets.cpu())):
+            picks = round_robin(targets, chosen, count)
+            if not picks:
+                continue
+            labels = [f"{names[int(targets[i])]} → {names[int(predicted[i])]}" for i in picks]
+            shown = pictures[picks].expand(-1, 3, -1, -1)
+            title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test images "
+                     f"(true → predicted)")
+            overlays = as_rgb(overlay(pictures[picks], maps[picks].cpu()))
+            figures[f"grad_cam_{kind}.png"] = grad_cam_figure(as_rgb(shown), overlays, labels, title)
+    return figures
+
+
+def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, output_dir: Path, **options) -> list[Path]:
+    """``report_figures`` as PNG files in ``output_dir`` (100 dpi); returns the paths written."""
+    written = []
+    for name, figure in report_figures(net, images, targets, **options).items():
+        written.append(Path(output_dir) / name)
+        figure.savefig(written[-1], dpi=100)
     return written
 
 
