@@ -115,8 +115,7 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", report)
-    model = (module.hparams.config or {}).get("model", {}).get("name", "model")
-    data = datamodule.name
+    model, data = (module.hparams.config or {}).get("model", {}).get("name", "model"), datamodule.name
     figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"], title=f"{model} on {data} (test)")
     figure.savefig(output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:

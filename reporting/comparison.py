@@ -207,15 +207,15 @@ SCATTERS = (("params", "parameters"), ("macs", "MACs per image"), ("wall_time_s"
 def short_labels(cells: list[dict]) -> tuple[str, list[str]]:
     """(legend title, one label per cell): only what varies between the cells, by value when every cell sets
     the same keys (title ``optimizer, lr``; labels ``adam, 0.001``), else ``key=value`` pairs; each label at
-    most 32 characters. What every cell shares is said once, in the table."""
-    settings = [{**dict(o.split("=", 1) for o in c["cell_overrides"] if "=" in o), "model": c["model"]} for c in cells]
+    most 40 characters. What every cell shares is said once, in the table."""
+    settings = [{"model": c["model"], **dict(o.split("=", 1) for o in c["cell_overrides"] if "=" in o)} for c in cells]
     keys = [k for k in dict.fromkeys(k for s in settings for k in s) if len({s.get(k) for s in settings}) > 1]
     if not keys:
-        return "", [c["overrides"][:32] for c in cells]
+        return "", [c["overrides"][:40] for c in cells]
     name = lambda key: key.rsplit(".", 1)[-1] if sum(k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] for k in keys) == 1 else key  # noqa: E731
     if all(all(k in s for k in keys) for s in settings):
-        return ", ".join(map(name, keys)), [", ".join(s[k] for k in keys)[:32] for s in settings]
-    return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:32] or "(shared)" for s in settings]
+        return ", ".join(map(name, keys)), [", ".join(s[k] for k in keys)[:40] for s in settings]
+    return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:40] or "(shared)" for s in settings]
 
 
 def plots(root: Path, table: list[dict]) -> list[Path]:
