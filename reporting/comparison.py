@@ -215,7 +215,7 @@ def short_labels(cells: list[dict]) -> tuple[str, list[str]]:
     name = lambda key: key.rsplit(".", 1)[-1] if sum(k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] for k in keys) == 1 else key  # noqa: E731
     if all(all(k in s for k in keys) for s in settings):
         return ", ".join(map(name, keys)), [", ".join(s[k] for k in keys)[:40] for s in settings]
-    return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:40] or "(shared)" for s in settings]
+    return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:40] or "(the shared settings)" for s in settings]
 
 
 def plots(root: Path, table: list[dict]) -> list[Path]:

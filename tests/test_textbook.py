@@ -169,11 +169,11 @@ def test_the_report_figures_are_titled_labelled_and_report_sized():
     for kind in ("correct", "misclassified"):
         if f"grad_cam_{kind}.png" in figures:
             labels = [a.get_title() for a in figures[f"grad_cam_{kind}.png"].axes if a.get_title()]
-            assert 0 < len(labels) <= 8 and all(" → " in label for label in labels)
-            true = [label.split(" → ")[0] for label in labels]
+            assert 0 < len(labels) <= 8 and all("\n→ " in label for label in labels)  # true above predicted
+            true = [label.split("\n→ ")[0] for label in labels]
             distinct = len(set(true))
             assert set(true) <= set(classes) and len(set(true[:distinct])) == distinct  # one class after another
-            assert all((t == p) == (kind == "correct") for t, p in (label.split(" → ") for label in labels))
+            assert all((t == p) == (kind == "correct") for t, p in (label.split("\n→ ") for label in labels))
     rows = [a.get_ylabel() for a in figures["feature_maps.png"].axes if a.get_ylabel()]
     assert len(rows) == 5 and rows[0].startswith("features.") and "maps 32x32" in rows[0]  # VGG-11: 5 stages
 

@@ -207,7 +207,7 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
                 for name, out in stages]
         title = f"{model}: one test image through each stage, its first maps (each scaled to its own range)"
         figures["feature_maps.png"] = feature_maps_figure(as_rgb(pictures[:1])[0], rows, title,
-                                                          f"input: a {names[int(targets[0])]}")
+                                                          f"input: {names[int(targets[0])]} (its true class)")
         maps, logits = grad_cam(net, images)
         predicted = logits.argmax(1).cpu()
         layer = stages[-1][0]
@@ -215,7 +215,7 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
             picks = round_robin(targets, chosen, count)
             if not picks:
                 continue
-            labels = [f"{names[int(targets[i])]} → {names[int(predicted[i])]}" for i in picks]
+            labels = [f"{names[int(targets[i])]}\n→ {names[int(predicted[i])]}" for i in picks]  # two lines: long names fit
             shown = pictures[picks].expand(-1, 3, -1, -1)
             title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test images "
                      f"(true → predicted)")

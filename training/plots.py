@@ -100,7 +100,7 @@ def feature_maps_figure(image, stages, title: str, input_title: str, per_row: in
     from matplotlib.figure import Figure
 
     rows = 1 + len(stages)
-    figure = Figure(figsize=(WIDE + 1.5, 1.35 * rows + 0.8), dpi=100)
+    figure = Figure(figsize=(WIDE + 2, 1.5 * rows + 0.8), dpi=100)
     grid = figure.subplots(rows, per_row, squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
@@ -118,14 +118,14 @@ def feature_maps_figure(image, stages, title: str, input_title: str, per_row: in
 
 
 def grad_cam_figure(images, overlays, labels: list[str], title: str):
-    """Images above their Grad-CAM overlays, one column each, titled ``labels`` ("true → predicted");
+    """Images above their Grad-CAM overlays, one column each, titled ``labels`` ("true\n→ predicted");
     ``images`` and ``overlays`` (N, H, W, 3) in [0, 1]."""
     from matplotlib.figure import Figure
 
     n = len(images)
     columns = max(n, 4)
     side = max(WIDE / columns, 1.1)
-    figure = Figure(figsize=(side * columns, 2 * side + 1.0), dpi=100)
+    figure = Figure(figsize=(side * columns, 2 * side + 1.3), dpi=100)
     grid = figure.subplots(2, columns, squeeze=False)
     for column in range(columns):
         if column < n:
