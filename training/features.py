@@ -217,8 +217,8 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
                 continue
             labels = [f"{names[int(targets[i])]}\n→ {names[int(predicted[i])]}" for i in picks]  # two lines: long names fit
             shown = pictures[picks].expand(-1, 3, -1, -1)
-            title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test images "
-                     f"(true → predicted)")
+            title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test "
+                     f"image{'s' if len(picks) > 1 else ''} (true → predicted)")
             overlays = as_rgb(overlay(pictures[picks], maps[picks].cpu()))
             figures[f"grad_cam_{kind}.png"] = grad_cam_figure(as_rgb(shown), overlays, labels, title)
     return figures
