@@ -17,7 +17,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_the_smoke_run_prints_what_the_readme_shows(tmp_path):
-    result = run_script("train.py", "experiment=smoke", cwd=tmp_path)
+    result = run_script("train.py", "experiment=smoke", cwd=tmp_path, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
     block = README[README.index("**What a run prints.**"):]
     shown = [line.strip() for line in block.split("\n\n")[1].splitlines()[:3]]  # the indented table
@@ -45,7 +45,7 @@ def test_compare_py_prints_the_readmes_example_table(tmp_path):
 
 def test_the_overfitting_diagnostic_gives_the_readmes_numbers(tmp_path):
     result = run_script("train.py", "experiment=smoke", "data.val_size=0.9", "trainer.max_epochs=40",
-                        "callbacks=diagnostics", f"hydra.run.dir={tmp_path}")
+                        "callbacks=diagnostics", f"hydra.run.dir={tmp_path}", timeout=3600)  # a minute on a quiet CPU
     assert result.returncode == 0, result.stderr[-3000:]
     stated = re.search(r"train acc ([\d.]+) against val acc ([\d.]+) \(gap \+([\d.]+), from −([\d.]+) in the first\s+"
                        r"epoch\); train loss ([\d.]+) against val loss ([\d.]+) \(test acc ([\d.]+)\)\.", README)
