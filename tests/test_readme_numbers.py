@@ -1,6 +1,7 @@
 """The README's cheap numbers, rerun with the commands it states them with and compared with the README's own
-text (so a number edited there is checked there): the smoke run's printed table, compare.py's example table and
-the overfitting diagnostic. Minutes on two cores: marked slow (``python -m pytest -m slow``)."""
+text (so a number edited there is checked there): compare.py's example table and the overfitting diagnostic
+(the smoke run's table: tests/test_train_evaluate.py, in the default suite). Minutes on two cores: marked slow
+(``python -m pytest -m slow``)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,6 @@ from helpers import ROOT, run_script
 
 pytestmark = pytest.mark.slow
 README = (ROOT / "README.md").read_text()
-
-
-def test_the_smoke_run_prints_what_the_readme_shows(tmp_path):
-    result = run_script("train.py", "experiment=smoke", cwd=tmp_path, timeout=3600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    block = README[README.index("**What a run prints.**"):]
-    shown = [line.strip() for line in block.split("\n\n")[1].splitlines()[:3]]  # the indented table
-    printed = [line.strip() for line in result.stdout.splitlines()]
-    start = printed.index(shown[0])
-    assert printed[start:start + 3] == shown
-    quick = re.search(r"experiment=smoke +# LeNet-5, 10 epochs: prints test acc ([\d.]+) \(seed 42\)", README).group(1)
-    assert f"test  {quick}" in result.stdout
 
 
 def test_compare_py_prints_the_readmes_example_table(tmp_path):
