@@ -35,25 +35,38 @@ import platform
 from pathlib import Path
 from types import SimpleNamespace
 
+from typing import TYPE_CHECKING
+
 import hydra
-import lightning as L
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from datamodules import RandomImagesDataModule
-from models import list_models
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import check_benchmark
-from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
-                                   theoretical_peak, three_paths)
 from training.files import write_text
 from training.hardware import cpu
-from training.performance import check_precision, default_threads
+
+if TYPE_CHECKING:  # annotations only
+    from torch import nn
+
+
+def import_heavy() -> None:
+    """torch, Lightning, the zoo and the harness, imported once the command line is checked (in main):
+    --help and a mistyped key answer before them. They are this module's globals from then on."""
+    global L, torch, RandomImagesDataModule, list_models, data_paths, defaults_vs_off, gpu, markdown
+    global model_throughput, sgemm, speedrun, theoretical_peak, three_paths, check_precision, default_threads
+    import lightning as L
+    import torch
+
+    from datamodules import RandomImagesDataModule
+    from models import list_models
+    from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
+                                       theoretical_peak, three_paths)
+    from training.performance import check_precision, default_threads
+
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 QUICK = dict(warmup=1, steps=3, repeats=2)
@@ -137,6 +150,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
 def main(cfg: DictConfig) -> dict:
+    import_heavy()
     args = settings(cfg)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
     out = Path(HydraConfig.get().runtime.output_dir)  # created by Hydra

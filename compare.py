@@ -1,4 +1,4 @@
-"""Compare training runs: one table and three plots from a sweep dir or from outputs/.
+"""Compare training runs: one table and four plots (per data set) from a sweep dir or from outputs/.
 
     python compare.py dir=multirun/2025-06-01_12-00-00           # a sweep (train.py -m ...)
     python compare.py dir=outputs sort=params ascending=true      # every single run, smallest first
@@ -13,7 +13,8 @@ metrics.json: ``unreadable``) is listed and marked, never dropped.
 
 Writes into ``dir``: comparison.md (also printed), comparison.csv (one row per run, raw numbers),
 comparison_cells.csv (one row per cell, mean and std; only when seeds repeat), val_acc.png (validation
-accuracy per epoch, every run), test_acc_vs_params.png and test_acc_vs_macs.png. After an Optuna
+accuracy per epoch, every run), test_acc_vs_params.png, test_acc_vs_macs.png and test_acc_vs_wall_time.png
+(one set per data set, ``..._<data>.png``, when the runs span several). After an Optuna
 search (hparams_search=...) the best trial from optimization_results.yaml is named too.
 
 Bad settings (an unknown key, a sort column that does not exist, a dir that is not one) get one line
@@ -51,8 +52,9 @@ def check(cfg: DictConfig) -> None:
 def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: bool = True) -> list[dict]:
     """Write and print the comparison of the runs under ``root``; returns the runs, sorted."""
     sort = sort.replace("/", "_")
-    for name in OUTPUTS:  # all checked before the first is written: no output goes through a link
-        refuse_link(root / name)
+    for pattern in OUTPUTS:  # all checked before the first is written: no output goes through a link
+        for path in [root / pattern] if "*" not in pattern else sorted(root.glob(pattern)):
+            refuse_link(path)
     runs = find_runs(root)
     if not runs:
         raise UserError(f"no training runs under {root} (a run dir holds the .hydra/ folder that train.py writes)")

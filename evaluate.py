@@ -18,6 +18,7 @@ and logged to TensorBoard. Checkpoints are opened with weights_only=True.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -29,14 +30,8 @@ from cli.records import write_json
 from cli.resolvers import register_model_of
 from cli.rundir import claim_run_dir
 from cli.trust import build_datamodule, build_model, evaluation_data, stored_config
-from cli.weights import card_datamodule, export
-from models import create_model
-from models.weights import find_card, is_community_file, read_card, read_community, shipped
-from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, run_dir_of, warn_non_finite
-from training.files import save_figure
-from training.module import ImageClassifier
-from training.plots import confusion_matrix_figure, confusion_matrix_text
-from training.progress import metrics_table, quiet
+
+# torch, Lightning and the zoo are imported in the functions below: --help and a mistyped key answer before them
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
@@ -48,6 +43,11 @@ REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run di
 def build_from_weights(cfg: DictConfig):
     """Shipped weights, a weights file with its card, or a community checkpoint (models.weights.COMMUNITY, its
     card written from what its project publishes): the model from the card, the test split normalized as it says."""
+    from cli.weights import card_datamodule
+    from models import create_model
+    from models.weights import find_card, is_community_file, read_card, read_community
+    from training.module import ImageClassifier
+
     if is_community_file(cfg.weights):
         card_path, (card, _) = Path(cfg.weights), read_community(cfg.weights)
         net = create_model(card["model"]["name"], weights=cfg.weights)
@@ -61,6 +61,10 @@ def build_from_weights(cfg: DictConfig):
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
+    from models.weights import shipped
+    from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, warn_non_finite
+    from training.module import ImageClassifier
+
     if cfg.weights and cfg.ckpt_path:
         raise UserError("give ckpt_path= or weights=, not both")
     if cfg.weights:
@@ -91,11 +95,19 @@ def ready(datamodule):
 def make_trainer(cfg: DictConfig):
     """Last: the Trainer prints what it found (GPU, TPU) when built, so every input is checked first."""
     loggers = [instantiate(node) for node in (cfg.logger or {}).values() if node]
+    bar = cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty()  # frames of a bar are noise in a file
     return instantiate_trainer(cfg.trainer, logger=loggers or False, enable_checkpointing=False,
-                               enable_model_summary=cfg.verbose)
+                               enable_model_summary=cfg.verbose, enable_progress_bar=bar)
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from cli.weights import export
+    from models.weights import read_card
+    from training.checkpoints import run_dir_of
+    from training.files import save_figure
+    from training.plots import confusion_matrix_figure, confusion_matrix_text
+    from training.progress import metrics_table
+
     path, datamodule, module, trainer = build(cfg)
     user_errors_as_lines(claim_run_dir)(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
     log_to_file(cfg.paths.output_dir, "evaluate")
@@ -113,21 +125,21 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / "metrics.json", report)
-    model = (module.hparams.config or {}).get("model", {}).get("name", "model")
-    data = datamodule.name
+    model, data = (module.hparams.config or {}).get("model", {}).get("name", "model"), datamodule.name
     figure = confusion_matrix_figure(results["confusion_matrix"], report["classes"], title=f"{model} on {data} (test)")
     save_figure(figure, output_dir / "confusion_matrix.png", dpi=120)
     for logger in trainer.loggers:
         if hasattr(logger.experiment, "add_figure"):
-            logger.experiment.add_figure("test/confusion_matrix", figure)
+            logger.experiment.add_figure("xray/confusion_matrix_test", figure)
         logger.finalize("success")  # flush the events before the process ends
     print(f"{model} on {data}: {report['test_images']} test images")
     print(metrics_table(report, shown=("acc", "acc_top5", "precision_macro", "recall_macro", "f1_macro")))
     print(confusion_matrix_text(results["confusion_matrix"], report["classes"]))
-    if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of the first test batch, as PNGs
-        from training.features import write_pngs
-        images, targets = next(iter(datamodule.test_dataloader()))[:2]
-        for png in write_pngs(module.net, images[:64], targets[:64], output_dir, getattr(datamodule, "shift", None), getattr(datamodule, "scale", None)):
+    if cfg.get("visualize"):  # filters, feature maps and Grad-CAM of test images of every class, as PNGs
+        from training.features import class_sample, write_pngs
+        images, targets = class_sample(datamodule.test_dataloader(), len(classes), max(1, 80 // len(classes)))
+        for png in write_pngs(module.net, images, targets, output_dir, shift=getattr(datamodule, "shift", None),
+                              scale=getattr(datamodule, "scale", None), classes=report["classes"], model=model):
             print(f"wrote {png}")
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export, data_dir=cfg.data.data_dir or cfg.paths.data_dir,
@@ -139,6 +151,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
+    from training.progress import quiet
+
     quiet(cfg.verbose)
     return evaluate(cfg)
 

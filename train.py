@@ -7,7 +7,7 @@
     python train.py resume=outputs/<run>              # continue a killed run where it stopped
     python train.py ckpt_path=outputs/<run> data=...  # a new run from that run's weights (fine-tune)
 
-Writes into its run dir (outputs/<time>_<model>_<data>/): the resolved config (.hydra/),
+Writes into its run dir (outputs/<model>_<data>_<time>/): the resolved config (.hydra/),
 checkpoints/ (best by val/acc, and last), the TensorBoard events (settings and final metrics in
 HPARAMS too) and metrics.json (final metrics, parameters, MACs, epochs, wall time, throughput,
 status: what compare.py tabulates). Returns ``optimized_metric`` for Hydra's sweepers; in a sweep
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
                              user_errors_as_lines)
-from cli.records import flat_hparams, log_settings, record_failure, save_run_config, write_manifest, write_metrics
+from cli.records import (flat_hparams, log_settings, record_failure, run_status, save_run_config, write_manifest,
+                         write_metrics)
 from cli.resolvers import RESOLVERS
 from cli.rundir import claim_run_dir
 from cli.trust import start_from
@@ -103,7 +103,7 @@ def train(cfg: DictConfig) -> float | None:
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
-    log_settings(trainer, {**flat_hparams(cfg), "model/params": params, "model/macs": macs})  # HPARAMS, once, at the start
+    log_settings(trainer, flat_hparams(cfg))  # HPARAMS, once, at the start
 
     start = time.perf_counter()
     try:
@@ -125,10 +125,9 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=cfg.verbose)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
-    finite = all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss"))
     metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
-                   train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1),  # val included
-                   status="completed" if finite else "diverged")
+                   train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1))  # val included
+    metrics["status"] = run_status(cfg, metrics)  # completed, diverged, or debug (fast_dev_run, overfit_batches)
     for logger in trainer.loggers:
         logger.finalize("success")  # flush; the HPARAMS tab reads the metrics' last values from the curves
     if trainer.is_global_zero:
@@ -146,10 +145,11 @@ def main(cfg: DictConfig) -> float | None:
     quiet(cfg.verbose)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
-    try:  # in a sweep, a failed run is recorded and the launcher goes on with the others
+    try:  # in a sweep, a failed run says so in one line, is recorded, and the launcher goes on with the others
         return train(cfg)
     except (Exception, SystemExit) as error:  # SystemExit: a bad value, already reported
-        raise record_failure(cfg, error) from error  # the sweep exits 1 once every run is done
+        record_failure(cfg, error)  # the sweep names its failed runs and exits 1 once every run is done
+        return None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import logging
 import os
 import re
 import sys
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from training.errors import UserError
 
-from .resolvers import register_resolvers
+from .resolvers import register_resolvers, remove_empty_run_dirs
 from .rundir import check_run_dir_arguments
 
 
@@ -62,6 +63,20 @@ def message(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+LOOKALIKES = str.maketrans("oil", "011")  # letters typed for digits: resnet2O, vggl1, resnetI8
+
+
+def nearest(value: str, valid: list[str]) -> str | None:
+    """The valid name a typo most likely meant: one that differs only in case or in a letter typed for a
+    digit (``resnet2O`` -> resnet20, where difflib alone prefers resnet32), else difflib's closest."""
+    plain = {name.lower().translate(LOOKALIKES): name for name in reversed(valid)}  # the first wins a tie
+    typed = value.lower().translate(LOOKALIKES)
+    if typed in plain:
+        return plain[typed]
+    near = difflib.get_close_matches(typed, list(plain), n=1)
+    return plain[near[0]] if near else None
+
+
 def group_options(config_dir: Path) -> dict[str, list[str]]:
     """Every config group under ``config_dir`` -> its option names (``model`` -> ``lenet5``, ...)."""
     groups: dict[str, list[str]] = {}
@@ -87,8 +102,8 @@ def check_overrides(argv: list[str], config_dir: Path) -> None:
             continue  # sweeps like choice(...), interpolations: leave to Hydra
         for option in value.split(","):
             if option not in groups[group]:
-                near = difflib.get_close_matches(option, groups[group], n=1)
-                hint = f" (did you mean {near[0]}?)" if near else ""
+                near = nearest(option, groups[group])
+                hint = f" (did you mean {near}?)" if near else ""
                 raise UserError(f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(groups[group])}")
 
 
@@ -149,11 +164,11 @@ def unknown_key_error(error: HydraException, variant: list[str], compose_: Calla
     base = compose_(choices)
     parent, valid = node_keys(base, key.rsplit(".", 1)[0] if "." in key else "")
     name = key.rsplit(".", 1)[-1]
-    near = difflib.get_close_matches(name, valid, n=1)
+    near = nearest(name, valid)
     where = f"{parent} has no key {name!r}" if parent else f"there is no key {name!r}"
     first = re.split(r"[./@]", key)[0]
     hint = f" ({hints[first]})" if first in hints else ""
-    did = f", did you mean {(parent + '.' if parent else '') + near[0]}?" if near else ""
+    did = f", did you mean {(parent + '.' if parent else '') + near}?" if near else ""
     return UserError(f"{given}: {where}{hint}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 
 
@@ -194,8 +209,8 @@ def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, g
                                                  for i in range(1, len(parts) - 1)) if isinstance(node, DictConfig)):
             continue  # deeper inside a part's argument (a dict it takes)
         parent, valid = node_keys(base, ".".join(parts[:-1]))
-        near = difflib.get_close_matches(parts[-1], valid, n=1)
-        did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
+        near = nearest(parts[-1], valid)
+        did = f" (did you mean {(parent + '.' if parent else '') + near}?)" if near else ""
         raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
                         f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 
@@ -372,6 +387,44 @@ def drop_stored_locations(overrides: list[str], argv: list[str], source: str) ->
     return [o for o in overrides if o not in ignored]
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
+def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
+    """``--help``: the usage lines at the top of the entry point's config, the groups its defaults list composes
+    (with their options), then its config as composed with ``overrides``. Hydra's own page lists every group
+    under configs/, those only another entry point reads and internal ones (``_base``, ``recipe``) too."""
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    text = (config_dir / f"{config_name}.yaml").read_text()
+    usage = [line[2:] for line in itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())]
+    read = []
+    for entry in (yaml.safe_load(text) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            (key, value), = entry.items()
+            group = key.removeprefix("optional ")
+            if not group.startswith(("override ", "_", "hydra")) and "${" not in str(value):  # recipe: ${model}, internal
+                read.append(group)
+    options = group_options(config_dir)
+    lines = [*usage, ""]
+    if read:
+        lines += ["== Configuration groups ==", "Compose your configuration from those groups (group=option)", ""]
+        lines += [f"{group}: {', '.join(options.get(group, []))}" for group in sorted(read)] + [""]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides)
+    except HydraException as error:
+        raise UserError(message(error)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    lines += ["== Config ==", "Override anything in the config (foo.bar=value)", "", OmegaConf.to_yaml(cfg).rstrip(), "",
+              "--cfg job prints the config alone; --hydra-help lists Hydra's own flags."]
+    return "\n".join(lines)
+
+
 def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
                 config_name: str | None = None, hints: dict[str, str] | None = None,
                 required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
@@ -383,8 +436,12 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
     @functools.wraps(main)
     def run():
         os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
+        logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "building the font cache" on a first run
         register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
         try:
+            if config_name is not None and any(a in HELP_FLAGS for a in sys.argv[1:]):
+                print(entry_help(config_dir, config_name, [a for a in sys.argv[1:] if not a.startswith("-")]))
+                return None  # nothing composed by Hydra, no run dir
             check_run_dir_arguments(sys.argv[1:])  # before Hydra creates it: a file, a read-only file system
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])
@@ -402,6 +459,8 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
             if is_user_error(error):
                 fail(message(error))
             raise
+        finally:
+            remove_empty_run_dirs()  # a run refused by its checks, or a command that only printed, leaves no dir
 
     return run
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reporting.manifest import manifest
@@ -54,6 +56,18 @@ def flat_hparams(cfg: DictConfig) -> dict:
     return flat
 
 
+def trial_id() -> str:
+    """The run's name in HPARAMS' trial-id column, which cuts names to about 15 characters: what sets the run
+    apart first, the time last. A single run: its dir (``lenet5_digits_2026-12-02_12-00-00``); a sweep's run: its
+    dir, then its sweep's (``optimizer=adam,seed=2_2026-12-02_12-00-00``), unique across sweeps in one view
+    (runs with one id would share a row)."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run = Path(hydra_cfg.runtime.output_dir)
+    return f"{run.name}_{Path(hydra_cfg.sweep.dir).name}" if hydra_cfg.mode == RunMode.MULTIRUN else run.name
+
+
 def log_settings(trainer, hparams: dict) -> None:
     """The run's settings, once, at its start (a run killed later still shows them): TensorBoard's
     HPARAMS tab through ``log_hparams``, any other logger through its own ``log_hyperparams``."""
@@ -63,19 +77,35 @@ def log_settings(trainer, hparams: dict) -> None:
         if not isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams)
         elif trainer.is_global_zero:  # other ranks' experiment is Lightning's stand-in
-            log_hparams(logger.experiment, hparams)
+            log_hparams(logger.experiment, hparams, trial_id())
 
 
-def log_hparams(writer, hparams: dict) -> None:
-    """The run's settings into TensorBoard's HPARAMS tab, as a session start only: without an experiment
-    summary TensorBoard builds the tab's columns from every run it shows, marks the ones whose values
-    differ and lists them first (an experiment summary, as Lightning writes one, is read from one run
-    alone, and every column then counts as constant). The metric columns are the runs' scalar tags."""
-    from torch.utils.tensorboard.summary import hparams as summaries
+def log_hparams(writer, hparams: dict, trial: str = "") -> None:
+    """The run's settings into TensorBoard's HPARAMS tab, as a session start only, booleans as booleans and
+    ``trial`` as its trial id (the session group's name). How TensorBoard 2.21 chooses the columns it shows
+    (tensorboard/plugins/hparams): without an experiment summary it builds them from every run in view, marks
+    those whose values differ, sorts them first (then by name) and ticks the first five; an experiment summary,
+    as Lightning writes one, is read from one run alone, and its columns then stand for every run. So no run
+    writes one, and no column repeats another (parameters and MACs follow the model: metrics.json and
+    compare.py have them): what a sweep varies is among the five ticked. The metric columns are the runs'
+    scalar tags, in name order (training/loggers.py puts loss and accuracy first)."""
+    import time
 
-    _, session_start, session_end = summaries(hparams, {})
-    writer.file_writer.add_summary(session_start)
-    writer.file_writer.add_summary(session_end)
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(group_name=trial, start_time_secs=time.time())
+    for name, value in hparams.items():
+        if isinstance(value, bool):  # before int: a bool is an int, and torch's helper wrote 1.0
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[name].number_value = value
+        else:
+            start.hparams[name].string_value = str(value)
+    content = plugin_data_pb2.HParamsPluginData(session_start_info=start, version=metadata.PLUGIN_DATA_VERSION)
+    summary = Summary(value=[Summary.Value(tag=metadata.SESSION_START_INFO_TAG,
+                                           metadata=metadata.create_summary_metadata(content))])
+    writer.file_writer.add_summary(summary)
     writer.flush()
 
 
@@ -95,18 +125,58 @@ def write_metrics(cfg: DictConfig, metrics: dict) -> None:
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
 
 
-def record_failure(cfg: DictConfig, error: BaseException) -> RuntimeError:
-    """A sweep's run that failed: its config and metrics.json (status failed or diverged, and why) are
-    written, and the error returned tells the launcher, which goes on with the other runs."""
+def run_status(cfg: DictConfig, metrics: dict) -> str:
+    """A finished run's status in metrics.json: ``diverged`` when a final loss is not finite, ``debug`` for a
+    debugging run whose numbers compare with nothing (one batch of each split, or the same few batches over and
+    over: ``trainer.fast_dev_run``, ``trainer.overfit_batches``), else ``completed``."""
+    import math
+
+    if not all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss")):
+        return "diverged"
+    return "debug" if cfg.trainer.get("fast_dev_run") or cfg.trainer.get("overfit_batches") else "completed"
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
+    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
+    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
+    ``SweepSummary`` names every failed run once the sweep is done."""
+    import traceback
+
     from training.callbacks import DivergenceError
 
     from .commandline import is_user_error, message
 
     cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
-    reason = message(cause) if is_user_error(cause) else f"{type(cause).__name__}: {message(cause)}"
+    diverged = isinstance(cause, DivergenceError)
+    reason = message(cause) if is_user_error(cause) or diverged else f"{type(cause).__name__}: {message(cause)}"
+    if diverged:
+        print(f"error: {reason}", file=sys.stderr)
+    elif not isinstance(error, SystemExit) and not is_user_error(cause):
+        traceback.print_exception(cause)  # a bug: its traceback, once
+    elif not isinstance(error, SystemExit):
+        print(f"error: {reason}", file=sys.stderr)
     save_run_config(cfg)
-    write_metrics(cfg, {"status": "diverged" if isinstance(cause, DivergenceError) else "failed", "error": reason})
-    return RuntimeError(f"run failed: {reason}")
+    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
+
+
+class SweepSummary(Callback):
+    """After a sweep (``-m``): one line per run that did not complete, read back from the runs' metrics.json,
+    and exit status 1 when there was one (configs/hydra/default.yaml names it in ``hydra.callbacks``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from reporting.comparison import find_runs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = find_runs(sweep_dir) if sweep_dir.is_dir() else []
+        failed = [run for run in runs if run["status"] in ("failed", "diverged", "unreadable")]
+        if not failed:
+            return
+        print(f"error: {len(failed)} of {len(runs)} runs of the sweep did not complete "
+              f"(python compare.py dir={sweep_dir} lists them all):", file=sys.stderr)
+        for run in failed:
+            print(f"  {run['run']}: {run['status']}: {run['error']}", file=sys.stderr)
+        sys.exit(1)
 
 
 @rank_zero_only

@@ -38,24 +38,45 @@ def run_dirname(overrides: str, max_bytes: int = 200) -> str:
     return name
 
 
+CREATED: list[tuple[Path, Path]] = []  # (run dir, the topmost folder made for it) this process created: unique_dir
+
+
 def unique_dir(path: str) -> str:
     """``path``, created now and so this process's alone; if another process created it
     first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
     exclusive, so two runs never share a dir. Cached in the config by OmegaConf
-    (``use_cache``), so every later read of the run or sweep dir gives the same answer."""
+    (``use_cache``), so every later read of the run or sweep dir gives the same answer.
+    Recorded in ``CREATED``: a command that fails its checks or only prints leaves it empty, and
+    the entry point removes it again (``remove_empty_run_dirs``)."""
     for n in itertools.count(1):
-        candidate = path if n == 1 else f"{path}_{n}"
+        candidate = Path(path if n == 1 else f"{path}_{n}")
+        made = [folder for folder in (candidate, *candidate.parents) if not folder.exists()]
         try:
-            Path(candidate).mkdir(parents=True, exist_ok=False)
-            return candidate
+            candidate.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
-            if Path(candidate).is_dir() or not Path(candidate).parent.is_dir():
+            if candidate.is_dir() or not candidate.parent.is_dir():
                 continue
             raise UserError(f"cannot create the run dir {candidate}: a file of that name is in the way") from None
         except OSError as error:  # a read-only file system, no permission
             raise UserError(f"cannot create the run dir {candidate}: {error.strerror}; "
                             "run from a writable folder or give hydra.run.dir=<a writable folder>") from None
+        CREATED.append((candidate, made[-1] if made else candidate))
+        return str(candidate)
     raise AssertionError("unreachable")
+
+
+def remove_empty_run_dirs() -> None:
+    """The run dirs ``unique_dir`` created that are still empty (the command failed its checks, or only
+    printed), and the folders made for them (``outputs/``) if empty too: a failed command leaves nothing."""
+    while CREATED:
+        folder, top = CREATED.pop()
+        for candidate in (folder, *folder.parents):
+            try:
+                candidate.rmdir()  # only ever an empty folder
+            except OSError:
+                break
+            if candidate == top:
+                break
 
 
 def model_of(ckpt_path: str | None, weights: str | None) -> str:
@@ -85,12 +106,24 @@ def register_model_of(argv: list[str]) -> list[str]:
     return argv
 
 
+def sweep_run() -> str:
+    """In a sweep (-m), this run's name (its dir: ``optimizer=adam,seed=2``), so that lines of runs that run side by
+    side (hydra/launcher=joblib) say whose they are; "" for a single run (configs/callbacks/default.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    return Path(HydraConfig.get().runtime.output_dir).name
+
+
 def register_resolvers() -> None:
     from .device_slots import device_slot
 
     OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
+    OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
 
 
 class Resolvers:

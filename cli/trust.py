@@ -33,7 +33,7 @@ PLAIN = (str, int, float, bool, type(None))
 REFUSED = "a checkpoint names options, not code; refused"
 # parts our configs named before and no longer do: checkpoints and run dirs written then still load
 RETIRED = frozenset({"lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.CSVLogger",
-                     "lightning.pytorch.callbacks.LearningRateMonitor"})
+                     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.ModelCheckpoint"})
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,11 +181,14 @@ def start_from(cfg, module) -> dict:
         check_unfinished(cfg, checkpoint)
         return {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
     if cfg.ckpt_path:
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
         path = resolve_checkpoint(cfg.ckpt_path)
         checkpoint = load_checkpoint(path)
         stored_config(checkpoint, str(path))
         check_fits(module.state_dict(), checkpoint["state_dict"], str(path), fits)
         module.load_state_dict(checkpoint["state_dict"])
+        rank_zero_only(print)(fine_tune_line(path, checkpoint))
     return {}
 
 
@@ -223,3 +226,11 @@ def evaluation_data(cfg, config: dict, source: str) -> dict:
     if "data_dir" in stored:
         given["data_dir"] = str(given.get("data_dir") or cfg.paths.data_dir)
     return given
+
+
+def fine_tune_line(path: Path, checkpoint: dict) -> str:
+    """What ``ckpt_path=`` does, said once at the start, since the lightning-hydra-template's ckpt_path resumes."""
+    epoch = checkpoint.get("epoch")
+    when = f" (epoch {epoch + 1}, step {checkpoint.get('global_step')})" if isinstance(epoch, int) else ""
+    return (f"fine-tune: weights from {path}{when}; a fresh optimizer and learning-rate schedule from epoch 1, "
+            f"in a new run dir (resume=<that run dir> continues that run instead)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import yaml
@@ -152,6 +153,20 @@ def check_replaceable(card_path: Path, data: str, source: str, force: bool) -> N
                            "it (give force=true to replace it, or export=<another folder>)")
 
 
+def portable(arguments: list[str]) -> list[str]:
+    """A recipe as any machine can read it: ``hydra.*`` and ``paths.*`` overrides (where the training machine
+    wrote the run and kept its cache) are left out, and an absolute path in another value keeps its last part
+    only (``data.root=.../cifar10-jpeg``; the card's ``data.copy`` says which copy that is)."""
+    kept = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if equals and key.lstrip("+~").startswith(("hydra.", "paths.")):
+            continue
+        path = Path(value.strip("'\""))  # a quoted path: 'multirun/<time>/optimizer=sgd'
+        kept.append(f"{key}=.../{path.name}" if equals and path.is_absolute() else argument)
+    return kept
+
+
 def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str = "data", force: bool = False) -> Path:
     """Write ``<out_dir>/<model>-<data>.pth`` (the best-val checkpoint's network) and its card; return the card.
     All or nothing: both files are built and verified (the card read back, the file's sha256 checked, the
@@ -200,8 +215,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
                      "normalization": {"method": datamodule.normalize, "shift": datamodule.shift, "scale": datamodule.scale,
                                        "applied_as": "(x / 255 - shift) / scale, per channel"},
                      "classes": list(map(str, datamodule.classes))},
-            "recipe": {"experiment": record["choices"].get("experiment"), "overrides": record["overrides"],
-                       "command": manifest.get("command"), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
+            "recipe": {"experiment": record["choices"].get("experiment"), "overrides": portable(record["overrides"]),
+                       "command": manifest.get("command") and shlex.join(portable(shlex.split(manifest["command"]))), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
             "seed": config.get("seed"),
             "epochs": metrics.get("epochs"),
             "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",

@@ -55,8 +55,7 @@ class TorchvisionDataModule(ClassificationDataModule):
         except (URLError, OSError) as error:  # no network, or a partial download
             raise DataError(
                 f"{self.name} is not in {where} and could not be downloaded ({error}); "
-                f"download {self.url} into {self.data_dir} by hand, or train offline with "
-                f"data=digits or data=image_folder data.root=<dir>"
+                f"download {self.url} into {self.data_dir} by hand, or set data.data_dir to a folder that holds it"
             ) from None
         except RuntimeError:  # torchvision: "Dataset not found or corrupted"
             raise DataError(

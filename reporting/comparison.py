@@ -35,9 +35,9 @@ HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "
            "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
-OUTPUTS = ("comparison.md", "comparison.csv", "comparison_cells.csv", "val_acc.png", "test_acc_vs_params.png",
-           "test_acc_vs_macs.png")  # what compare.py writes into the dir it reads
-STATUSES = ("completed", "diverged", "failed", "unreadable")
+OUTPUTS = ("comparison.md", "comparison.csv", "comparison_cells.csv", "val_acc*.png", "test_acc_vs_*.png")  # what compare.py
+# writes into the dir it reads (the figures once per data set: val_acc_<data>.png when a sweep holds several)
+STATUSES = ("completed", "debug", "diverged", "failed", "unreadable")  # debug: fast_dev_run, overfit_batches (train.py)
 LIMIT = 1e15  # the largest number a metrics.json column may hold (parameters, MACs, seconds, images/s)
 
 
@@ -220,40 +220,76 @@ def val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
     return sorted(points), [points[x] for x in sorted(points)]
 
 
+SCATTERS = (("params", "parameters"), ("macs", "MACs per image"), ("wall_time_s", "wall time of the fit (s)"))
+
+
+def short_labels(cells: list[dict]) -> tuple[str, list[str]]:
+    """(legend title, one label per cell): only what varies between the cells, by value when every cell sets
+    the same keys (title ``optimizer, lr``; labels ``adam, 0.001``), else ``key=value`` pairs; each label at
+    most 40 characters. What every cell shares is said once, in the table."""
+    settings = [{"model": c["model"], **dict(o.split("=", 1) for o in c["cell_overrides"] if "=" in o)} for c in cells]
+    keys = [k for k in dict.fromkeys(k for s in settings for k in s) if len({s.get(k) for s in settings}) > 1]
+    if not keys:
+        return "", [c["overrides"][:40] for c in cells]
+    name = lambda key: key.rsplit(".", 1)[-1] if sum(k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] for k in keys) == 1 else key  # noqa: E731
+    if all(all(k in s for k in keys) for s in settings):
+        return ", ".join(map(name, keys)), [", ".join(s[k] for k in keys)[:40] for s in settings]
+    return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:40] or "(the shared settings)" for s in settings]
+
+
 def plots(root: Path, table: list[dict]) -> list[Path]:
-    """val_acc.png, test_acc_vs_params.png, test_acc_vs_macs.png: figures drawn on the Agg canvas
-    (``matplotlib.figure.Figure``, not pyplot), so the caller's matplotlib backend is left alone."""
+    """Per data set: val_acc.png (validation accuracy by epoch, every run; a cell's seeds share a colour) and
+    test accuracy (mean ± std over seeds) against parameters, MACs and wall time (test_acc_vs_params.png,
+    test_acc_vs_macs.png, test_acc_vs_wall_time.png). Runs of several data sets: one set of figures each,
+    named ``..._<data>.png``. Labels name only what varies, in a legend below the axes; figures drawn on the
+    Agg canvas (``matplotlib.figure.Figure``, not pyplot), so the caller's backend is left alone."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    colors = colormaps["tab10" if len(table) <= 10 else "tab20"]
-    figure = Figure(figsize=(8, 5))
-    axes = figure.subplots()
-    for i, cell in enumerate(table):
-        for j, run in enumerate(cell["members"]):
-            xs, ys = val_curve(run["path"])
-            axes.plot(xs, ys, marker=".", color=colors(i % colors.N), label=cell["overrides"] if j == 0 else None)
-    axes.set(xlabel="epoch", ylabel="validation accuracy", title="val/acc, every run (seeds share a colour)")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    written = [root / "val_acc.png"]
-    save_figure(figure, written[0], dpi=120, bbox_inches="tight")
-    for column, name in (("params", "parameters"), ("macs", "MACs per image")):
-        figure = Figure(figsize=(7, 5))
+    by_data: dict[str, list[dict]] = {}
+    for cell in table:
+        cell["cell_overrides"] = [o for o in cell["overrides"].split() if not o.startswith(("data=", "seed="))]
+        by_data.setdefault(cell["members"][0]["data"] or "data", []).append(cell)
+    written = []
+    for data, cells in sorted(by_data.items()):
+        suffix = f"_{data}" if len(by_data) > 1 else ""
+        title, labels = short_labels(cells)
+        colors = colormaps["tab10" if len(cells) <= 10 else "tab20"]
+        columns = min(len(cells), 4)
+
+        def finish(figure, axes, name: str) -> None:
+            if axes.get_legend_handles_labels()[0]:
+                axes.legend(title=title or None, fontsize=8, title_fontsize=8, ncol=columns, loc="upper center",
+                            bbox_to_anchor=(0.5, -0.14), frameon=False)
+            written.append(root / f"{name}{suffix}.png")
+            save_figure(figure, written[-1], dpi=100, bbox_inches="tight")
+
+        figure = Figure(figsize=(8, 5))
         axes = figure.subplots()
-        points = [(i, c) for i, c in enumerate(table) if c[column] and c["test_acc"] is not None]
-        for i, cell in points:
-            point = (cell[column], cell["test_acc"])
-            axes.errorbar(*point, yerr=cell["test_acc_std"], fmt="o", color=colors(i % colors.N), capsize=3)
-            axes.annotate(cell["overrides"], point, fontsize=7, xytext=(4, 4), textcoords="offset points")
-        if points:
-            axes.set_xscale("log")
-        else:
-            axes.text(0.5, 0.5, f"no run has {column} in its metrics.json", ha="center", transform=axes.transAxes)
-        axes.set(xlabel=name, ylabel="test accuracy", title=f"test accuracy against {name}")
-        written.append(root / f"test_acc_vs_{column}.png")
-        save_figure(figure, written[-1], dpi=120, bbox_inches="tight")
+        for i, cell in enumerate(cells):
+            for j, run in enumerate(cell["members"]):
+                xs, ys = val_curve(run["path"])
+                axes.plot(xs, ys, marker=".", color=colors(i % colors.N), label=labels[i] if j == 0 else None)
+        axes.set(xlabel="epoch", ylabel="validation accuracy", title=f"{data}: validation accuracy by epoch, every run")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        finish(figure, axes, "val_acc")
+        for column, name in SCATTERS:
+            figure = Figure(figsize=(8, 5))
+            axes = figure.subplots()
+            points = [(i, c) for i, c in enumerate(cells) if c[column] and c["test_acc"] is not None]
+            for i, cell in points:
+                axes.errorbar(cell[column], cell["test_acc"], xerr=cell[f"{column}_std"], yerr=cell["test_acc_std"],
+                              fmt="o", color=colors(i % colors.N), capsize=3, label=labels[i])
+            if points:
+                axes.set_xscale("log")
+            else:
+                axes.text(0.5, 0.5, f"no run has {column} in its metrics.json", ha="center", transform=axes.transAxes)
+            axes.set(xlabel=f"{name} (log scale)", ylabel="test accuracy (mean ± std over seeds)",
+                     title=f"{data}: test accuracy against {name.split(' (')[0]}")
+            axes.grid(alpha=0.3, which="both")
+            finish(figure, axes, f"test_acc_vs_{column.removesuffix('_s')}")
     return written
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import run_script
 
 
@@ -63,3 +65,69 @@ def test_evaluate_with_a_path_that_does_not_exist(tmp_path):
 def test_bad_value_of_a_known_option_is_one_line(tmp_path):
     result = run_script("train.py", "experiment=smoke", "data.augment=sideways", f"hydra.run.dir={tmp_path}")
     assert_one_line_error(result, "sideways", "standard")
+
+
+def test_a_command_that_fails_its_checks_or_only_prints_leaves_no_run_dir(tmp_path):
+    """Each of these created an empty outputs/<time>_... dir (22 of 70 after a README walk-through)."""
+    commands = [("train.py", "experiment=smoke", "trainer=gpu"),  # no GPU here
+                ("train.py", "experiment=smoke", "data=cifar10", "data.download=false", f"paths.data_dir={tmp_path / 'none'}"),
+                ("evaluate.py", "weights=no-such-weights"), ("evaluate.py",),
+                ("summarize.py", "model=lenet5", "data=digits")]  # prints its table, writes nothing
+    for script, *overrides in commands:
+        result = run_script(script, *overrides, cwd=tmp_path)
+        assert ("error: " in result.stderr) == (script != "summarize.py"), result.stderr[-2000:]
+        assert not (tmp_path / "outputs").exists(), (script, overrides, list((tmp_path / "outputs").rglob("*")))
+
+
+HELP_GROUPS = {  # the groups each entry point's config composes; never _base, recipe (internal) or another's groups
+    "train.py": ["activation", "callbacks", "data", "debug", "experiment", "hparams_search", "logger", "loss", "model",
+                 "optimizer", "paths", "performance", "regularization", "scheduler", "trainer"],
+    "evaluate.py": ["logger", "paths", "trainer"],
+    "summarize.py": ["activation", "data", "model", "paths"],
+    "compare.py": [], "benchmark.py": []}
+HEAVY = ("torch", "lightning", "torchvision", "torchmetrics", "matplotlib")
+
+
+@pytest.mark.parametrize("script", list(HELP_GROUPS))
+def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(script, tmp_path):
+    result = run_script(script, "--help", cwd=tmp_path, flags=("-X", "importtime"))  # every import on stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    groups = lines[lines.index("== Configuration groups ==") + 3:lines.index("== Config ==") - 1] if HELP_GROUPS[script] else []
+    assert [line.split(":")[0] for line in groups] == HELP_GROUPS[script]
+    assert "== Config ==" in lines and f"python {script}" in lines[0]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("typed,meant", [("resnet2O", "resnet20"), ("ResNet20", "resnet20"), ("vggl1", "vgg11"),
+                                         ("lenet", "lenet5")])
+def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
+    """A letter O for a zero was answered with resnet32 (difflib's nearest by characters)."""
+    from cli.commandline import check_overrides
+    from helpers import ROOT
+    from training.errors import UserError
+
+    with pytest.raises(UserError, match=rf"\(did you mean {meant}\?\)"):
+        check_overrides([f"model={typed}"], ROOT / "configs")
+
+
+def test_matplotlibs_font_cache_line_is_not_shown_on_a_first_run(caplog, monkeypatch):
+    """matplotlib logs "building the font cache" when building it takes over 5 s (a first run on a slow disk);
+    every entry point (cli.commandline.entry_point) keeps it off the console."""
+    import logging
+    import sys
+
+    from cli.commandline import entry_point
+    from helpers import ROOT
+
+    def main():
+        logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache; this may take a moment.")
+        logging.getLogger("matplotlib.font_manager").error("a real error still shows")
+
+    monkeypatch.setattr(sys, "argv", ["compare.py"])
+    monkeypatch.setattr(logging.getLogger("matplotlib.font_manager"), "level", logging.NOTSET)
+    entry_point(ROOT / "configs", main)()
+    shown = [record.getMessage() for record in caplog.records]
+    assert shown == ["a real error still shows"]

@@ -124,10 +124,11 @@ def test_sort_by_any_column_with_missing_values_last(sweep):
 
 def test_plots_are_png_images_even_without_curves(sweep):
     compare.compare(sweep)
-    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"):
+    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png", "test_acc_vs_wall_time.png"):
         path = sweep / name
         assert path.read_bytes()[:8] == PNG
-        assert matplotlib.image.imread(path).shape[0] > 200
+        height, width = matplotlib.image.imread(path).shape[:2]
+        assert height > 200 and width >= 600
 
 
 def test_optuna_best_trial_is_named(tmp_path):
@@ -159,7 +160,8 @@ def test_the_command_line_writes_into_dir_and_nothing_else(sweep):
     result = run_script("compare.py", f"dir={sweep}", "sort=params", "ascending=true", "group=false")
     assert result.returncode == 0, result.stderr[-3000:]
     written = {p.relative_to(sweep).as_posix() for p in set(sweep.rglob("*")) - before}
-    assert written == {"comparison.md", "comparison.csv", "val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"}
+    assert written == {"comparison.md", "comparison.csv", "val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png",
+                       "test_acc_vs_wall_time.png"}
     params = [int(row["params"]) for row in rows(sweep / "comparison.csv") if row["params"]]
     assert params == sorted(params) and params[-1] == 2000  # sort=params ascending=true
 
@@ -175,3 +177,23 @@ def test_nan_in_metrics_json_reads_back(tmp_path):
     (run / "metrics.json").write_text('{"val/acc_best": NaN, "val/loss": Infinity, "test/acc": 0.1}')
     listed = compare.compare(tmp_path)
     assert listed[0]["status"] == "diverged" and math.isnan(listed[0]["val_acc_best"])
+
+
+def test_plots_label_what_varies_and_draw_each_data_set_apart(tmp_path):
+    """compare.py dir=outputs drew digits and CIFAR on one axis, under a legend three times wider than the plot."""
+    from reporting.comparison import short_labels
+
+    cells = [{"overrides": f"optimizer={o} optimizer.lr={lr}", "cell_overrides": [f"optimizer={o}", f"optimizer.lr={lr}"],
+              "model": "lenet5"} for o, lr in (("adam", "0.001"), ("sgd", "0.1"))]
+    assert short_labels(cells) == ("optimizer, lr", ["adam, 0.001", "sgd, 0.1"])
+    for data, accs in (("digits", (0.9, 0.8)), ("cifar10", (0.5, 0.4))):
+        for optimizer, acc in zip(("adam", "sgd"), accs):
+            run = make_run(tmp_path, f"{data}_{optimizer}", [f"data={data}", f"optimizer={optimizer}"], metrics(acc))
+            hydra = {"hydra": {"runtime": {"choices": {"model": "lenet5", "data": data}}}}
+            (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    compare.compare(tmp_path)
+    for data in ("digits", "cifar10"):
+        for name in ("val_acc", "test_acc_vs_params", "test_acc_vs_macs", "test_acc_vs_wall_time"):
+            height, width = matplotlib.image.imread(tmp_path / f"{name}_{data}.png").shape[:2]
+            assert 600 <= width <= 1000 and height < width, (name, data, width)  # the legend below, not beside
+    assert not (tmp_path / "val_acc.png").exists()

@@ -48,3 +48,18 @@ def test_overfit_memorizes_three_batches(debug_runs):
 def test_profiler_prints_its_report(debug_runs):
     _, result = debug_runs
     assert "Profiler Report" in result.stdout + result.stderr
+
+
+def test_a_debugging_run_is_not_compared_as_completed(debug_runs):
+    """fast_dev_run trains one batch and overfit_batches the same few: their numbers compare with nothing, so
+    metrics.json says debug, and compare.py, reading any folder, lists them so rather than as completed."""
+    import compare
+
+    sweep, _ = debug_runs
+    statuses = {name: json.loads((sweep / name / "metrics.json").read_text())["status"] for name in PRESETS}
+    assert statuses == {"fdr": "debug", "limit": "completed", "overfit": "debug", "profiler": "completed"}
+    for name in PRESETS:  # as a train.py run would look (the presets name their runs debug)
+        config = sweep / name / ".hydra" / "config.yaml"
+        config.write_text(config.read_text().replace("task_name: debug", "task_name: train"))
+    rows = {row["run"]: row["status"] for row in compare.compare(sweep)}
+    assert rows == statuses

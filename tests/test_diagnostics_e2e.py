@@ -17,7 +17,7 @@ from helpers import run_script
 SHORT_VGG = ("data=digits", "model=vgg11", "model.batchnorm=false", "trainer=cpu", "trainer.max_epochs=1",
              "data.batch_size=32", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
              "test=false", "callbacks=diagnostics", "callbacks.grad_norms.every_n_steps=1")
-FIRST, LAST = "watch/gradients/00_features.0", "watch/gradients/10_classifier.6"  # VGG-11: 8 convs, then 3 linear layers
+FIRST, LAST = "watch/grad_norm_log10/00_features.0", "watch/grad_norm_log10/10_classifier.6"  # VGG-11: 8 convs, then 3 linear layers
 
 
 def read(run_dir) -> EventAccumulator:
@@ -40,13 +40,13 @@ def vgg_runs(tmp_path_factory):
 
 def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs):
     relu, sigmoid = read(vgg_runs["relu"]), read(vgg_runs["sigmoid"])
-    relu_first = [e.value for e in relu.Scalars(FIRST)]
-    sigmoid_first = [e.value for e in sigmoid.Scalars(FIRST)]
+    relu_first = [10 ** e.value for e in relu.Scalars(FIRST)]  # logged as log10
+    sigmoid_first = [10 ** e.value for e in sigmoid.Scalars(FIRST)]
     assert len(relu_first) == len(sigmoid_first) == 3  # every step of the 3
     assert max(sigmoid_first) < min(relu_first) / 10
     # vanishing: with sigmoid the first layer gets far less than the last, with ReLU not
-    sigmoid_last = [e.value for e in sigmoid.Scalars(LAST)]
-    relu_last = [e.value for e in relu.Scalars(LAST)]
+    sigmoid_last = [10 ** e.value for e in sigmoid.Scalars(LAST)]
+    relu_last = [10 ** e.value for e in relu.Scalars(LAST)]
     assert max(f / l for f, l in zip(sigmoid_first, sigmoid_last)) < 1e-3
     assert min(f / l for f, l in zip(relu_first, relu_last)) > 1e-2
 
@@ -54,17 +54,17 @@ def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs)
 def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):
     relu, sigmoid = read(vgg_runs["relu"]), read(vgg_runs["sigmoid"])
     scalars = relu.Tags()["scalars"]
-    assert sum(t.startswith("watch/gradients/") for t in scalars) == 11  # every conv and linear layer of VGG-11
+    assert sum(t.startswith("watch/grad_norm_log10/") for t in scalars) == 11  # every conv and linear layer of VGG-11
     assert sum(t.startswith("watch/dead_units/") for t in scalars) == 10  # every ReLU module
     assert "watch/generalization_gap" in scalars
-    # TensorBoard sorts scalar groups by name: loss and accuracy (train/, val/) before the diagnostics
+    # TensorBoard sorts groups by name: loss and accuracy (train/, val/) before the diagnostics (tests/test_tensorboard.py)
     assert sorted({t.split("/")[0] for t in scalars}) == ["train", "val", "watch"]
-    assert {"train/augmented_images", "val/confusion_matrix"} <= set(relu.Tags()["images"])
-    assert any(t.startswith("activations/") for t in relu.Tags()["histograms"])
-    assert any(t.startswith("weights/") for t in relu.Tags()["histograms"])
+    assert {"xray/augmented_images", "xray/confusion_matrix"} <= set(relu.Tags()["images"])
+    assert any(t.startswith("xray/activations/") for t in relu.Tags()["histograms"])
+    assert any(t.startswith("xray/weights/") for t in relu.Tags()["histograms"])
     # switched off in the sigmoid run; and sigmoid has no ReLU to die
-    assert "val/confusion_matrix" not in sigmoid.Tags()["images"] and not sigmoid.Tags()["histograms"]
-    assert "train/augmented_images" in sigmoid.Tags()["images"]
+    assert "xray/confusion_matrix" not in sigmoid.Tags()["images"] and not sigmoid.Tags()["histograms"]
+    assert "xray/augmented_images" in sigmoid.Tags()["images"]
     assert not any(t.startswith("watch/dead_units/") for t in sigmoid.Tags()["scalars"])
     metrics = json.loads((vgg_runs["relu"] / "metrics.json").read_text())
     assert metrics["watch/generalization_gap"] == pytest.approx(metrics["train/acc"] - metrics["val/acc"], abs=1e-6)

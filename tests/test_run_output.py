@@ -75,8 +75,8 @@ def test_one_learning_rate_tag_and_loss_and_accuracy_first(sweep):
         events = EventAccumulator(str(sweep_dir / run))
         events.Reload()
         tags = events.Tags()["scalars"]
-        assert "train/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch" or t.startswith("hp/")], tags
-        assert sorted({t.split("/")[0] for t in tags}) == ["test", "train", "val"]
+        assert "watch/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch" or t.startswith("hp/")], tags
+        assert sorted({t.split("/")[0] for t in tags}) == ["train", "val", "watch", "x_test"]  # TensorBoard's order
 
 
 def test_the_console_is_quiet_and_ends_with_a_rounded_table_and_the_run_dir(sweep):
@@ -158,7 +158,8 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
     result = run_script("evaluate.py", f"ckpt_path='{source}'", cwd=tmp_path)  # quoted: '=' in a path
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs").iterdir()
-    assert run_dir.name.endswith("_evaluate_lenet5")
+    assert run_dir.name.startswith("evaluate_lenet5_")  # what it is first, the time last
+    assert "Testing" not in result.stdout and "━" not in result.stdout  # no progress bar in a file
     lines = result.stdout.splitlines()
     report = json.loads((run_dir / "metrics.json").read_text())
     start = lines.index("confusion matrix (rows: true, columns: predicted)")

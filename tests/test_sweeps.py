@@ -96,7 +96,7 @@ def test_a_cell_repeated_over_two_seeds_reports_mean_and_std(seed_sweep):
 
 def test_plots_are_png_images_and_the_curves_come_from_tensorboard(seed_sweep):
     sweep_dir, _ = seed_sweep
-    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png"):
+    for name in ("val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png", "test_acc_vs_wall_time.png"):
         assert (sweep_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(sweep_dir / name).shape
         assert height > 200 and width > 200
@@ -123,14 +123,14 @@ def test_tensorboard_hparams_lists_every_run_with_its_swept_values_and_final_met
         events.Reload()
         content = events.PluginTagToContent("hparams")
         start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-        hparams = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
+        hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
         swept = dict(o.split("=") for o in overrides)
         assert hparams["optimizer"] == swept["optimizer"] and hparams["seed"] == int(swept["seed"])
         assert hparams["model"] == "lenet5" and hparams["optimizer.lr"] > 0
         assert "_hparams_/experiment" not in content  # TensorBoard builds the columns from every run (cli/records.py)
         written = json.loads((run_dir / "metrics.json").read_text())  # the metric columns: each curve's last value
-        for tag in ("val/acc_best", "test/acc"):
-            assert events.Scalars(tag)[-1].value == pytest.approx(written[tag])
+        for tag, key in (("val/acc_best", "val/acc_best"), ("x_test/acc", "test/acc")):  # training/loggers.py
+            assert events.Scalars(tag)[-1].value == pytest.approx(written[key])
 
 
 def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
@@ -138,6 +138,12 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     infinite) and a good run, in one sweep: all three are tried, and compare.py lists all three."""
     result = run_script("train.py", "-m", *TINY, "optimizer.lr=-1,1e6,3e-3", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-3000:]  # every run was tried; the sweep reports the failure
+    # each failure says so in the one line a single run prints, then a summary names both: no traceback
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) == 5, result.stderr[-3000:]
+    assert lines[0].startswith("error: optimizer.lr=-1 is not valid") and lines[1].startswith("error: training diverged")
+    assert lines[2].startswith("error: 2 of 3 runs of the sweep did not complete")
+    assert sorted(line.split(":")[0].strip() for line in lines[3:]) == ["optimizer.lr=-1", "optimizer.lr=1000000.0"]
     runs = run_dirs(tmp_path)
     assert len(runs) == 3 and all((d / "metrics.json").is_file() for d in runs.values()), result.stderr[-3000:]
     compare.compare(tmp_path)
@@ -199,6 +205,9 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     # named by what varies (the overrides every run shares are left out: cli/commandline.py name_sweep_runs)
     assert runs == ["paths.data_dir=.._.._elsewhere_data", "paths.data_dir=.._.._other_data"]
     assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
+    # the two runs' epoch lines interleave on the console: each names its run
+    epoch_lines = [line for line in result.stdout.splitlines() if " epoch " in line and "train loss" in line]
+    assert len(epoch_lines) == 4 and all(any(f"] - {run}: epoch " in line for run in runs) for line in epoch_lines)
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():

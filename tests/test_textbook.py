@@ -15,7 +15,8 @@ from torch import nn
 from helpers import run_script
 from models import create_model
 from training.diagnostics import margins, sparsity
-from training.features import cam_grids, feature_map_grids, filter_grid, first_conv, grad_cam, stage_outputs
+from training.features import (cam_grids, class_sample, feature_map_grids, filter_grid, first_conv, grad_cam, report_figures,
+                               stage_outputs)
 from analysis.introspection import count_parameters_and_macs, summarize
 from training.losses import OneHotMAE
 from training.regularization import WeightPenalty
@@ -144,6 +145,39 @@ def test_grad_cam_maps_have_the_input_size_are_non_negative_and_follow_the_class
     assert set(grids) == {"correct"} and grids["correct"].shape == (3, 2 + 2 * 34, 2 + 3 * 34)
 
 
+def test_the_pictures_sample_every_class_from_a_test_split_sorted_by_class():
+    """An image folder lists its test split class by class: the first batch was 64 airplanes."""
+    targets = torch.arange(10).repeat_interleave(30)  # 300 images, sorted by class
+    loader = [(torch.rand(64, 3, 8, 8), targets[i:i + 64]) for i in range(0, 300, 64)]
+    _, sampled = class_sample(loader, num_classes=10, per_class=3)
+    assert sampled.tolist() == [c for c in range(10) for _ in range(3)]
+
+
+def test_the_report_figures_are_titled_labelled_and_report_sized():
+    """filters.png was 134x24 pixels and Grad-CAM 138x70, without a title, a class name or a prediction."""
+    torch.manual_seed(0)
+    net = create_model("vgg11_bn", num_classes=10, in_channels=3, stem="cifar").eval()
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    targets = torch.arange(10).repeat(2)
+    figures = report_figures(net, torch.randn(20, 3, 32, 32), targets, classes=classes, model="vgg11_bn", count=8)
+    assert set(figures) >= {"filters.png", "feature_maps.png"} and any(name.startswith("grad_cam_") for name in figures)
+    for name, figure in figures.items():
+        assert figure.get_figwidth() * figure.dpi >= 800, name
+        assert figure._suptitle.get_text().startswith("vgg11_bn: "), name
+    assert "64 filters of its first convolution" in figures["filters.png"]._suptitle.get_text()
+    assert len([a for a in figures["filters.png"].axes if a.get_images()]) == 64
+    for kind in ("correct", "misclassified"):
+        if f"grad_cam_{kind}.png" in figures:
+            labels = [a.get_title() for a in figures[f"grad_cam_{kind}.png"].axes if a.get_title()]
+            assert 0 < len(labels) <= 8 and all("\n→ " in label for label in labels)  # true above predicted
+            true = [label.split("\n→ ")[0] for label in labels]
+            distinct = len(set(true))
+            assert set(true) <= set(classes) and len(set(true[:distinct])) == distinct  # one class after another
+            assert all((t == p) == (kind == "correct") for t, p in (label.split("\n→ ") for label in labels))
+    rows = [a.get_ylabel() for a in figures["feature_maps.png"].axes if a.get_ylabel()]
+    assert len(rows) == 5 and rows[0].startswith("features.") and "maps 32x32" in rows[0]  # VGG-11: 5 stages
+
+
 # the commands, shortened ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sparsity_runs(tmp_path_factory):
@@ -164,12 +198,13 @@ def test_l1_makes_more_weights_zero_than_l2_after_the_same_steps(sparsity_runs):
 def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsity_runs):
     run = events(run_of(sparsity_runs, "regularization=l1"))
     images = set(run.Tags()["images"])
-    assert {"features/filters", "features/input", "features/0_features.2", "features/3_features.7"} <= images
-    assert images & {"grad_cam/correct", "grad_cam/misclassified"}
-    filters = run.Images("features/filters")
+    maps = {f"xray/feature_maps/{name}" for name in ("input", "0_features.2", "3_features.7")}
+    assert {"xray/filters", *maps} <= images
+    assert images & {"xray/grad_cam_correct", "xray/grad_cam_misclassified"}
+    filters = run.Images("xray/filters")
     assert len(filters) == 2 and filters[-1].width == 2 + 6 * 22  # one 20-pixel tile per C1 filter
     assert sum(t.startswith("watch/activation_mean/") for t in run.Tags()["scalars"]) == 4  # LeNet-5's 4 ReLUs
-    assert 0 <= last(run, "watch/inside_margin") <= 1 and "margins/val" in run.Tags()["histograms"]
+    assert 0 <= last(run, "watch/inside_margin") <= 1 and "xray/margins" in run.Tags()["histograms"]
 
 
 def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
@@ -178,9 +213,9 @@ def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
     result = run_script("evaluate.py", f"ckpt_path='{run_of(sparsity_runs, 'regularization=l1')}'", "visualize=true",
                         "trainer=cpu", "logger=none", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert imread(tmp_path / "filters.png").shape[:2] == (2 + 22, 2 + 6 * 22)
-    assert imread(tmp_path / "feature_maps.png").shape[0] == 2 * 36 + 2 * 70  # 4 stages: 6, 6, 16, 16 maps of 32 px, 8 a row
-    assert (tmp_path / "grad_cam_correct.png").is_file()
+    for name in ("filters.png", "feature_maps.png", "grad_cam_correct.png"):  # at report size: 134x24 pixels before
+        height, width = imread(tmp_path / name).shape[:2]
+        assert width >= 800 and height >= 200, (name, width, height)
 
 
 def test_sigmoid_outputs_are_not_zero_centred_and_tanh_outputs_are(tmp_path):
@@ -276,7 +311,7 @@ def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tm
     for loss in ("cross_entropy", "hinge", "mse", "mae"):
         run = run_of(tmp_path, f"loss={loss}")
         logged = events(run)
-        assert "margins/val" in logged.Tags()["histograms"], loss
+        assert "xray/margins" in logged.Tags()["histograms"], loss
         assert len(logged.Scalars("watch/inside_margin")) >= 2, loss  # after each validation
         inside[loss], acc[loss] = last(logged, "watch/inside_margin"), metrics_of(run)["test/acc"]
     assert acc["mae"] < acc["cross_entropy"] - 0.25, acc

@@ -49,8 +49,9 @@ def test_tensorboard_holds_every_epoch_and_the_learning_rate(digits_run):
     tags = events.Tags()["scalars"]
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
         assert len(events.Scalars(tag)) == epochs == 10, (tag, tags)
-    assert [t for t in tags if "lr" in t] == ["train/lr"] and len(events.Scalars("train/lr")) >= epochs
-    lrs = [e.value for e in events.Scalars("train/lr")]
+    # one learning-rate tag whatever the optimizer; train/lr, shown after loss and accuracy (training/loggers.py)
+    assert [t for t in tags if "lr" in t] == ["watch/lr"] and len(events.Scalars("watch/lr")) >= epochs
+    lrs = [e.value for e in events.Scalars("watch/lr")]
     assert lrs[0] > lrs[-1] > 0  # the cosine schedule decays
 
 
@@ -71,7 +72,7 @@ def test_evaluate_reproduces_the_test_accuracy_and_writes_its_report(digits_run,
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
-    assert "test/confusion_matrix" in events.Tags()["images"]
+    assert "xray/confusion_matrix_test" in events.Tags()["images"]
 
 
 def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tmp_path):
@@ -125,3 +126,29 @@ def test_the_readmes_smoke_numbers_are_what_the_command_prints(digits_run):
     assert claimed == pytest.approx(float(printed["test"][0]), abs=0.003)  # one digit of 360 either way (threads)
     table = re.search(r"\n +acc +loss +acc_best +acc_top5 +f1_macro\n +val +([\d.]+) +([\d.]+) +([\d.]+)\n +test +([\d.]+) +([\d.]+)", readme)
     assert [float(x) for x in table.groups()] == pytest.approx([float(x) for x in printed["val"][:3] + printed["test"][:2]], abs=0.003)
+
+
+def test_the_best_checkpoint_is_named_by_the_epoch_its_line_shows(digits_run):
+    """Epochs are counted from 1 wherever a user reads them: the epoch lines and the checkpoint names agree
+    (the best of "epoch 6/10" was epoch005-...ckpt)."""
+    import re
+
+    run_dir, result = digits_run
+    lines = [re.search(r"epoch (\d+)/\d+ .* val loss [\d.]+ acc ([\d.]+)", line) for line in result.stdout.splitlines()]
+    accs = {int(m.group(1)): float(m.group(2)) for m in lines if m}
+    assert sorted(accs) == list(range(1, 11))
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    named = int(re.search(r"epoch(\d+)-val_acc([\d.]+)\.ckpt", best).group(1))
+    assert named == min(e for e in accs if accs[e] == max(accs.values()))  # the first epoch at the best accuracy
+
+
+def test_a_fine_tune_says_so_in_its_first_line(digits_run, tmp_path):
+    """ckpt_path= resumes in the lightning-hydra-template and fine-tunes here: the run says which, once."""
+    run_dir, _ = digits_run
+    result = run_script("train.py", "experiment=smoke", f"ckpt_path={run_dir}", "trainer.max_epochs=1", "test=false",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"fine-tune: weights from {run_dir}/checkpoints/epoch") and "(epoch " in first
+    assert "a fresh optimizer and learning-rate schedule from epoch 1" in first and "resume=" in first
+    assert "epoch 1/1 " in result.stdout

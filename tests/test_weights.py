@@ -9,6 +9,7 @@ one line. torchvision's ImageNet weights load by key into our torchvision forms.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import urllib.error
 
@@ -49,6 +50,17 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
     assert isinstance(card["seed"], int) and card["epochs"] >= 1 and card["commit"]
     assert 0 < card["metrics"]["val_acc"] <= 1 and 0 < card["metrics"]["test_acc"] <= 1
     assert card["software"]["torch"] and card["training"]["wall_time_s"] > 0 and card["training"]["cpu"]
+    text = card_path.read_text()  # no path of the training machine: where it kept the data, its cache, its run dir
+    assert '"/' not in text and "=/" not in text and "hydra.run.dir" not in text and "paths." not in text
+
+
+def test_a_card_records_its_recipe_without_the_training_machines_paths():
+    from cli.weights import portable
+
+    command = shlex.split("python train.py experiment=x data.root=/work/data/cifar10-jpeg paths.data_dir=/work/cache "
+                          "hydra.run.dir=/work/runs/out/x 'ckpt_path=/w/multirun/t/optimizer=sgd' data.root=rel/dir")
+    assert portable(command) == ["python", "train.py", "experiment=x", "data.root=.../cifar10-jpeg",
+                                 "ckpt_path=.../optimizer=sgd", "data.root=rel/dir"]
 
 
 @pytest.mark.parametrize("name,card_path", CARDS, ids=[n for n, _ in CARDS])

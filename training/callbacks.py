@@ -10,6 +10,9 @@
 - ``LearningRate`` logs ``train/lr`` whatever the optimizer (Lightning's
   ``LearningRateMonitor`` names it by the optimizer's class, ``lr-Adam``,
   ``lr-SGD``, so a sweep over optimizers had no shared chart).
+- ``Checkpoint`` is Lightning's ``ModelCheckpoint`` with epochs counted from 1
+  in file names (as every line a user reads counts them), and one file, not
+  two copies, when the best checkpoint is also the last.
 - ``TimeToTarget`` records the wall time from the end of the first training
   step (compiling and start-up left out) to the first validation whose
   metric reaches a target: a speedrun's figure.
@@ -25,6 +28,7 @@ import time
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class DivergenceError(RuntimeError):
@@ -81,10 +85,57 @@ class DivergenceGuard(L.Callback):
         kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
                 else "no checkpoint was saved before it, so no weights were kept")
         raise DivergenceError(
-            f"training diverged: loss is {value} at step {trainer.global_step} "
-            f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); {causes}; "
+            f"training diverged: loss is {value} in epoch {trainer.current_epoch + 1}, batch "  # counted from 1
+            f"{trainer.fit_loop.epoch_loop.batch_idx + 1} (after {trainer.global_step} optimizer steps); {causes}; "
             f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
+
+
+class Checkpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, with two changes a user sees:
+
+    - ``{epoch}`` in the file name counts from 1: ``epoch010-...ckpt`` is the tenth epoch, the one the
+      epoch line calls ``epoch 10/10`` (Lightning counts from 0);
+    - when a fit ends with the best checkpoint saved at the same step as ``last.ckpt`` (the last epoch was
+      the best), the best file becomes a hard link to ``last.ckpt``: one file on disk under both names,
+      where there were two full-size copies of the same weights. Before any later write to a file that is
+      so linked (a resumed run's next ``last.ckpt``), the name is unlinked first, so that the write makes a
+      new file and never changes the other name's.
+
+    Its state keeps ``ModelCheckpoint``'s key, so a run checkpointed before it existed resumes with its
+    best score and path."""
+
+    def _generate_state_key(self, **kwargs) -> str:
+        return f"ModelCheckpoint{kwargs!r}"  # Lightning's own key: runs saved by ModelCheckpoint resume as they were
+
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
+                               prefix: str | None = None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and os.path.isfile(filepath) and os.stat(filepath).st_nlink > 1:
+            os.unlink(filepath)  # a hard link to the other name: write a new file, leave that one as it is
+        super()._save_checkpoint(trainer, filepath)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        best = self.best_model_path
+        if not trainer.is_global_zero or not self.monitor or not best or not os.path.isfile(best):
+            return
+        for other in trainer.checkpoint_callbacks:
+            last = getattr(other, "last_model_path", "") or getattr(other, "_last_checkpoint_saved", "")
+            if (other is self or other.monitor or not last or not os.path.isfile(last)
+                    or other._last_global_step_saved != self._last_global_step_saved or os.path.samefile(best, last)):
+                continue
+            partial = f"{best}.link"
+            try:
+                os.link(last, partial)
+                os.replace(partial, best)  # the same weights, saved at the same step: one file under both names
+            except OSError:  # a file system without hard links: both copies stay
+                if os.path.lexists(partial):
+                    os.unlink(partial)
+            return
 
 
 class LearningRate(L.Callback):

@@ -8,23 +8,23 @@ the run has none.
 | callback | writes | the effect it shows |
 |---|---|---|
 | ``LearningCurves`` | custom-scalars charts (train and val on one chart), ``watch/generalization_gap`` | overfitting: train accuracy climbs while validation stalls, the gap widens |
-| ``GradientNorms`` | ``watch/gradients/<layer>`` every N steps | vanishing gradients: with sigmoid the first layers get orders of magnitude less gradient than the last |
+| ``GradientNorms`` | ``watch/grad_norm_log10/<layer>`` every N steps | vanishing gradients: with sigmoid the first layers get orders of magnitude less gradient than the last |
 | ``DeadUnits`` | ``watch/dead_units/<layer>`` after each validation | dying ReLUs: units that output zero for every input and so never learn again |
-| ``Histograms`` | ``weights/<layer>``, ``activations/<layer>`` every N epochs | saturation (sigmoid outputs piling up at 0 and 1), weight growth or decay |
-| ``AugmentedImages`` | ``train/augmented_images``, once | what the network really sees after augmentation |
-| ``ValConfusionMatrix`` | ``val/confusion_matrix`` after each validation | which classes are confused with which, as training goes |
+| ``Histograms`` | ``xray/weights/<layer>``, ``xray/activations/<layer>`` every N epochs | saturation (sigmoid outputs piling up at 0 and 1), weight growth or decay |
+| ``AugmentedImages`` | ``xray/augmented_images``, once | what the network really sees after augmentation |
+| ``ValConfusionMatrix`` | ``xray/confusion_matrix`` after each validation | which classes are confused with which, as training goes |
 | ``ActivationMeans`` | ``watch/activation_mean/<layer>`` after each validation | sigmoid's outputs are not zero-centred, tanh's are |
 | ``WeightSparsity`` | ``watch/sparsity/<layer>``, ``watch/sparsity/all`` each epoch | L1 drives weights to zero, L2 only shrinks them |
-| ``Margins`` | ``margins/val``, ``watch/inside_margin`` after each validation | the hinge's margin: which examples are still inside it |
+| ``Margins`` | ``xray/margins``, ``watch/inside_margin`` after each validation | the hinge's margin: which examples are still inside it |
 
 Pictures of what the network learned (filters, feature maps, Grad-CAM) are in
 ``training/features.py``.
 
-Every diagnostic scalar is under ``watch/``: TensorBoard's Scalars and Time Series
-tabs sort tag groups by name, so ``train/`` and ``val/`` (loss, accuracy, lr)
-open first and the diagnostics follow in one group (``w`` sorts after ``v``).
-Histograms and images keep their own groups (``weights/``, ``activations/``,
-``margins/``; other tabs).
+Every diagnostic scalar is under ``watch/`` and every picture and histogram under
+``xray/``: TensorBoard's Time Series and Scalars tabs sort tag groups by name, so
+loss and accuracy (``train/``, ``val/``) open first, the scalars to watch follow
+(``w`` sorts after ``v``), then the test numbers (``x_test/``, training/loggers.py),
+then the pictures and histograms (``xray/``).
 
 Layer tags are ``<index>_<module name>``, the index counting layers (or
 activations) in the order the network registers them, so TensorBoard sorts
@@ -156,7 +156,7 @@ class LearningCurves(L.Callback):
             "generalization gap (train acc - val acc)": ["Multiline", ["watch/generalization_gap"]],
         },
         "layers": {
-            "weight-gradient norm per layer": ["Multiline", [r"watch/gradients/.*"]],
+            "log10 of the weight-gradient norm per layer": ["Multiline", [r"watch/grad_norm_log10/.*"]],
             "fraction of dead ReLU units per layer": ["Multiline", [r"watch/dead_units/.*"]],
         },
     }
@@ -184,7 +184,8 @@ class LearningCurves(L.Callback):
 
 # 2. per-layer gradient norms ---------------------------------------------------
 class GradientNorms(L.Callback):
-    """The L2 norm of each layer's weight gradient, ``watch/gradients/<layer>``, every N steps.
+    """The L2 norm of each layer's weight gradient, as its log10 (``watch/grad_norm_log10/<layer>``: -8 is 1e-8), every
+    N steps: the orders of magnitude between layers are what it shows, and a linear axis hides all but the largest.
 
     Shows vanishing gradients: backpropagation multiplies by each layer's
     activation derivative, at most 1/4 for the logistic sigmoid, so in a deep
@@ -222,7 +223,7 @@ class GradientNorms(L.Callback):
             return
         norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for _, g in grads]).tolist()  # one sync
         for (tag, _), norm in zip(grads, norms):
-            writer.add_scalar(f"watch/gradients/{tag}", norm, step)
+            writer.add_scalar(f"watch/grad_norm_log10/{tag}", math.log10(max(norm, 1e-30)), step)  # 1e-8 and 1e-3 apart on one axis
 
 
 # 3. dead ReLU units ------------------------------------------------------------
@@ -317,12 +318,12 @@ class DeadUnits(ValidationProbe):
 class Histograms(L.Callback):
     """Histograms of each layer's weights and each activation's outputs, every N epochs.
 
-    ``weights/<layer>`` shows weights spreading, shrinking under weight decay,
-    or collapsing; ``activations/<layer>`` (outputs of every activation module
+    ``xray/weights/<layer>`` shows weights spreading, shrinking under weight decay,
+    or collapsing; ``xray/activations/<layer>`` (outputs of every activation module
     on the first validation batch) shows saturation: sigmoid units piling up
     near 0 and 1 in deep layers, tanh near -1 and 1, where their derivative
     vanishes (Glorot & Bengio 2010, figures 2-4), and ReLU layers whose mass
-    sits at zero. Logged on epochs 0, N, 2N, ... and the last one.
+    sits at zero. Logged on epochs 1, N+1, 2N+1, ... (counted from 1) and the last one.
 
     Large activation maps are subsampled to ``max_values`` values (a fixed
     random subset) so that a histogram costs milliseconds.
@@ -345,7 +346,7 @@ class Histograms(L.Callback):
         if not self.weights or writer is None or not self._due(trainer):
             return
         for tag, layer in weight_layers(network(pl_module)):
-            writer.add_histogram(f"weights/{tag}", self._sample(layer.weight.detach()), trainer.global_step)
+            writer.add_histogram(f"xray/weights/{tag}", self._sample(layer.weight.detach()), trainer.global_step)
 
     def _sample(self, values: torch.Tensor) -> torch.Tensor:
         values = values.flatten()
@@ -364,7 +365,7 @@ class Histograms(L.Callback):
         step = trainer.global_step
 
         def record(tag: str, output: torch.Tensor) -> None:
-            writer.add_histogram(f"activations/{tag}", self._sample(output), step)
+            writer.add_histogram(f"xray/activations/{tag}", self._sample(output), step)
 
         self._probe = ForwardProbe(modules_of(network(pl_module), ACTIVATION_TYPES), record)
 
@@ -404,7 +405,7 @@ def unnormalize(images: torch.Tensor, shift: list[float] | None, scale: list[flo
 
 
 class AugmentedImages(L.Callback):
-    """The first training batch as the network sees it: ``train/augmented_images``, once.
+    """The first training batch as the network sees it: ``xray/augmented_images``, once.
 
     The images come after augmentation (crops, flips, cutout, AutoAugment, ...)
     and are un-normalized with the data module's ``shift`` and ``scale``, so a
@@ -429,13 +430,13 @@ class AugmentedImages(L.Callback):
             return
         data = trainer.datamodule
         images = unnormalize(batch[0][: self.max_images], getattr(data, "shift", None), getattr(data, "scale", None))
-        writer.add_image("train/augmented_images", image_grid(images, self.per_row), trainer.global_step,
+        writer.add_image("xray/augmented_images", image_grid(images, self.per_row), trainer.global_step,
                          dataformats="CHW")
 
 
 # 6. the validation confusion matrix ----------------------------------------------
 class ValConfusionMatrix(L.Callback):
-    """The confusion matrix of each validation epoch as an image: ``val/confusion_matrix``.
+    """The confusion matrix of each validation epoch as an image: ``xray/confusion_matrix``.
 
     Rows are true classes, columns predicted ones. Stepping through epochs in
     TensorBoard's Images tab shows which classes the model separates first
@@ -470,8 +471,8 @@ class ValConfusionMatrix(L.Callback):
         if classes is None or len(classes) != len(self.counts):
             classes = [str(i) for i in range(len(self.counts))]
         figure = confusion_matrix_figure(self.counts, [str(c) for c in classes], title="confusion matrix (val)")
-        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch})")
-        tensorboard(trainer).add_figure("val/confusion_matrix", figure, trainer.global_step)
+        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch + 1})")  # counted from 1, as the epoch lines
+        tensorboard(trainer).add_figure("xray/confusion_matrix", figure, trainer.global_step)
 
 
 # 7. the mean output of each activation ---------------------------------------------
@@ -482,7 +483,7 @@ class ActivationMeans(ValidationProbe):
     The logistic sigmoid's outputs are all positive (mean near 0.5): the next layer's inputs
     are not zero-centred, so the gradients of one unit's incoming weights all share a sign and
     descent zig-zags (LeCun et al. 1998, Efficient BackProp, section 4.4; the reason tanh,
-    whose mean sits near 0, trains better). Beside the ``activations/`` histograms
+    whose mean sits near 0, trains better). Beside the ``xray/activations/`` histograms
     (saturation), this is the other half of sigmoid's trouble.
     """
 
@@ -551,7 +552,7 @@ def margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Margins(L.Callback):
-    """``margins/val`` (histogram) and ``watch/inside_margin``: the score margin of each
+    """``xray/margins`` (histogram) and ``watch/inside_margin``: the score margin of each
     validation example, and the fraction of examples with margin < ``margin``.
 
     The multi-class hinge loss (Weston & Watkins 1999; ``loss=hinge``) is zero for an example
@@ -577,6 +578,6 @@ class Margins(L.Callback):
             return
         values = torch.cat(self._values)
         self.inside = values.lt(self.margin).float().mean().item()
-        writer.add_histogram("margins/val", values, trainer.global_step)
+        writer.add_histogram("xray/margins", values, trainer.global_step)
         writer.add_scalar("watch/inside_margin", self.inside, trainer.global_step)
         self._values = []

@@ -3,9 +3,9 @@ maps stage by stage, and class-activation maps (Grad-CAM).
 
 | callback (``callbacks=diagnostics`` node) | TensorBoard image | the idea it shows |
 |---|---|---|
-| ``FirstLayerFilters`` (``filters``) | ``features/filters`` | convolution as a learned feature detector: one tile per first-layer filter (oriented edges, colour blobs; Zeiler & Fergus 2014, fig. 2) |
-| ``FeatureMaps`` (``feature_maps``) | ``features/<i>_<layer>`` | the hierarchy of features: one fixed validation image through each stage, fine edges early, coarse parts late |
-| ``GradCAM`` (``grad_cam``) | ``grad_cam/correct``, ``grad_cam/misclassified`` | where the network looks for the class it predicts (Selvaraju et al. 2017) |
+| ``FirstLayerFilters`` (``filters``) | ``xray/filters`` | convolution as a learned feature detector: one tile per first-layer filter (oriented edges, colour blobs; Zeiler & Fergus 2014, fig. 2) |
+| ``FeatureMaps`` (``feature_maps``) | ``xray/feature_maps/<i>_<layer>`` | the hierarchy of features: one fixed validation image through each stage, fine edges early, coarse parts late |
+| ``GradCAM`` (``grad_cam``) | ``xray/grad_cam_correct``, ``xray/grad_cam_misclassified`` | where the network looks for the class it predicts (Selvaraju et al. 2017) |
 
 The same pictures as PNG files: ``write_pngs`` (``python evaluate.py ...
 visualize=true``). The drawing functions return tensors in [0, 1]; matplotlib
@@ -23,7 +23,7 @@ from torch import nn
 
 from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 from .errors import UserError
-from .files import atomic_write
+from .files import save_figure
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:
@@ -145,28 +145,92 @@ def cam_grids(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, shift
     return grids
 
 
-def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, output_dir: Path,
-               shift=None, scale=None) -> list[Path]:
-    """filters.png, feature_maps.png (the first image, stage by stage: one block per stage, top to
-    bottom) and grad_cam_{correct,misclassified}.png into ``output_dir``; returns the paths written."""
-    from matplotlib.image import imsave
+def class_sample(loader, num_classes: int, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``per_class`` images of every class, in the loader's order: a test split sorted by class (an image
+    folder) gives its first batch from one class only. Stops once every class has its share."""
+    images, targets, counts = [], [], [0] * num_classes
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        for image, target in zip(x, y.tolist()):
+            if counts[target] < per_class:
+                counts[target] += 1
+                images.append(image)
+                targets.append(target)
+        if min(counts) >= per_class:
+            break
+    return torch.stack(images), torch.tensor(targets)
 
-    def save(name: str, grid: torch.Tensor) -> Path:  # atomically, never through a link (training/files.py)
-        pixels = grid.permute(1, 2, 0).clamp(0, 1).numpy().squeeze()
-        return atomic_write(Path(output_dir) / name, lambda handle: imsave(handle, pixels, format="png"))
 
+def round_robin(targets: torch.Tensor, chosen: torch.Tensor, count: int) -> list[int]:
+    """Up to ``count`` indices where ``chosen`` holds, one class after another, so that every class shows."""
+    by_class: dict[int, list[int]] = {}
+    for i in chosen.nonzero().flatten().tolist():
+        by_class.setdefault(int(targets[i]), []).append(i)
+    picks = []
+    while len(picks) < count and any(by_class.values()):
+        for c in sorted(by_class):
+            if by_class[c] and len(picks) < count:
+                picks.append(by_class[c].pop(0))
+    return picks
+
+
+def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, shift=None, scale=None,
+                   classes: list[str] | None = None, model: str = "model", count: int = 8) -> dict:
+    """The report figures (training/plots.py), titled, labelled and at least 800 pixels wide, by file name:
+    filters.png (the first convolution's filters), feature_maps.png (the first image through each stage,
+    fine to coarse) and grad_cam_correct.png, grad_cam_misclassified.png (up to ``count`` images each, one
+    class after another, "true → predicted"). ``images`` should hold every class (``class_sample``)."""
+    from .plots import feature_maps_figure, filters_figure, grad_cam_figure
+
+    names = [str(c) for c in classes] if classes else [str(i) for i in range(int(targets.max()) + 1)]
     images = images.to(next(net.parameters()).device)
-    written = []
+    pictures = unnormalize(images, shift, scale)
+    as_rgb = lambda x: x.permute(0, 2, 3, 1).squeeze(-1).numpy()  # noqa: E731  (N, H, W) or (N, H, W, 3)
+
+    figures = {}
     conv = first_conv(net)
     if conv is not None:
-        written.append(save("filters.png", filter_grid(conv)))
-    stages = feature_map_grids(net, images[:1])
+        w = conv.weight.detach().float().cpu()
+        tiles = stretch(w if w.shape[1] in (1, 3) else w.mean(1, keepdim=True))
+        name = next(n for n, m in net.named_modules() if m is conv)
+        channels = f"{w.shape[1]} input channel{'s' if w.shape[1] > 1 else ''}" + ("" if w.shape[1] in (1, 3) else ", their mean")
+        title = (f"{model}: the {w.shape[0]} filters of its first convolution ({name}, "
+                 f"{'x'.join(map(str, w.shape[-2:]))}, {channels}), each scaled to its own range")
+        figures["filters.png"] = filters_figure(as_rgb(tiles), title)
+    was_training = net.training
+    net.eval()
+    try:
+        stages = stage_outputs(net, images[:1])
+    finally:
+        net.train(was_training)
     if stages:
-        width = max(g.shape[-1] for _, g in stages)
-        padded = [F.pad(g.expand(3, -1, -1), (0, width - g.shape[-1]), value=1.0) for _, g in stages]
-        written.append(save("feature_maps.png", torch.cat(padded, dim=1)))
-        for kind, grid in cam_grids(net, images, targets, shift, scale).items():
-            written.append(save(f"grad_cam_{kind}.png", grid))
+        rows = [(f"{name}\n{out.shape[1]} maps {out.shape[-2]}x{out.shape[-1]}", stretch(out[0, :8, None].float().cpu())[:, 0].numpy())
+                for name, out in stages]
+        title = f"{model}: one test image through each stage, its first maps (each scaled to its own range)"
+        figures["feature_maps.png"] = feature_maps_figure(as_rgb(pictures[:1])[0], rows, title,
+                                                          f"input: {names[int(targets[0])]} (its true class)")
+        maps, logits = grad_cam(net, images)
+        predicted = logits.argmax(1).cpu()
+        layer = stages[-1][0]
+        for kind, chosen in (("correct", predicted == targets.cpu()), ("misclassified", predicted != targets.cpu())):
+            picks = round_robin(targets, chosen, count)
+            if not picks:
+                continue
+            labels = [f"{names[int(targets[i])]}\n→ {names[int(predicted[i])]}" for i in picks]  # two lines: long names fit
+            shown = pictures[picks].expand(-1, 3, -1, -1)
+            title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test "
+                     f"image{'s' if len(picks) > 1 else ''} (true → predicted)")
+            overlays = as_rgb(overlay(pictures[picks], maps[picks].cpu()))
+            figures[f"grad_cam_{kind}.png"] = grad_cam_figure(as_rgb(shown), overlays, labels, title)
+    return figures
+
+
+def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, output_dir: Path, **options) -> list[Path]:
+    """``report_figures`` as PNG files in ``output_dir`` (100 dpi); returns the paths written."""
+    written = []
+    for name, figure in report_figures(net, images, targets, **options).items():
+        written.append(Path(output_dir) / name)
+        save_figure(figure, written[-1], dpi=100)  # atomically, never through a link
     return written
 
 
@@ -199,7 +263,7 @@ def receptive_field_figure(image: torch.Tensor, row, title: str):
 
 # callbacks -----------------------------------------------------------------------
 class _EveryNEpochs(L.Callback):
-    """Runs ``draw`` at the end of epochs 0, N, 2N, ... and the last (after validation)."""
+    """Runs ``draw`` at the end of epochs 1, N+1, 2N+1, ... (counted from 1) and the last (after validation)."""
 
     def __init__(self, name: str, every_n_epochs: int) -> None:
         self.every_n_epochs = check_every(f"callbacks.{name}.every_n_epochs", every_n_epochs)
@@ -236,7 +300,7 @@ class _ValImages(_EveryNEpochs):
 
 
 class FirstLayerFilters(_EveryNEpochs):
-    """``features/filters``: every filter of the first convolution, one tile each."""
+    """``xray/filters``: every filter of the first convolution, one tile each."""
 
     def __init__(self, every_n_epochs: int = 5) -> None:
         super().__init__("filters", every_n_epochs)
@@ -244,11 +308,11 @@ class FirstLayerFilters(_EveryNEpochs):
     def draw(self, writer, trainer, net) -> None:
         conv = first_conv(net)
         if conv is not None:
-            writer.add_image("features/filters", filter_grid(conv), trainer.global_step, dataformats="CHW")
+            writer.add_image("xray/filters", filter_grid(conv), trainer.global_step, dataformats="CHW")
 
 
 class FeatureMaps(_ValImages):
-    """``features/<i>_<layer>``: the first validation image's maps at the end of each stage
+    """``xray/feature_maps/<i>_<layer>``: the first validation image's maps at the end of each stage
     (the last layer at each resolution), the first ``channels`` channels of each."""
 
     def __init__(self, every_n_epochs: int = 5, channels: int = 16) -> None:
@@ -261,7 +325,7 @@ class FeatureMaps(_ValImages):
             return
         data = trainer.datamodule
         image = batch[0][:1]
-        writer.add_image("features/input", unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
+        writer.add_image("xray/feature_maps/input", unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
                          trainer.global_step, dataformats="CHW")
         was_training = net.training
         net.eval()
@@ -271,11 +335,11 @@ class FeatureMaps(_ValImages):
             net.train(was_training)
         width = len(str(max(len(grids) - 1, 0)))
         for i, (name, grid) in enumerate(grids):
-            writer.add_image(f"features/{i:0{width}d}_{name}", grid, trainer.global_step, dataformats="CHW")
+            writer.add_image(f"xray/feature_maps/{i:0{width}d}_{name}", grid, trainer.global_step, dataformats="CHW")
 
 
 class GradCAM(_ValImages):
-    """``grad_cam/correct`` and ``grad_cam/misclassified``: up to ``count`` validation images of
+    """``xray/grad_cam_correct`` and ``xray/grad_cam_misclassified``: up to ``count`` validation images of
     each, above their Grad-CAM maps for the predicted class, from the first validation batch."""
 
     def __init__(self, every_n_epochs: int = 5, count: int = 4) -> None:
@@ -289,4 +353,4 @@ class GradCAM(_ValImages):
         data = trainer.datamodule
         grids = cam_grids(net, batch[0], batch[1], getattr(data, "shift", None), getattr(data, "scale", None), self.count)
         for kind, grid in grids.items():
-            writer.add_image(f"grad_cam/{kind}", grid, trainer.global_step, dataformats="CHW")
+            writer.add_image(f"xray/grad_cam_{kind}", grid, trainer.global_step, dataformats="CHW")

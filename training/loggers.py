@@ -1,8 +1,15 @@
 """Lightning's TensorBoard and CSV loggers, adjusted to how runs here are read.
 
-- ``TensorBoardLogger`` leaves out Lightning's ``epoch`` scalar: every chart's
-  x axis is the step already, and the extra tag was the first thing the
-  Scalars tab showed.
+- ``TensorBoardLogger`` leaves out Lightning's ``epoch`` scalar (every chart's
+  x axis is the step already) and files each metric under the tag that puts
+  it in its place on TensorBoard's first screen (``tensorboard_tag``): the
+  Time Series and Scalars tabs sort tag groups (the part before the first
+  ``/``) by name, so loss and accuracy (``train/``, ``val/``) come first, the
+  numbers to watch (``watch/``: learning rate, per-step loss and the
+  diagnostics) next, the test numbers (one point each, ``x_test/``) after
+  them, and the pictures and histograms of ``callbacks=diagnostics``
+  (``xray/``) last. metrics.json, the CSV file and the progress bar keep the
+  names as logged (``train/lr``, ``test/acc``).
 - ``CSVLogger`` keeps a resumed run's history: Lightning's deletes an existing
   ``metrics.csv`` when it starts, so a resumed run lost its first epochs. Here
   the rows logged before the checkpoint the run resumes from stay (rows at or
@@ -25,9 +32,18 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 from .files import write_text
 
 
+def tensorboard_tag(name: str) -> str:
+    """``train/lr``, ``train/lr_pg<i>``, ``train/loss_step`` and a tag without a group (``time_to_target_s``) ->
+    ``watch/...``; ``test/<metric>`` -> ``x_test/<metric>``; everything else as it is."""
+    group, _, rest = name.partition("/")
+    if not rest or name == "train/loss_step" or name.startswith("train/lr"):
+        return f"watch/{rest or name}"
+    return f"x_test/{rest}" if group == "test" else name
+
+
 class TensorBoardLogger(LightningTensorBoardLogger):
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        super().log_metrics({tensorboard_tag(k): v for k, v in metrics.items() if k != "epoch"}, step)
 
 
 class CSVLogger(LightningCSVLogger):

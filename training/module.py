@@ -60,6 +60,9 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        # compute_groups=False: torchmetrics otherwise merges metrics whose states are equal after the first
+        # batch, and on a first batch with no error top-1, top-5 and the per-class counts are equal: the macro
+        # precision / recall / F1 then reported top-5 numbers (issue 22). Each metric keeps its own state.
         self.test_metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -69,7 +72,8 @@ class ImageClassifier(L.LightningModule):
                 "f1_macro": MulticlassF1Score(num_classes, average="macro"),
                 "per_class_acc": MulticlassAccuracy(num_classes, average=None),
                 "confusion_matrix": MulticlassConfusionMatrix(num_classes),
-            }
+            },
+            compute_groups=False,
         )
         self.test_results: dict[str, Any] = {}
 

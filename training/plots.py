@@ -1,7 +1,9 @@
 """Figures logged to TensorBoard and written as PNG, and their text versions for the console.
 
 A ``matplotlib.figure.Figure`` made directly (not through pyplot) draws with the
-Agg canvas and needs no display, so nothing here switches the user's backend."""
+Agg canvas and needs no display, so nothing here switches the user's backend.
+Figures meant for a report (``evaluate.py visualize=true``) are at least 8
+inches wide at 100 dpi (800 pixels), titled, their panels labelled."""
 
 from __future__ import annotations
 
@@ -53,3 +55,86 @@ def confusion_matrix_text(matrix: list[list[int]], classes: list[str], max_class
               " " * width + "  " + " ".join(f"{n:>{cell}}" for n in names)]
     lines += [f"{names[i]:<{width}}  " + " ".join(f"{c:>{cell}}" for c in row) for i, row in enumerate(matrix)]
     return "\n".join(lines)
+
+
+WIDE = 8.0  # inches, at 100 dpi: the narrowest report figure
+
+
+def _suptitle(figure, text: str, fontsize: int = 11) -> None:
+    """A title wrapped to the figure's width (about 9 pixels a character at 11 points)."""
+    import textwrap
+
+    figure.suptitle(textwrap.fill(text, width=int(figure.get_figwidth() * figure.dpi / (0.8 * fontsize))), fontsize=fontsize)
+
+
+def _picture(axes, image, title: str = "", fontsize: int = 9) -> None:
+    """One image (H, W) or (H, W, 3) in [0, 1] on ``axes``, pixels as squares, no ticks."""
+    axes.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    axes.set_xticks([]), axes.set_yticks([])
+    if title:
+        axes.set_title(title, fontsize=fontsize)
+
+
+def filters_figure(tiles, title: str, per_row: int = 8):
+    """First-layer filters, one panel each, numbered: ``tiles`` (N, H, W) or (N, H, W, 3) in [0, 1]."""
+    from matplotlib.figure import Figure
+
+    n = len(tiles)
+    columns = min(n, per_row if n <= 4 * per_row else 2 * per_row)
+    rows = -(-n // columns)
+    side = WIDE / columns
+    figure = Figure(figsize=(WIDE, side * rows + 0.9), dpi=100)
+    for i, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        if i < n:
+            _picture(axes, tiles[i], f"{i}", fontsize=8)
+        else:
+            axes.axis("off")
+    _suptitle(figure, title)
+    figure.tight_layout()
+    return figure
+
+
+def feature_maps_figure(image, stages, title: str, input_title: str, per_row: int = 8):
+    """One image (H, W[, 3]) in [0, 1] and, a row for each stage, its first ``per_row`` maps:
+    ``stages`` [(label, maps (C, h, w) in [0, 1])], fine to coarse."""
+    from matplotlib.figure import Figure
+
+    rows = 1 + len(stages)
+    figure = Figure(figsize=(WIDE + 2, 1.5 * rows + 0.8), dpi=100)
+    grid = figure.subplots(rows, per_row, squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    _picture(grid[0][0], image)
+    grid[0][0].axis("on")
+    grid[0][1].text(0, 0.5, input_title, fontsize=10, va="center", transform=grid[0][1].transAxes)
+    for row, (label, maps) in zip(grid[1:], stages):
+        for axes, picture in zip(row, maps[:per_row]):
+            _picture(axes, picture)
+            axes.axis("on")
+        row[0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    _suptitle(figure, title)
+    figure.tight_layout()
+    return figure
+
+
+def grad_cam_figure(images, overlays, labels: list[str], title: str):
+    """Images above their Grad-CAM overlays, one column each, titled ``labels`` ("true\n→ predicted");
+    ``images`` and ``overlays`` (N, H, W, 3) in [0, 1]."""
+    from matplotlib.figure import Figure
+
+    n = len(images)
+    columns = max(n, 4)
+    side = max(WIDE / columns, 1.1)
+    figure = Figure(figsize=(side * columns, 2 * side + 1.3), dpi=100)
+    grid = figure.subplots(2, columns, squeeze=False)
+    for column in range(columns):
+        if column < n:
+            _picture(grid[0][column], images[column], labels[column], fontsize=8)
+            _picture(grid[1][column], overlays[column])
+        else:
+            grid[0][column].axis("off"), grid[1][column].axis("off")
+    grid[0][0].set_ylabel("image", fontsize=8)
+    grid[1][0].set_ylabel("Grad-CAM", fontsize=8)
+    _suptitle(figure, title)
+    figure.tight_layout()
+    return figure

@@ -55,6 +55,9 @@ def quiet(verbose: bool) -> None:
     logging.getLogger("lightning.pytorch.profilers").setLevel(logging.INFO)  # a profiler asked for prints its report
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume writes there again
+    # an epoch shorter than trainer.log_every_n_steps (digits: 23 batches): train/loss_step is then logged every few
+    # epochs, and every curve a user reads is logged per epoch anyway
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 
 def count(value: float) -> str:
@@ -112,8 +115,11 @@ def count_epochs_from_one(bar, trainer: L.Trainer) -> None:
 
 
 class EpochLog(L.Callback):
-    def __init__(self) -> None:
+    """``run``: a name to start each line with (a sweep's run: ``optimizer=adam: epoch 3/30 ...``)."""
+
+    def __init__(self, run: str = "") -> None:
         self.terminal = sys.stdout.isatty()
+        self.prefix = f"{run}: " if run else ""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self.terminal and trainer.progress_bar_callback is not None:
@@ -144,7 +150,7 @@ class EpochLog(L.Callback):
         elapsed = time.perf_counter() - self.start
         eta = elapsed / (done - self.first_epoch) * (epochs - done) if epochs else None
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        line = epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
+        line = self.prefix + epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
         if self.terminal:  # the bar owns the console: the line goes to train.log only
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.FileHandler):

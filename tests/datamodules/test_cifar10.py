@@ -118,8 +118,10 @@ def test_failed_download_says_where_and_how(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.CIFAR10, "download", offline)
     dm = make(tmp_path / "offline", download=True)
-    with pytest.raises(DataError, match=r"offline.*could not be downloaded.*cifar-10-python.tar.gz"):
+    with pytest.raises(DataError, match=r"offline.*could not be downloaded.*cifar-10-python.tar.gz") as refused:
         dm.prepare_data()
+    # the same line answers train.py and evaluate.py, which takes no data= (it suggested data=digits)
+    assert "data.data_dir" in str(refused.value) and "data=" not in str(refused.value)
 
 
 def test_bad_options_are_refused_with_the_valid_values(tmp_path):

@@ -23,7 +23,7 @@ COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=tru
 def loss_steps(run_dir) -> list[int]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return [e.step for e in events.Scalars("train/loss_step")]
+    return [e.step for e in events.Scalars("watch/loss_step")]  # train/loss_step (training/loggers.py)
 
 
 def weights(run_dir):

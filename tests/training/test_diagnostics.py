@@ -105,21 +105,21 @@ def test_gradient_norms_are_the_weight_gradients_of_every_layer_every_n_steps(tm
     recorder = GradientRecorder()
     fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=2), recorder], limit_train_batches=5)
     logged = events(tmp_path)
-    tags = sorted(t for t in logged.Tags()["scalars"] if t.startswith("watch/gradients/"))
-    assert tags == ["watch/gradients/0_0", "watch/gradients/1_4", "watch/gradients/2_6", "watch/gradients/3_8"]  # convs and linears, input first
-    first = scalars(logged, "watch/gradients/0_0")
+    tags = sorted(t for t in logged.Tags()["scalars"] if t.startswith("watch/grad_norm_log10/"))
+    assert tags == [f"watch/grad_norm_log10/{layer}" for layer in ("0_0", "1_4", "2_6", "3_8")]  # convs and linears, input first
+    first = scalars(logged, "watch/grad_norm_log10/0_0")
     assert sorted(first) == [0, 2, 4]
-    for step, value in first.items():
-        assert value == pytest.approx(recorder.norms[step], rel=1e-5) and value > 0
+    for step, value in first.items():  # log10 of the norm: orders of magnitude apart stay readable on one axis
+        assert 10 ** value == pytest.approx(recorder.norms[step], rel=1e-5)
 
 
 def test_gradient_norms_with_lbfgs_log_once_per_step(tmp_path, digits):
     lbfgs = functools.partial(torch.optim.LBFGS, lr=0.1, max_iter=4)  # up to 4 closure calls per step
     recorder = GradientRecorder()
     fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=1), recorder], optimizer=lbfgs, limit_train_batches=3)
-    steps = [event.step for event in events(tmp_path).Scalars("watch/gradients/0_0")]
+    steps = [event.step for event in events(tmp_path).Scalars("watch/grad_norm_log10/0_0")]
     assert steps == [0, 1, 2]
-    assert scalars(events(tmp_path), "watch/gradients/0_0")[1] == pytest.approx(recorder.norms[1], rel=1e-5)
+    assert 10 ** scalars(events(tmp_path), "watch/grad_norm_log10/0_0")[1] == pytest.approx(recorder.norms[1], rel=1e-5)
 
 
 # 3. dead units -----------------------------------------------------------------------
@@ -167,15 +167,15 @@ def test_weight_and_activation_histograms_every_n_epochs_and_at_the_last(tmp_pat
     fit(tmp_path, digits, net, [dg.Histograms(every_n_epochs=2, max_values=2000)], max_epochs=4, limit_train_batches=1)
     logged = events(tmp_path)
     tags = logged.Tags()["histograms"]
-    assert sorted(t for t in tags if t.startswith("weights/")) == ["weights/0_0", "weights/1_4", "weights/2_6", "weights/3_8"]
-    assert sorted(t for t in tags if t.startswith("activations/")) == ["activations/0_1", "activations/1_5", "activations/2_7"]
-    steps = [event.step for event in logged.Histograms("activations/0_1")]
-    assert steps == [event.step for event in logged.Histograms("weights/0_0")] == [1, 3, 4]  # epochs 0, 2 and 3 (the last)
-    first_conv = logged.Histograms("activations/0_1")[0].histogram_value  # 32 images x 8 x 32 x 32, subsampled
+    assert sorted(t for t in tags if t.startswith("xray/weights/")) == [f"xray/weights/{i}" for i in ("0_0", "1_4", "2_6", "3_8")]
+    assert sorted(t for t in tags if t.startswith("xray/activations/")) == [f"xray/activations/{i}" for i in ("0_1", "1_5", "2_7")]
+    steps = [event.step for event in logged.Histograms("xray/activations/0_1")]
+    assert steps == [event.step for event in logged.Histograms("xray/weights/0_0")] == [1, 3, 4]  # epochs 1, 3 and 4 (the last)
+    first_conv = logged.Histograms("xray/activations/0_1")[0].histogram_value  # 32 images x 8 x 32 x 32, subsampled
     assert first_conv.num == 2000 and 0.0 <= first_conv.min and first_conv.max <= 1.0  # a sigmoid's range
-    last = logged.Histograms("activations/2_7")[0].histogram_value  # 32 images x 32 units
+    last = logged.Histograms("xray/activations/2_7")[0].histogram_value  # 32 images x 32 units
     assert last.num == 32 * 32
-    weights = logged.Histograms("weights/3_8")[-1].histogram_value
+    weights = logged.Histograms("xray/weights/3_8")[-1].histogram_value
     assert weights.num == 32 * 10
     assert weights.max == pytest.approx(net[8].weight.max().item(), abs=1e-6)  # the final weights, last epoch
 
@@ -204,7 +204,7 @@ class FirstBatch(L.Callback):
 def test_augmented_images_show_the_first_training_batch_once_unnormalized(tmp_path, digits):
     first = FirstBatch()
     fit(tmp_path, digits, small_cnn(), [dg.AugmentedImages(max_images=10, per_row=4), first], max_epochs=2, limit_train_batches=2)
-    images = events(tmp_path).Images("train/augmented_images")
+    images = events(tmp_path).Images("xray/augmented_images")
     assert len(images) == 1 and images[0].step == 0
     picture = np.asarray(Image.open(io.BytesIO(images[0].encoded_image_string)).convert("L"), dtype=np.float32)
     assert picture.shape == (2 + 3 * 34, 2 + 4 * 34)  # 10 images of 32x32, 4 to a row, 2-pixel gaps
@@ -219,7 +219,7 @@ def test_confusion_matrix_of_each_validation_epoch(tmp_path, digits):
     callback = dg.ValConfusionMatrix()
     fit(tmp_path, digits, small_cnn(), [callback], max_epochs=2, limit_train_batches=3)
     logged = events(tmp_path)
-    assert len(logged.Images("val/confusion_matrix")) == 2  # both epochs, not the sanity check
+    assert len(logged.Images("xray/confusion_matrix")) == 2  # both epochs, not the sanity check
     counts = torch.tensor(callback.counts)
     assert counts.shape == (10, 10) and counts.sum() == VAL_IMAGES  # the whole validation set, counted once
     assert counts.sum(1).tolist() == torch.bincount(torch.tensor([y for _, y in digits.val_set]), minlength=10).tolist()

@@ -65,3 +65,24 @@ def test_a_module_built_for_evaluation_refuses_to_train():
     module = ImageClassifier(nn.Linear(2, 2), num_classes=2)
     with pytest.raises(ValueError, match="no optimizer configured"):
         module.configure_optimizers()
+
+
+def test_test_metrics_stay_right_when_the_first_batch_has_no_error():
+    """torchmetrics' compute groups merged top-5 accuracy with the macro metrics when the first batch was all
+    correct, so precision / recall / F1 reported top-5 numbers (1.0 with errors in the confusion matrix)."""
+    module = ImageClassifier(nn.Linear(4, 10), num_classes=10)
+    metrics = module.test_metrics
+    right = torch.arange(10)
+    metrics.update(nn.functional.one_hot(right, 10).float(), right)  # every image right
+    wrong = torch.tensor([0, 1, 2])
+    logits = nn.functional.one_hot(torch.tensor([1, 1, 2]), 10).float()  # class 0 taken for 1; 0 second: top-5 right
+    logits[0, 0] = 0.5
+    metrics.update(logits, wrong)
+    results = metrics.compute()
+    assert results["acc"] == pytest.approx(12 / 13) and results["acc_top5"] == pytest.approx(1.0)
+    assert results["recall_macro"] == pytest.approx((1 / 2 + 9) / 10)  # class 0: 1 of 2 right
+    assert results["precision_macro"] == pytest.approx((2 / 3 + 9) / 10)  # class 1: 2 of 3 predictions right
+    assert results["per_class_acc"][0] == pytest.approx(0.5)
+    assert results["confusion_matrix"][0, 1] == 1
+    f1 = [2 * p * r / (p + r) for p, r in [(1.0, 0.5), (2 / 3, 1.0)] + [(1.0, 1.0)] * 8]
+    assert results["f1_macro"] == pytest.approx(sum(f1) / 10)
