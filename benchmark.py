@@ -1,17 +1,19 @@
 """Measure the zoo's speed against the machine it runs on: warm-up excluded, repeats, medians.
 
     python benchmark.py quick=true threads=1        # lenet5 and resnet20: the README's table (the test suite runs a smaller one)
+    python benchmark.py quick=true models=[densenet_bc_100]   # quick's protocol, other models: what the command line sets wins
     python benchmark.py                             # five models and the defaults against performance=off
     python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
 The report names the machine (CPU model, flags, cores, torch threads; GPU
 name, driver, CUDA) and its peak (a measured sgemm, and the data sheet's
-figure where known), then, each model built as ``train.py model=<name>``
-builds it, on CIFAR-10-shaped random images (a step's cost does not depend
-on the pixels):
-(a) per variant (precision, channels_last, compile) and batch size: training
-    images/s of the bare step on one batch held on the device, its GFLOP/s
-    (6 x MACs per image) as a fraction of the measured peak, inference
+figure where known, or the nominal one for a CPU), then, each model built as
+``train.py model=<name>`` builds it, on CIFAR-10-shaped random images (a step's
+cost does not depend on the pixels):
+(a) per variant (precision, channels_last, compile; on a CPU with AMX also
+    bf16 + channels_last) and batch size: training images/s of the bare step
+    on one batch held on the device, its GFLOP/s (6 x MACs per image) as a
+    fraction of the measured peak of the precision it ran in, inference
     images/s and training memory;
 (b) the same step three ways, interleaved in one run so their ratios hold
     on any machine: bare, through ImageClassifier + lightning.Trainer over
@@ -48,9 +50,9 @@ from torch import nn
 from datamodules import RandomImagesDataModule
 from models import list_models
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
+from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, matmul_size, model_throughput, sgemm, speedrun,
                                    theoretical_peak, three_paths)
-from training.hardware import cpu
+from training.hardware import cpu, cpu_has_amx_bf16
 from training.performance import check_precision, default_threads
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -70,18 +72,26 @@ def zoo_model(name: str, stem: str) -> nn.Module:
     return instantiate(train_config(f"model={name}", f"model.stem={stem}").model, num_classes=10, in_channels=3)
 
 
+def command_line_keys(overrides: list[str]) -> set[str]:
+    """The keys a list of Hydra overrides sets (``models=[a,b]``, ``+x=1``, ``~y``: models, x, y)."""
+    return {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+
+
 @user_errors_as_lines
-def settings(cfg: DictConfig) -> SimpleNamespace:
-    """The run's settings, checked, with quick mode and the per-device defaults filled in."""
+def settings(cfg: DictConfig, given: set[str] = frozenset()) -> SimpleNamespace:
+    """The run's settings, checked, with quick mode and the per-device defaults filled in.
+    ``given``: the keys the command line set, which quick mode leaves as they are."""
     s = OmegaConf.to_container(cfg, resolve=True)
-    s.update({**QUICK, "models": s["quick_models"]} if s["quick"] else {})
+    if s["quick"]:
+        s.update({key: value for key, value in {**QUICK, "models": s["quick_models"]}.items() if key not in given})
     unknown = sorted(set(s["models"]) - set(list_models()))
     if unknown:
         raise UserError(f"models: {', '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
     device = torch.device(s["device"] if s["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
-    s["variants"] = s["variants"] or s[f"{device.type}_variants"]
+    amx = device.type == "cpu" and cpu_has_amx_bf16()  # bf16 pays on the CPU only with AMX (README "Speed switches")
+    s["variants"] = s["variants"] or s[f"{device.type}_variants"] + (s["cpu_amx_variants"] if amx else [])
     for variant in s["variants"]:
         check_precision(variant["precision"], device.type)
     s["batch_sizes"] = s["batch_sizes"] or ([256, 512] if device.type == "cuda" else [128])
@@ -104,8 +114,9 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "gpu": gpu(device) if device.type == "cuda" else None,
                "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
-    precisions = {v["precision"] for v in args.variants}
-    peak = {"measured": {"fp32": sgemm(device), **({"bf16": sgemm(device, torch.bfloat16)} if "bf16-mixed" in precisions else {})},
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16-mixed" in {v["precision"] for v in args.variants} else {})}
+    peak = {"measured": {name: sgemm(device, dtype) for name, dtype in dtypes.items()},
+            "measured_size": {name: matmul_size(device, dtype) for name, dtype in dtypes.items()},
             "theoretical": theoretical_peak(device, machine["cpu"], args.threads)}
     report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
     build = lambda name: functools.partial(zoo_model, name, args.stem)  # noqa: E731
@@ -133,9 +144,10 @@ def run(args: SimpleNamespace, out: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
 def main(cfg: DictConfig) -> dict:
-    args = settings(cfg)
+    hydra_config = HydraConfig.get()
+    args = settings(cfg, command_line_keys(list(hydra_config.overrides.task)))
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
-    out = Path(HydraConfig.get().runtime.output_dir)  # created by Hydra
+    out = Path(hydra_config.runtime.output_dir)  # created by Hydra
     report = run(args, out)
     path = Path(args.report) if args.report else out / "benchmark.md"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,6 @@ REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config; bad input fails here, before any download or training."""
     from training.module import ImageClassifier
-    from training.performance import usable_precision
 
     check_config(cfg)
     datamodule = instantiate(cfg.data)
@@ -71,8 +70,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     purge = start_from(cfg, module)  # resume= or ckpt_path=: checked, the weights loaded; purge_step for the loggers
     loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
-    precision = usable_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # bf16: refused on a CPU that emulates it
-    trainer = instantiate_trainer(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False,
+    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False,  # precision: auto resolved, bf16 checked
                                   enable_model_summary=cfg.verbose)  # else one line of ours (train())
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
@@ -85,6 +83,7 @@ def train(cfg: DictConfig) -> float | None:
 
     from analysis.introspection import count_parameters_and_macs
     from training.callbacks import DivergenceError
+    from training.performance import precision_line
     from training.progress import metrics_table, model_line
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -97,6 +96,8 @@ def train(cfg: DictConfig) -> float | None:
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
+        if cfg.trainer.precision == "auto":  # what it chose here, and why
+            print(precision_line(cfg.trainer.precision, cfg.trainer.accelerator))
     log_settings(trainer, {**flat_hparams(cfg), "model/params": params, "model/macs": macs})  # HPARAMS, once, at the start
 
     start = time.perf_counter()
@@ -118,7 +119,7 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
     finite = all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss"))
-    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
+    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2), precision=trainer.precision,
                    train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1),  # val included
                    status="completed" if finite else "diverged")
     for logger in trainer.loggers:

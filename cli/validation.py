@@ -20,7 +20,8 @@ from omegaconf.errors import OmegaConfBaseException
 from training.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64, "16", 16, "bf16")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",  # named in the message
+              "32", 32, "64", 64, "16", 16, "bf16")  # Lightning's older spellings, accepted
 
 
 def _number(value: Any) -> bool:
