@@ -50,7 +50,7 @@ from torch import nn
 from datamodules import RandomImagesDataModule
 from models import list_models
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, matmul_size, model_throughput, sgemm, speedrun,
+from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, matmul_size, model_throughput, sgemm, speedrun,
                                    theoretical_peak, three_paths)
 from training.hardware import cpu, cpu_has_amx_bf16
 from training.performance import check_precision, default_threads
@@ -112,6 +112,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     device = args.device_
     torch.set_num_threads(args.threads)
     machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "gpu": gpu(device) if device.type == "cuda" else None,
+               "allocator": {key: os.environ[key] for key in ALLOCATOR_ENVIRONMENT if os.environ.get(key)},
                "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
     dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16-mixed" in {v["precision"] for v in args.variants} else {})}
@@ -126,9 +127,10 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     datamodule = RandomImagesDataModule(args.data_size, batch_size=paths_args.batch_size, num_workers=args.workers)
     datamodule.device = device
     datamodule.setup()
-    report["data_paths"] = data_paths(datamodule, paths_args, device)
-    report["paths"] = {"variant": paths_args.name, "batch_size": paths_args.batch_size,
-                       "rows": [three_paths(m, build(m), paths_args, device, datamodule) for m in args.models]}
+    if args.paths_check:
+        report["data_paths"] = data_paths(datamodule, paths_args, device)
+        report["paths"] = {"variant": paths_args.name, "batch_size": paths_args.batch_size,
+                           "rows": [three_paths(m, build(m), paths_args, device, datamodule) for m in args.models]}
     check = args.defaults_check
     if check["enabled"]:
         check_args = measure(args, args.variants[0], check["batch_size"])

@@ -39,6 +39,7 @@ from training.performance import PerformanceSwitches
 from .tables import markdown_table
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
+ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")  # how this process allocates memory: a report names it
 
 
 def synchronize(device: torch.device) -> None:
@@ -143,10 +144,12 @@ def sgd(params) -> torch.optim.Optimizer:
 
 def switched(net: nn.Module, args) -> nn.Module:
     """The benchmark's switches applied to ``net``; torch.compile's caches emptied first (every
-    compiled module shares ``Module._call_impl``'s code object, and its recompile limit)."""
+    compiled module shares ``Module._call_impl``'s code object, and its recompile limit). oneDNN's
+    convolutions compute in true fp32 unless the variant names another ``cpu_conv_precision``."""
     if args.compile:
         torch._dynamo.reset()
-    return PerformanceSwitches(args.channels_last, args.compile, threads=torch.get_num_threads()).apply(net)
+    return PerformanceSwitches(args.channels_last, args.compile, threads=torch.get_num_threads(),
+                               cpu_conv_precision=getattr(args, "cpu_conv_precision", None) or "ieee").apply(net)
 
 
 def gpu(device: torch.device) -> dict:
@@ -355,6 +358,8 @@ def machine_lines(report: dict) -> list[str]:
         g = m["gpu"]
         lines.append(f"GPU: {g['name']} (compute capability {g['capability']}, {g['memory_gib']:.0f} GiB, "
                      f"{g['multiprocessors']} SMs), driver {g['driver']}, CUDA {g['cuda']}, cuDNN {g['cudnn']}.")
+    allocator = "; ".join(f"{k}={v}" for k, v in (m.get("allocator") or {}).items())
+    lines.append(f"Memory allocator: {allocator or 'the C library malloc, default settings'}.")
     lines.append(f"Software: torch {m['torch']}, lightning {m['lightning']}, python {m['python']}. Load average "
                  f"{m['load_average_at_start']:.1f} at start, {m['load_average_at_end']:.1f} at end.")
     lines.append(peak_line(peak, c, m["torch_threads"], m["device_type"]))
@@ -381,6 +386,21 @@ def peak_line(peak: dict, c: dict, threads: int, device_type: str) -> str:
             f"load exceed, so a measurement can be higher): {nominal}.")
 
 
+def paths_tables(report: dict) -> list[str]:
+    """(b) the same step three ways and (c) the data paths alone."""
+    paths, d, device_type = report["paths"], report["data_paths"], report["machine"]["device_type"]
+    lines = [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
+             "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
+    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
+                    "torchvision / bare", "data time"], [
+        [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
+         f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
+         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
+    return lines + table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
+        [f"tensor (on {device_type})", f"{d['tensor_img_s']:,.0f}"],
+        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
+
+
 def markdown(report: dict) -> str:
     m, peak = report["machine"], report["peak"]["measured"]
     lines = machine_lines(report)
@@ -396,17 +416,7 @@ def markdown(report: dict) -> str:
               "matrix product of the precision it ran in (fp32 or bf16):", ""]
     lines += table(["model", "variant", "batch", "params", "train img/s", "GFLOP/s (6 x MACs)", "of peak",
                     "inference img/s", memory], rows)
-    paths, d = report["paths"], report["data_paths"]
-    lines += [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
-              "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
-    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
-                    "torchvision / bare", "data time"], [
-        [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
-         f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
-         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
-    lines += table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
-        [f"tensor (on {m['device_type']})", f"{d['tensor_img_s']:,.0f}"],
-        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
+    lines += paths_tables(report) if "paths" in report else []
     if "defaults" in report:
         dc = report["defaults"]
         lines += [f"(d) train.py's Lightning step of {dc['model']} (batch {dc['batch_size']}, tensor pipeline) per performance "
