@@ -5,22 +5,18 @@
     python benchmark.py                             # five models and the defaults against performance=off
     python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
-The report names the machine (CPU model, flags, cores, torch threads; GPU
-name, driver, CUDA) and its peak (a measured sgemm, and the data sheet's
-figure where known, or the nominal one for a CPU), then, each model built as
-``train.py model=<name>`` builds it, on CIFAR-10-shaped random images (a step's
-cost does not depend on the pixels):
-(a) per variant (precision, channels_last, compile; on a CPU with AMX also
-    bf16 + channels_last) and batch size: training images/s of the bare step
-    on one batch held on the device, its GFLOP/s (6 x MACs per image) as a
-    fraction of the measured peak of the precision it ran in, inference
-    images/s and training memory;
-(b) the same step three ways, interleaved in one run so their ratios hold
-    on any machine: bare, through ImageClassifier + lightning.Trainer over
-    the tensor pipeline (as train.py runs it), and a plain torchvision
-    DataLoader loop; with the tensor pipeline's data time as a fraction of
-    the Lightning step;
-(c) images/s of the two data paths alone;
+The report names the machine (CPU model, flags, cores, torch threads, memory
+allocator; GPU name, driver, CUDA) and its peak (measured matrix products; a
+GPU's data sheet, a CPU's nominal clock), then, each model built as ``train.py
+model=<name>`` builds it, on CIFAR-10-shaped random images:
+(a) per variant (precision, channels_last, compile; bf16 + channels_last on a
+    CPU with AMX) and batch size: images/s of the bare training step on one
+    batch held on the device, its GFLOP/s (6 x MACs per image) as a fraction
+    of the measured peak of its precision, inference images/s, memory;
+(b) the same step three ways, interleaved so their ratios hold on any machine:
+    bare, ImageClassifier + lightning.Trainer over the tensor pipeline (as
+    train.py runs it), a plain torchvision DataLoader loop; the data time;
+(c) images/s of the two data paths alone ((b) and (c): paths_check);
 (d) the Lightning step of ResNet-20 with performance=off (the defaults
     before issue 15) against performance=default, interleaved;
 (e) on CUDA, the speedrun: train.py experiment=speedrun, time to 94 %.
@@ -50,8 +46,8 @@ from torch import nn
 from datamodules import RandomImagesDataModule
 from models import list_models
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, matmul_size, model_throughput, sgemm, speedrun,
-                                   theoretical_peak, three_paths)
+from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, model_throughput, peaks,
+                                   speedrun, three_paths)
 from training.hardware import cpu, cpu_has_amx_bf16
 from training.performance import check_precision, default_threads
 
@@ -115,10 +111,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
                "allocator": {key: os.environ[key] for key in ALLOCATOR_ENVIRONMENT if os.environ.get(key)},
                "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
-    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16-mixed" in {v["precision"] for v in args.variants} else {})}
-    peak = {"measured": {name: sgemm(device, dtype) for name, dtype in dtypes.items()},
-            "measured_size": {name: matmul_size(device, dtype) for name, dtype in dtypes.items()},
-            "theoretical": theoretical_peak(device, machine["cpu"], args.threads)}
+    peak = peaks(device, {v["precision"] for v in args.variants}, machine["cpu"], args.threads)
     report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
     build = lambda name: functools.partial(zoo_model, name, args.stem)  # noqa: E731
     report["models"] = [{"variant": v["name"], "batch_size": b, **model_throughput(m, build(m), measure(args, v, b), device)}

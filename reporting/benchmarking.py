@@ -208,6 +208,15 @@ def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | Non
     return 2 * n**3 / best / 1e9
 
 
+def peaks(device: torch.device, precisions: set[str], cpu: dict, threads: int) -> dict:
+    """The measured matrix-product peak of fp32 (and of bf16 where a variant runs in it), with the size
+    each was measured at, and the theoretical one (``theoretical_peak``)."""
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16-mixed" in precisions else {})}
+    return {"measured": {name: sgemm(device, dtype) for name, dtype in dtypes.items()},
+            "measured_size": {name: matmul_size(device, dtype) for name, dtype in dtypes.items()},
+            "theoretical": theoretical_peak(device, cpu, threads)}
+
+
 def training_flops(net: nn.Module, image_size: int) -> float:
     """FLOPs of one training image: 2 per multiply-accumulate, forward once and backward twice over."""
     from analysis.introspection import count_parameters_and_macs
