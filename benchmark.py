@@ -1,24 +1,22 @@
 """Measure the zoo's speed against the machine it runs on: warm-up excluded, repeats, medians.
 
     python benchmark.py quick=true threads=1        # lenet5 and resnet20: the README's table (the test suite runs a smaller one)
+    python benchmark.py quick=true models=[densenet_bc_100]   # quick's protocol, other models: what the command line sets wins
     python benchmark.py                             # five models and the defaults against performance=off
     python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
-The report names the machine (CPU model, flags, cores, torch threads; GPU
-name, driver, CUDA) and its peak (a measured sgemm, and the data sheet's
-figure where known), then, each model built as ``train.py model=<name>``
-builds it, on CIFAR-10-shaped random images (a step's cost does not depend
-on the pixels):
-(a) per variant (precision, channels_last, compile) and batch size: training
-    images/s of the bare step on one batch held on the device, its GFLOP/s
-    (6 x MACs per image) as a fraction of the measured peak, inference
-    images/s and training memory;
-(b) the same step three ways, interleaved in one run so their ratios hold
-    on any machine: bare, through ImageClassifier + lightning.Trainer over
-    the tensor pipeline (as train.py runs it), and a plain torchvision
-    DataLoader loop; with the tensor pipeline's data time as a fraction of
-    the Lightning step;
-(c) images/s of the two data paths alone;
+The report names the machine (CPU model, flags, cores, torch threads, memory
+allocator; GPU name, driver, CUDA) and its peak (measured matrix products; a
+GPU's data sheet, a CPU's nominal clock), then, each model built as ``train.py
+model=<name>`` builds it, on CIFAR-10-shaped random images:
+(a) per variant (precision, channels_last, compile; bf16 + channels_last on a
+    CPU with AMX) and batch size: images/s of the bare training step on one
+    batch held on the device, its GFLOP/s (6 x MACs per image) as a fraction
+    of the measured peak of its precision, inference images/s, memory;
+(b) the same step three ways, interleaved so their ratios hold on any machine:
+    bare, ImageClassifier + lightning.Trainer over the tensor pipeline (as
+    train.py runs it), a plain torchvision DataLoader loop; the data time;
+(c) images/s of the two data paths alone ((b) and (c): paths_check);
 (d) the Lightning step of ResNet-20 with performance=off (the defaults
     before issue 15) against performance=default, interleaved;
 (e) on CUDA, the speedrun: train.py experiment=speedrun, time to 94 %.
@@ -47,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import check_benchmark
 from training.files import write_text
-from training.hardware import cpu
+from training.hardware import cpu, cpu_has_amx_bf16
 
 if TYPE_CHECKING:  # annotations only
     from torch import nn
@@ -56,15 +54,15 @@ if TYPE_CHECKING:  # annotations only
 def import_heavy() -> None:
     """torch, Lightning, the zoo and the harness, imported once the command line is checked (in main):
     --help and a mistyped key answer before them. They are this module's globals from then on."""
-    global L, torch, RandomImagesDataModule, list_models, data_paths, defaults_vs_off, gpu, markdown
-    global model_throughput, sgemm, speedrun, theoretical_peak, three_paths, check_precision, default_threads
+    global L, torch, RandomImagesDataModule, list_models, ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown
+    global model_throughput, peaks, speedrun, three_paths, check_precision, default_threads
     import lightning as L
     import torch
 
     from datamodules import RandomImagesDataModule
     from models import list_models
-    from reporting.benchmarking import (data_paths, defaults_vs_off, gpu, markdown, model_throughput, sgemm, speedrun,
-                                       theoretical_peak, three_paths)
+    from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, model_throughput,
+                                       peaks, speedrun, three_paths)
     from training.performance import check_precision, default_threads
 
 
@@ -85,11 +83,18 @@ def zoo_model(name: str, stem: str) -> nn.Module:
     return instantiate(train_config(f"model={name}", f"model.stem={stem}").model, num_classes=10, in_channels=3)
 
 
+def command_line_keys(overrides: list[str]) -> set[str]:
+    """The keys a list of Hydra overrides sets (``models=[a,b]``, ``+x=1``, ``~y``: models, x, y)."""
+    return {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+
+
 @user_errors_as_lines
-def settings(cfg: DictConfig) -> SimpleNamespace:
-    """The run's settings, checked, with quick mode and the per-device defaults filled in."""
+def settings(cfg: DictConfig, given: set[str] = frozenset()) -> SimpleNamespace:
+    """The run's settings, checked, with quick mode and the per-device defaults filled in.
+    ``given``: the keys the command line set, which quick mode leaves as they are."""
     s = OmegaConf.to_container(cfg, resolve=True)
-    s.update({**QUICK, "models": s["quick_models"]} if s["quick"] else {})
+    if s["quick"]:
+        s.update({key: value for key, value in {**QUICK, "models": s["quick_models"]}.items() if key not in given})
     unknown = sorted(set(s["models"]) - set(list_models()))
     if unknown:
         raise UserError(f"models: {', '.join(unknown)}: unknown model; valid: {', '.join(list_models())}")
@@ -98,7 +103,8 @@ def settings(cfg: DictConfig) -> SimpleNamespace:
         raise UserError(f"device={s['device']}: no CUDA device is visible here; valid: cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise UserError(f"device={s['device']}: this machine has {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
-    s["variants"] = s["variants"] or s[f"{device.type}_variants"]
+    amx = device.type == "cpu" and cpu_has_amx_bf16()  # bf16 pays on the CPU only with AMX (README "Speed switches")
+    s["variants"] = s["variants"] or s[f"{device.type}_variants"] + (s["cpu_amx_variants"] if amx else [])
     for variant in s["variants"]:
         check_precision(variant["precision"], device.type)
     s["batch_sizes"] = s["batch_sizes"] or ([256, 512] if device.type == "cuda" else [128])
@@ -119,11 +125,10 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     device = args.device_
     torch.set_num_threads(args.threads)
     machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "gpu": gpu(device) if device.type == "cuda" else None,
+               "allocator": {key: os.environ[key] for key in ALLOCATOR_ENVIRONMENT if os.environ.get(key)},
                "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
-    precisions = {v["precision"] for v in args.variants}
-    peak = {"measured": {"fp32": sgemm(device), **({"bf16": sgemm(device, torch.bfloat16)} if "bf16-mixed" in precisions else {})},
-            "theoretical": theoretical_peak(device, machine["cpu"], args.threads)}
+    peak = peaks(device, {v["precision"] for v in args.variants}, machine["cpu"], args.threads)
     report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
     build = lambda name: functools.partial(zoo_model, name, args.stem)  # noqa: E731
     report["models"] = [{"variant": v["name"], "batch_size": b, **model_throughput(m, build(m), measure(args, v, b), device)}
@@ -132,9 +137,10 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     datamodule = RandomImagesDataModule(args.data_size, batch_size=paths_args.batch_size, num_workers=args.workers)
     datamodule.device = device
     datamodule.setup()
-    report["data_paths"] = data_paths(datamodule, paths_args, device)
-    report["paths"] = {"variant": paths_args.name, "batch_size": paths_args.batch_size,
-                       "rows": [three_paths(m, build(m), paths_args, device, datamodule) for m in args.models]}
+    if args.paths_check:
+        report["data_paths"] = data_paths(datamodule, paths_args, device)
+        report["paths"] = {"variant": paths_args.name, "batch_size": paths_args.batch_size,
+                           "rows": [three_paths(m, build(m), paths_args, device, datamodule) for m in args.models]}
     check = args.defaults_check
     if check["enabled"]:
         check_args = measure(args, args.variants[0], check["batch_size"])
@@ -151,9 +157,10 @@ def run(args: SimpleNamespace, out: Path) -> dict:
 @hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
 def main(cfg: DictConfig) -> dict:
     import_heavy()
-    args = settings(cfg)
+    hydra_config = HydraConfig.get()
+    args = settings(cfg, command_line_keys(list(hydra_config.overrides.task)))
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per repeat
-    out = Path(HydraConfig.get().runtime.output_dir)  # created by Hydra
+    out = Path(hydra_config.runtime.output_dir)  # created by Hydra
     report = run(args, out)
     path = Path(args.report) if args.report else out / "benchmark.md"
     path.parent.mkdir(parents=True, exist_ok=True)

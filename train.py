@@ -53,7 +53,6 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     """Every part from its config; bad input fails here, before any download or training."""
     from training.checkpoints import RunCheckpointIO  # atomic saves; deletes inside the run's checkpoint dir only
     from training.module import ImageClassifier
-    from training.performance import usable_precision
 
     check_config(cfg)
     datamodule = instantiate(cfg.data)
@@ -74,8 +73,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     purge = start_from(cfg, module)  # resume= or ckpt_path=: checked, the weights loaded; purge_step for the loggers
     loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
-    precision = usable_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # bf16: refused on a CPU that emulates it
-    trainer = instantiate_trainer(cfg.trainer, precision=precision, callbacks=callbacks, logger=loggers or False,
+    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False,  # precision: auto resolved, bf16 checked
                                   enable_model_summary=cfg.verbose, plugins=[RunCheckpointIO.of(callbacks)])  # summary: ours (train())
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
@@ -90,6 +88,7 @@ def train(cfg: DictConfig) -> float | None:
     from analysis.introspection import count_parameters_and_macs
     from training.callbacks import DivergenceError
     from training.files import WriteError
+    from training.performance import precision_line
     from training.progress import metrics_table, model_line
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -103,6 +102,8 @@ def train(cfg: DictConfig) -> float | None:
     module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
+        if cfg.trainer.precision == "auto":  # what it chose here, and why
+            print(precision_line(cfg.trainer.precision, cfg.trainer.accelerator))
     log_settings(trainer, flat_hparams(cfg))  # HPARAMS, once, at the start
 
     start = time.perf_counter()
@@ -125,7 +126,7 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=cfg.verbose)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
-    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
+    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2), precision=trainer.precision,
                    train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1))  # val included
     metrics["status"] = run_status(cfg, metrics)  # completed, diverged, or debug (fast_dev_run, overfit_batches)
     for logger in trainer.loggers:

@@ -504,11 +504,17 @@ def instantiate_all(group: DictConfig | None, **purge) -> list:
 
 
 def instantiate_trainer(node: DictConfig, **kwargs):
-    """``lightning.Trainer`` from its config; a Trainer Lightning refuses to build on this machine
-    (``trainer=gpu`` without a GPU, ``trainer.devices=0``) is the user's to fix: one line."""
+    """``lightning.Trainer`` from its config, ``trainer.precision`` as this machine runs it (``auto`` resolved,
+    bf16 refused on a CPU that emulates it: ``training.performance.usable_precision``); a Trainer Lightning
+    refuses to build on this machine (``trainer=gpu`` without a GPU, ``trainer.devices=0``) is the user's to
+    fix: one line."""
     from hydra.utils import instantiate
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from training.performance import usable_precision
+
+    if node.get("precision") is not None:
+        kwargs.setdefault("precision", usable_precision(node.precision, node.get("accelerator", "auto")))
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:

@@ -25,7 +25,8 @@ COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotu
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")  # the usual ones; torch._dynamo lists the rest
 # what train.py can return to a sweeper: validation and training metrics (test is never a selection criterion)
 OPTIMIZED = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc", "time_to_target_s")
-PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64, "16", 16, "bf16")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",  # named in the message
+              "32", 32, "64", 64, "16", 16, "bf16")  # Lightning's older spellings, accepted
 
 
 def _number(value: Any) -> bool:

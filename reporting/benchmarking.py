@@ -39,6 +39,7 @@ from training.performance import PerformanceSwitches
 from .tables import markdown_table
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
+ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")  # how this process allocates memory: a report names it
 
 
 def synchronize(device: torch.device) -> None:
@@ -143,10 +144,12 @@ def sgd(params) -> torch.optim.Optimizer:
 
 def switched(net: nn.Module, args) -> nn.Module:
     """The benchmark's switches applied to ``net``; torch.compile's caches emptied first (every
-    compiled module shares ``Module._call_impl``'s code object, and its recompile limit)."""
+    compiled module shares ``Module._call_impl``'s code object, and its recompile limit). oneDNN's
+    convolutions compute in true fp32 unless the variant names another ``cpu_conv_precision``."""
     if args.compile:
         torch._dynamo.reset()
-    return PerformanceSwitches(args.channels_last, args.compile, threads=torch.get_num_threads()).apply(net)
+    return PerformanceSwitches(args.channels_last, args.compile, threads=torch.get_num_threads(),
+                               cpu_conv_precision=getattr(args, "cpu_conv_precision", None) or "ieee").apply(net)
 
 
 def gpu(device: torch.device) -> dict:
@@ -168,18 +171,26 @@ GPU_PEAKS = (("H100 PCIe", 51.2, 756.0), ("H100", 66.9, 989.4), ("H200", 66.9, 9
 
 
 def theoretical_peak(device: torch.device, cpu: dict, threads: int) -> dict:
-    """The data sheet's peak in GFLOP/s where known: fp32 (and bf16 on GPUs)."""
+    """The peak in GFLOP/s where known: a GPU's data sheet (fp32, bf16); a CPU's at its nominal clock
+    (fp32 of the FMA units, bf16 of AMX), which its cores may exceed under load (``hardware.cpu``)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         fp32, bf16 = next(((f, b) for key, f, b in GPU_PEAKS if key in name), (None, None))
-        return {"fp32": fp32 and fp32 * 1e3, "bf16": bf16 and bf16 * 1e3}
-    per_core = cpu.get("peak_gflops_per_core")
-    return {"fp32": per_core and per_core * threads, "bf16": None}
+        return {"fp32": fp32 and fp32 * 1e3, "bf16": bf16 and bf16 * 1e3, "source": "data sheet"}
+    per_core = {dtype: cpu.get(f"nominal_{dtype}_gflops_per_core") for dtype in ("fp32", "bf16")}
+    return {**{dtype: value and value * threads for dtype, value in per_core.items()}, "source": "nominal clock"}
+
+
+def matmul_size(device: torch.device, dtype: torch.dtype = torch.float32) -> int:
+    """n of the n x n product that measures the peak: 8192 on a GPU; on a CPU 1024 for fp32 and 2048 for
+    bf16 (AMX reached 1.46 TFLOP/s at 1024, 2.6-2.8 at 2048 and no more at 4096: a small product
+    spends its time outside the tiles)."""
+    return 8192 if device.type == "cuda" else 2048 if dtype == torch.bfloat16 else 1024
 
 
 def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, repeats: int = 5) -> float:
     """The measured peak: GFLOP/s of the best of ``repeats`` n x n matrix products (2 n^3 FLOPs each)."""
-    n = n or (8192 if device.type == "cuda" else 1024)
+    n = n or matmul_size(device, dtype)
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # true fp32, no TF32
@@ -195,6 +206,15 @@ def sgemm(device: torch.device, dtype: torch.dtype = torch.float32, n: int | Non
     finally:
         torch.set_float32_matmul_precision(precision)
     return 2 * n**3 / best / 1e9
+
+
+def peaks(device: torch.device, precisions: set[str], cpu: dict, threads: int) -> dict:
+    """The measured matrix-product peak of fp32 (and of bf16 where a variant runs in it), with the size
+    each was measured at, and the theoretical one (``theoretical_peak``)."""
+    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if "bf16-mixed" in precisions else {})}
+    return {"measured": {name: sgemm(device, dtype) for name, dtype in dtypes.items()},
+            "measured_size": {name: matmul_size(device, dtype) for name, dtype in dtypes.items()},
+            "theoretical": theoretical_peak(device, cpu, threads)}
 
 
 def training_flops(net: nn.Module, image_size: int) -> float:
@@ -347,18 +367,47 @@ def machine_lines(report: dict) -> list[str]:
         g = m["gpu"]
         lines.append(f"GPU: {g['name']} (compute capability {g['capability']}, {g['memory_gib']:.0f} GiB, "
                      f"{g['multiprocessors']} SMs), driver {g['driver']}, CUDA {g['cuda']}, cuDNN {g['cudnn']}.")
+    allocator = "; ".join(f"{k}={v}" for k, v in (m.get("allocator") or {}).items())
+    lines.append(f"Memory allocator: {allocator or 'the C library malloc, default settings'}.")
     lines.append(f"Software: torch {m['torch']}, lightning {m['lightning']}, python {m['python']}. Load average "
                  f"{m['load_average_at_start']:.1f} at start, {m['load_average_at_end']:.1f} at end.")
-    theory = peak["theoretical"]
-    per_cycle = c["fp32_flops_per_cycle"]
-    how = (f" ({per_cycle} FLOP/cycle x {c['mhz'] / 1e3:.2f} GHz x {m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''})"
-           if m["device_type"] == "cpu" and theory["fp32"] else " (data sheet)" if theory["fp32"] else "")
-    lines.append("Peak: measured sgemm " + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in peak["measured"].items())
-                 + f"; theoretical fp32 {_g(theory['fp32'])} GFLOP/s{how}"
-                 + (f", bf16 {_g(theory['bf16'])} GFLOP/s" if theory.get("bf16") else "") + ".")
+    lines.append(peak_line(peak, c, m["torch_threads"], m["device_type"]))
     lines.append(f"Protocol: {s['warmup']} warm-up + {s['steps']} timed steps, median of {s['repeats']} repeats; "
                  f"{s['image_size']}x{s['image_size']}, stem {s['stem']}, random CIFAR-shaped images.")
     return lines + [""]
+
+
+def peak_line(peak: dict, c: dict, threads: int, device_type: str) -> str:
+    """The measured peak per precision (the matrix size named), then the data sheet's (GPU) or the
+    nominal-clock figure (CPU), labelled as such: a CPU's cores may run faster than its nominal clock."""
+    sizes = peak.get("measured_size", {})
+    measured = ", ".join(f"{k} {_g(v)} GFLOP/s" + (f" ({sizes[k]}x{sizes[k]} matrix product)" if k in sizes else "")
+                         for k, v in peak["measured"].items())
+    theory = {k: v for k, v in peak["theoretical"].items() if k in ("fp32", "bf16") and v}
+    if not theory:
+        return f"Peak: measured {measured}."
+    if device_type == "cuda":
+        return f"Peak: measured {measured}; data sheet " + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in theory.items()) + "."
+    unit = {"fp32": f"{c.get('fp32_flops_per_cycle')} FLOP/cycle of FMA", "bf16": f"{c.get('bf16_flops_per_cycle'):,} FLOP/cycle of AMX"
+            if c.get("bf16_flops_per_cycle") else ""}
+    nominal = ", ".join(f"{k} {_g(v)} GFLOP/s ({unit[k]} x {threads} thread{'s' if threads != 1 else ''})" for k, v in theory.items())
+    return (f"Peak: measured {measured}; nominal (at the {c['mhz'] / 1e3:.2f} GHz /proc/cpuinfo reports, which cores under "
+            f"load exceed, so a measurement can be higher): {nominal}.")
+
+
+def paths_tables(report: dict) -> list[str]:
+    """(b) the same step three ways and (c) the data paths alone."""
+    paths, d, device_type = report["paths"], report["data_paths"], report["machine"]["device_type"]
+    lines = [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
+             "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
+    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
+                    "torchvision / bare", "data time"], [
+        [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
+         f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
+         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
+    return lines + table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
+        [f"tensor (on {device_type})", f"{d['tensor_img_s']:,.0f}"],
+        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
 
 
 def markdown(report: dict) -> str:
@@ -372,20 +421,11 @@ def markdown(report: dict) -> str:
         gflops = r["train_img_s"] * r["train_flops_per_image"] / 1e9
         rows.append([r["model"], r["variant"], r["batch_size"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}", f"{gflops:,.1f}",
                      f"{gflops / peak_of(precisions[r['variant']]):.0%}", f"{r['infer_img_s']:,.0f}", f"{r['train_peak_mem_mib']:,.0f}"])
-    lines += ["(a) The bare training step (one batch on the device), against the measured peak:", ""]
+    lines += ["(a) The bare training step (one batch on the device); of peak: its GFLOP/s as a fraction of the measured "
+              "matrix product of the precision it ran in (fp32 or bf16):", ""]
     lines += table(["model", "variant", "batch", "params", "train img/s", "GFLOP/s (6 x MACs)", "of peak",
                     "inference img/s", memory], rows)
-    paths, d = report["paths"], report["data_paths"]
-    lines += [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
-              "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
-    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
-                    "torchvision / bare", "data time"], [
-        [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
-         f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
-         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
-    lines += table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
-        [f"tensor (on {m['device_type']})", f"{d['tensor_img_s']:,.0f}"],
-        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
+    lines += paths_tables(report) if "paths" in report else []
     if "defaults" in report:
         dc = report["defaults"]
         lines += [f"(d) train.py's Lightning step of {dc['model']} (batch {dc['batch_size']}, tensor pipeline) per performance "

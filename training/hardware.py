@@ -1,6 +1,6 @@
 """What this machine is, read rather than guessed (standard library only, cheap to import):
-the CPU's name, flags, usable cores and clock, and its theoretical fp32 peak where the
-micro-architecture is known. ``reporting/manifest.py`` and ``benchmark.py`` report these;
+the CPU's name, flags, usable cores and clock, and its nominal fp32 (and AMX bf16) peak
+where the micro-architecture is known. ``reporting/manifest.py`` and ``benchmark.py`` report these;
 ``performance.py`` decides with them.
 """
 
@@ -11,6 +11,8 @@ import platform
 from pathlib import Path
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products in hardware
+AMX_BF16 = "amx_bf16"  # Intel's AMX tile matrix unit for bf16 (Sapphire Rapids and later): where bf16 autocast pays
+AMX_BF16_FLOPS_PER_CYCLE = 1024  # per core: Intel's figure for AMX-BF16 (1,024 bf16 operations per cycle)
 REPORTED_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "asimd", "sve")
 
 
@@ -38,6 +40,10 @@ def cpu_has_bf16(flags: set[str] | None = None) -> bool:
     return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
 
 
+def cpu_has_amx_bf16(flags: set[str] | None = None) -> bool:
+    return AMX_BF16 in (cpu_flags() if flags is None else flags)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, as a scheduler or ``taskset`` set it)."""
     try:
@@ -63,15 +69,20 @@ def fp32_flops_per_cycle(vendor: str | None, family: int | None, flags: set[str]
 
 
 def cpu() -> dict:
-    """Model, flags that matter for speed, cores and the theoretical fp32 peak per core (GFLOP/s at the nominal clock)."""
+    """Model, flags that matter for speed, cores and the peak per core at the nominal clock (GFLOP/s): fp32 of
+    the FMA units, bf16 of AMX where the CPU has it. The nominal clock is what ``/proc/cpuinfo`` reports
+    (in a VM, usually the base clock); cores under load often run faster, so a measured matrix product
+    may exceed these figures."""
     flags = cpu_flags()
     family = _cpuinfo("cpu family")
     mhz = _cpuinfo("cpu MHz")
     per_cycle = fp32_flops_per_cycle(_cpuinfo("vendor_id"), int(family) if family else None, flags)
+    bf16_per_cycle = AMX_BF16_FLOPS_PER_CYCLE if cpu_has_amx_bf16(flags) else None
+    nominal = lambda flops: flops * float(mhz) / 1e3 if flops and mhz else None  # noqa: E731
     return {
         "model": cpu_model(), "vendor": _cpuinfo("vendor_id"), "family": int(family) if family else None,
-        "flags": sorted(flags & set(REPORTED_FLAGS)), "bf16": cpu_has_bf16(flags),
+        "flags": sorted(flags & set(REPORTED_FLAGS)), "bf16": cpu_has_bf16(flags), "amx_bf16": cpu_has_amx_bf16(flags),
         "cores_usable": usable_cores(), "cores_total": os.cpu_count(), "mhz": float(mhz) if mhz else None,
-        "fp32_flops_per_cycle": per_cycle,
-        "peak_gflops_per_core": per_cycle * float(mhz) / 1e3 if per_cycle and mhz else None,
+        "fp32_flops_per_cycle": per_cycle, "bf16_flops_per_cycle": bf16_per_cycle,
+        "nominal_fp32_gflops_per_core": nominal(per_cycle), "nominal_bf16_gflops_per_core": nominal(bf16_per_cycle),
     }

@@ -30,10 +30,17 @@
   Ignored under ``Trainer(deterministic=True)``, with a warning on a GPU.
 - ``matmul_precision``: ``torch.set_float32_matmul_precision``: "highest"
   (true fp32), "high" (TF32 on Ampere and later), "medium" (bf16).
+- ``cpu_conv_precision``: ``torch.backends.mkldnn.conv.fp32_precision``, how
+  oneDNN computes the CPU's convolutions of float32 tensors: null (torch's
+  own, true fp32), "ieee" (true fp32), "bf16" (bf16 arithmetic inside the
+  convolution, float32 tensors and weights outside it; pays on a CPU with
+  AMX, see the README).
 
 The global settings are restored in ``teardown``. Mixed precision is a
-Trainer argument (``trainer.precision``), not a switch here;
-``check_precision`` refuses bf16 on a CPU without bf16 instructions.
+Trainer argument (``trainer.precision``), not a switch here: ``auto``
+resolves per device (``auto_precision``: bf16 autocast on a CPU with AMX and
+an Ampere or later GPU, float32 elsewhere), and ``check_precision`` refuses
+bf16 on a CPU without bf16 instructions.
 """
 
 from __future__ import annotations
@@ -47,29 +54,67 @@ import lightning as L
 import torch
 from torch import nn
 
+from . import hardware
 from .errors import UserError
-from .hardware import BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
+from .hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+CPU_CONV_PRECISIONS = (None, "ieee", "bf16")
 AUTO = "auto"
+
+
+def _on_cpu(accelerator: str) -> bool:
+    return accelerator == "cpu" or (accelerator == AUTO and not torch.cuda.is_available())
 
 
 def check_precision(precision: str, accelerator: str, flags: set[str] | None = None) -> None:
     """Refuse bf16 autocast on a CPU that emulates bf16 (measured 15x slower than fp32 on a Zen 3 EPYC)."""
-    on_cpu = accelerator == "cpu" or (accelerator == AUTO and not torch.cuda.is_available())
-    if str(precision).startswith("bf16") and on_cpu and not cpu_has_bf16(flags):
+    if str(precision).startswith("bf16") and _on_cpu(accelerator) and not cpu_has_bf16(flags):
         raise UserError(
             f"trainer.precision={precision}: this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo), "
             "so bf16 autocast is emulated and runs many times slower than fp32; use trainer.precision=32-true")
 
 
-def usable_precision(precision: str, accelerator: str) -> str:
-    """``precision`` as this machine can run it: bf16 refused on a CPU that emulates it
-    (``check_precision``), ``bf16-mixed`` -> ``16-mixed`` on a pre-Ampere GPU."""
-    check_precision(precision, accelerator)
+def auto_precision(accelerator: str, flags: set[str] | None = None) -> tuple[str, str]:
+    """What ``trainer.precision=auto`` runs in on this machine, and why (for the run's first lines).
+
+    A CPU: bf16 autocast exactly where it has AMX-BF16 (``amx_bf16``; README "Speed switches": ResNet-20
+    through train.py 1.9x float32 there); float32 where it has only ``avx512_bf16`` (oneDNN without AMX:
+    bf16 measured 0.82x float32) or no bf16 instructions (emulated: about 15x slower). A CUDA GPU: bf16 on Ampere and later
+    (bf16 tensor cores), float32 before (fp16 needs loss scaling: choose ``16-mixed`` yourself).
+    Anything else (mps, tpu): float32."""
+    if _on_cpu(accelerator):
+        flags = hardware.cpu_flags() if flags is None else flags  # read through the module: tests fake it there
+        if AMX_BF16 in flags:
+            return "bf16-mixed", f"this CPU has AMX-BF16 ({AMX_BF16} in /proc/cpuinfo)"
+        if cpu_has_bf16(flags):
+            return "32-true", f"this CPU has {' and '.join(sorted(set(BF16_CPU_FLAGS) & flags))} but no AMX, where bf16 measured slower than float32"
+        return "32-true", "this CPU has no bf16 instructions"
+    if accelerator in (AUTO, "gpu", "cuda") and torch.cuda.is_available():
+        name, capability = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+        if capability >= (8, 0):
+            return "bf16-mixed", f"{name} has bf16 tensor cores"
+        return "32-true", f"{name} has no bf16 tensor cores (compute capability {capability[0]}.{capability[1]} < 8.0)"
+    return "32-true", f"trainer.accelerator={accelerator}"
+
+
+def usable_precision(precision: str, accelerator: str, flags: set[str] | None = None) -> str:
+    """``precision`` as this machine can run it: ``auto`` resolved (``auto_precision``), bf16 refused on a
+    CPU that emulates it (``check_precision``), ``bf16-mixed`` -> ``16-mixed`` on a pre-Ampere GPU."""
+    if precision == AUTO:
+        return auto_precision(accelerator, flags)[0]
+    check_precision(precision, accelerator, flags)
     if precision == "bf16-mixed" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         return "16-mixed"
     return precision
+
+
+def precision_line(precision: str, accelerator: str, flags: set[str] | None = None) -> str | None:
+    """The line a run prints first where ``trainer.precision=auto`` chose for it; None for an explicit choice."""
+    if precision != AUTO:
+        return None
+    chosen, why = auto_precision(accelerator, flags)
+    return f"precision {chosen} (trainer.precision=auto: {why})"
 
 
 def default_threads(processes: int = 1) -> int:
@@ -108,7 +153,10 @@ class PerformanceSwitches(L.Callback):
         compile_backend: str | Callable = "inductor",
         threads: int | None = None,
         compile_min_steps: int = 1000,
+        cpu_conv_precision: str | None = None,
     ) -> None:
+        if cpu_conv_precision not in CPU_CONV_PRECISIONS:
+            raise UserError(f"performance.cpu_conv_precision={cpu_conv_precision!r} is not valid; valid: null, ieee, bf16")
         if matmul_precision not in MATMUL_PRECISIONS:
             raise UserError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
         if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
@@ -117,6 +165,7 @@ class PerformanceSwitches(L.Callback):
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
         self.matmul_precision, self.compile_mode, self.compile_backend = matmul_precision, compile_mode, compile_backend
+        self.cpu_conv_precision = cpu_conv_precision
         self._saved: tuple | None = None
         self._prepared: set[int] = set()  # nets already converted (setup runs once per stage)
         self.applied: dict = {}  # what was decided, for the run's log and the tests
@@ -139,7 +188,8 @@ class PerformanceSwitches(L.Callback):
               optimizer: Callable | None = None) -> nn.Module:
         """Apply every switch to ``net`` and the process (also usable without a Trainer)."""
         if self._saved is None:
-            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads())
+            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads(),
+                           torch.backends.mkldnn.conv.fp32_precision)
         device = device or next(net.parameters(), torch.empty(0)).device  # in setup, still on the CPU: say where it goes
         if self.cudnn_benchmark and deterministic:
             if device.type == "cuda":  # on a CPU there is no cuDNN to speak of (the default preset sets it on everywhere)
@@ -147,6 +197,8 @@ class PerformanceSwitches(L.Callback):
         elif self.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision(self.matmul_precision)
+        if self.cpu_conv_precision:
+            torch.backends.mkldnn.conv.fp32_precision = self.cpu_conv_precision
         if self.threads != 0:  # 0: torch's own count
             torch.set_num_threads(self.threads or threads or default_threads())
         if id(net) in self._prepared:
@@ -163,9 +215,10 @@ class PerformanceSwitches(L.Callback):
     def restore(self) -> None:
         """Put the process-wide settings back as they were before ``apply``."""
         if self._saved is not None:
-            torch.backends.cudnn.benchmark, precision, threads = self._saved
+            torch.backends.cudnn.benchmark, precision, threads, conv_precision = self._saved
             torch.set_float32_matmul_precision(precision)
             torch.set_num_threads(threads)
+            torch.backends.mkldnn.conv.fp32_precision = conv_precision
             self._saved = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

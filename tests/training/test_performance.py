@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import create_model
 from training.module import ImageClassifier
 from reporting.benchmarking import MemoryPeak
-from training.performance import PerformanceSwitches, check_precision, default_threads
+from training.hardware import cpu_has_bf16
+from training.performance import PerformanceSwitches, check_precision, default_threads, precision_line, usable_precision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -48,6 +49,7 @@ class Seen(L.Callback):
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
         self.threads = torch.get_num_threads()
         self.matmul_precision = torch.get_float32_matmul_precision()
+        self.conv_precision = torch.backends.mkldnn.conv.fp32_precision
 
 
 def test_channels_last_converts_the_weights_and_every_input_batch_and_keeps_parameter_names():
@@ -105,8 +107,10 @@ def test_a_bad_matmul_precision_is_one_line_with_the_valid_ones():
 
 
 @pytest.mark.parametrize("option, expected", [
-    ("off", dict(channels_last=False, compile=False, cudnn_benchmark=False, matmul_precision="highest", threads=0)),
-    ("default", dict(channels_last="auto", compile="auto", cudnn_benchmark=True, matmul_precision="high", threads=None)),
+    ("off", dict(channels_last=False, compile=False, cudnn_benchmark=False, matmul_precision="highest", threads=0,
+                 cpu_conv_precision=None)),
+    ("default", dict(channels_last="auto", compile="auto", cudnn_benchmark=True, matmul_precision="high", threads=None,
+                     cpu_conv_precision=None)),
     ("cpu", dict(channels_last=True, compile=True, threads=None)),
     ("fast", dict(channels_last=True, compile=True, cudnn_benchmark=True, matmul_precision="high")),
 ])
@@ -225,3 +229,103 @@ def test_auto_channels_last_stays_off_for_lbfgs_whose_flat_gradients_need_nchw()
     net = create_model("lenet5", num_classes=10, in_channels=3)
     assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.LBFGS, lr=1))["channels_last"] is False
     assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.SGD, lr=1))["channels_last"] is True
+
+
+# The kinds of CPU trainer.precision=auto tells apart, by their /proc/cpuinfo flags (faked: this machine is one of them).
+AVX2_ONLY = {"fma", "avx", "avx2"}  # e.g. Zen 1-3, Intel before Cooper Lake: bf16 emulated
+AVX512_BF16_ONLY = AVX2_ONLY | {"avx512f", "avx512_bf16"}  # e.g. Zen 4/5, Cooper Lake: bf16 dot products, no AMX
+AMX = AVX512_BF16_ONLY | {"amx_tile", "amx_bf16"}  # Sapphire Rapids and later
+
+
+@pytest.fixture
+def cpu_kind(monkeypatch):
+    """Make this machine a CPU with the given flags and no GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    return lambda flags: monkeypatch.setattr("training.hardware.cpu_flags", lambda: set(flags))
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+@pytest.mark.parametrize("flags, expected, why", [
+    (AMX, "bf16-mixed", "this CPU has AMX-BF16"),
+    (AVX512_BF16_ONLY, "32-true", "this CPU has avx512_bf16 but no AMX"),
+    (AVX2_ONLY, "32-true", "this CPU has no bf16 instructions"),
+])
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_amx(flags, expected, why, accelerator, cpu_kind):
+    cpu_kind(flags)
+    assert usable_precision("auto", accelerator) == expected
+    assert precision_line("auto", accelerator).startswith(f"precision {expected} (trainer.precision=auto: {why}")
+
+
+@pytest.mark.parametrize("flags", [AMX, AVX512_BF16_ONLY, AVX2_ONLY])
+def test_an_explicit_precision_wins_whatever_the_cpu(flags, cpu_kind):
+    cpu_kind(flags)
+    assert usable_precision("32-true", "cpu") == "32-true" and precision_line("32-true", "cpu") is None
+    if flags is AVX2_ONLY:  # bf16 emulated: refused, as before
+        with pytest.raises(ValueError, match="this CPU has no bf16 instructions"):
+            usable_precision("bf16-mixed", "cpu")
+    else:  # asked for, it is run, AMX or not
+        assert usable_precision("bf16-mixed", "cpu") == "bf16-mixed" and precision_line("bf16-mixed", "cpu") is None
+
+
+@pytest.mark.parametrize("flags, expected", [(AMX, "bf16-mixed"), (AVX512_BF16_ONLY, "32-true")])
+def test_the_entry_points_trainer_runs_in_what_auto_resolved_to(flags, expected, cpu_kind, tmp_path):
+    """train.py and evaluate.py build their Trainer with cli.commandline.instantiate_trainer."""
+    from omegaconf import OmegaConf
+
+    from cli.commandline import instantiate_trainer
+
+    cpu_kind(flags)
+    node = OmegaConf.create({"_target_": "lightning.Trainer", "accelerator": "cpu", "precision": "auto",
+                             "default_root_dir": str(tmp_path)})
+    trainer = instantiate_trainer(node, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert trainer.precision == expected
+
+
+def test_train_py_prints_the_precision_auto_chose_first_and_records_it(tmp_path):
+    """train.py as a user runs it, on a CPU whose /proc/cpuinfo has AMX (faked: this one may not)."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    fake_cpu = (f"import sys, runpy, training.hardware as h; h.cpu_flags = lambda: set({sorted(AMX)!r}); "
+                "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", fake_cpu, str(ROOT / "train.py"), "experiment=smoke", "trainer=cpu",
+                             "trainer.precision=auto", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                             "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[1] == "precision bf16-mixed (trainer.precision=auto: this CPU has AMX-BF16 (amx_bf16 in /proc/cpuinfo))"
+    assert json.loads((tmp_path / "metrics.json").read_text())["precision"] == "bf16-mixed"
+
+
+def test_cpu_conv_precision_holds_during_fit_and_is_restored_after():
+    before, seen = torch.backends.mkldnn.conv.fp32_precision, Seen()
+    fit(PerformanceSwitches(cpu_conv_precision="bf16"), seen)
+    assert seen.conv_precision == "bf16"
+    assert torch.backends.mkldnn.conv.fp32_precision == before
+    seen = Seen()
+    fit(PerformanceSwitches(), seen)  # null: torch's own setting left alone
+    assert seen.conv_precision == before
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="oneDNN computes in bf16 only where the CPU has bf16 instructions")
+def test_cpu_conv_precision_bf16_computes_float32_convolutions_in_bf16():
+    torch.manual_seed(0)
+    conv, x = torch.nn.Conv2d(16, 32, 3), torch.randn(4, 16, 16, 16)
+    exact = conv(x)
+    switches = PerformanceSwitches(cpu_conv_precision="bf16")
+    switches.apply(torch.nn.Sequential(conv), threads=1)
+    try:
+        rounded = conv(x)
+    finally:
+        switches.restore()
+    assert rounded.dtype == torch.float32
+    assert 1e-4 < (rounded - exact).abs().max() < 0.1  # bf16's 8-bit mantissa, not a different result
+    assert torch.equal(conv(x), exact)  # restored: true fp32 again
+
+
+def test_a_bad_cpu_conv_precision_is_one_line_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"cpu_conv_precision='fp16'.*null, ieee, bf16"):
+        PerformanceSwitches(cpu_conv_precision="fp16")
