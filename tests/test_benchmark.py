@@ -54,3 +54,14 @@ def test_bad_input_is_one_line(override, expected, tmp_path):
     result = run_script("benchmark.py", override, f"hydra.run.dir={tmp_path}", timeout=300)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: ") and expected in result.stderr
+
+
+def test_the_runs_per_device_chosen_from_packing_are_the_fewest_within_5_percent_of_the_best():
+    from reporting.benchmarking import best_k
+
+    rows = lambda *rates: {"rows": [{"k": k, "images_per_s": r} for k, r in zip((1, 2, 4, 8), rates)]}  # noqa: E731
+    assert best_k(rows(1000, 1800, 2500, 2600)) == 4  # 2500 is within 5 % of 2600: half the processes
+    assert best_k(rows(1000, 1800, 2000, 2600)) == 8
+    assert best_k(rows(1000, 900, 800, 700)) == 1  # packing does not pay
+    assert best_k(rows(1000, None, 2500, None)) == 4  # a k whose runs failed is not chosen
+    assert best_k(rows(None, None, None, None)) is None
