@@ -389,7 +389,8 @@ def packed_run(build: Callable[[], nn.Module], settings, device: str, threads: i
         datamodule = RandomImagesDataModule(settings.data_size, batch_size=settings.batch_size, num_workers=0)
         datamodule.device = device_
         datamodule.setup()
-        net = PerformanceSwitches(settings.channels_last, False, threads=threads).apply(build().to(device_))
+        switches = PerformanceSwitches(settings.channels_last, False, cudnn_benchmark=True, matmul_precision="high", threads=threads)
+        net = switches.apply(build().to(device_))  # as performance=default sets them, compile left out (as the zoo's runs)
         window = PackedWindow(barrier, settings.warmup, settings.seconds)
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:

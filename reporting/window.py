@@ -73,10 +73,10 @@ class Window:
     def start_command(self, name: str, argv: list[str], cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
         """``argv`` in its own process group (so that a cut-off stops its workers too), output in logs/<name>.log."""
         (self.out / "logs").mkdir(exist_ok=True)
-        log = open(self.out / "logs" / f"{name}.log", "w")
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), environment.get("PYTHONPATH", "")) if p)
-        process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.out / "logs" / f"{name}.log", "w") as log:  # the child keeps its own copy of the file
+            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         process.command = " ".join(["python", *map(str, argv[1:])])  # what the report shows, run from the repository root
         return process
 
@@ -114,9 +114,8 @@ class Window:
 
     # the parts ---------------------------------------------------------------------------------
     def run(self) -> dict:
+        self.part("data", self.data)  # first: its decoding workers are forked, before this process touches CUDA
         self.report["machine"] = machine(self.cfg["device"])
-        self.write()
-        self.part("data", self.data)
         self.part("benchmark", self.benchmark)
         self.part("peer", self.peer)
         self.part("speedrun", self.speedrun)
@@ -147,7 +146,6 @@ class Window:
         if not path.is_file():
             return result
         bench = json.loads(path.read_text())
-        self.report["machine"].update(gpu=bench["machine"].get("gpu") or self.report["machine"].get("gpu"))
         rows = [{"model": r["model"], "bare_img_s": r["bare_img_s"], "lightning_img_s": r["lightning_img_s"],
                  "ratio": r["lightning_img_s"] / r["bare_img_s"], "target": TARGETS.get(r["model"]),
                  "syncs_per_step": r.get("lightning_syncs_per_step")} for r in bench["paths"]["rows"]]
@@ -292,7 +290,7 @@ def markdown(report: dict) -> str:
     m, parts = report["machine"], report["parts"]
     g = m.get("gpu")
     on = (f"{g['name']} ({g['memory_gib']:.0f} GiB, driver {g['driver']}, CUDA {g['cuda']}, cuDNN {g['cudnn']})" if g
-          else f"the CPU ({m.get('cpu', '?')}): a dry run")
+          else f"the CPU ({m.get('cpu', '?')}): a dry run" if report["device"] == "cpu" else "a CUDA GPU (not read yet)")
     lines = [f"# GPU window: {on}", "",
              f"Command: `{report['command']}`, started {report['started']}, {report.get('elapsed_s', 0):.0f} s in all.",
              f"Host: {m.get('cpu', '?')}; torch {m.get('torch', '?')}, lightning {m.get('lightning', '?')}, python {m.get('python', '?')}.",
