@@ -231,7 +231,8 @@ class Window:
     def gpu_tests(self, process: subprocess.Popen | None) -> dict:
         if process is None:
             return {"status": "skipped", "reason": "the gpu tests need CUDA (tests/test_gpu.py skips itself without it)", "seconds": 0}
-        timeout = self.cfg["gpu_tests"]["timeout_s"] - (time.perf_counter() - self.tests_started)
+        ran = time.perf_counter() - self.tests_started  # they end with the zoo's time box at the latest
+        timeout = min(self.cfg["gpu_tests"]["timeout_s"] - ran, self.cfg["budget_s"] - self.cfg["reserve_s"] - self.elapsed())
         done = self.finish(process, timeout)
         outcome = junit(self.out / "gpu_tests.xml")
         status = ("timed out" if done["timed_out"] else
@@ -243,7 +244,7 @@ class Window:
         sweep = self.out / "zoo"
         if not sweep.is_dir():
             return {"status": "skipped", "reason": "no zoo sweep dir"}
-        result = self.command("compare", [sys.executable, "compare.py", f"dir={sweep}"], 120)
+        result = self.command("compare", [sys.executable, "compare.py", f"dir={sweep}"], max(30, self.cfg["budget_s"] - self.elapsed()))
         table = sweep / "comparison.md"
         return {**result, "table": table.read_text() if table.is_file() else "",
                 "figures": sorted(str(p.relative_to(self.out)) for p in sweep.glob("*.png"))}
