@@ -166,3 +166,29 @@ def test_cuda_is_asked_for_where_none_is_visible_in_one_line(images, tmp_path):
     result = run_script("gpu_window.py", f"data_root={images}", f"out={tmp_path / 'w'}", timeout=300)
     assert result.returncode == 2 and result.stderr.startswith("error: device=cuda: no CUDA device is visible here")
     assert not (tmp_path / "w").exists()
+
+
+def test_the_full_windows_commands_are_accepted_as_typed(images, tmp_path, monkeypatch):
+    # on a GPU the zoo is one sweep of k joblib workers in device slots of one GPU, seed-major; that command, and the
+    # benchmark's with the full window's overrides, pass the entry points' own command-line checks here
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from cli.commandline import check_command_line
+    from reporting.window import Window
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("gpu_window", overrides=[f"data_root={images}", f"out={tmp_path / 'w'}"])
+    window = Window(OmegaConf.to_container(cfg, resolve=True), tmp_path, "python gpu_window.py")
+    window.report["parts"]["benchmark"] = {"status": "completed", "best_k": 4}
+    calls = []
+    monkeypatch.setattr(window, "command", lambda name, argv, timeout, **kw: calls.append(argv) or {"status": "completed"})
+    monkeypatch.setattr(window, "start_gpu_tests", lambda: None)
+    zoo = window.zoo()
+    argv = calls[0][1:]
+    assert argv[:3] == ["train.py", "-m", "experiment=compare_architectures"] and zoo["runs_per_gpu"] == 4 and zoo["runs"] == 33
+    assert {"trainer=gpu_sweep", "trainer.devices='${device_slot:${hydra:sweep.dir},1,4}'", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=4", "trainer.max_epochs=4", "performance.compile=false"} <= set(argv)
+    assert argv.index("seed=1,2,3") < next(i for i, a in enumerate(argv) if a.startswith("model="))  # seed-major
+    check_command_line(argv[1:], ROOT / "configs", "train")
+    check_command_line(["device=cuda", *cfg.benchmark.overrides], ROOT / "configs", "benchmark")
