@@ -14,7 +14,8 @@ images the zoo trains on: all 50,000 training images (airbench holds none out) a
 holds ``cifar10/``, trains airbench94 ``runs`` times after its warm-up and writes ``peer.json`` there:
 per run the test accuracy with airbench's test-time augmentation (its published figure) and without it,
 and the seconds of training plus that evaluation (the device waited for at both ends; airbench's own
-clock also leaves out loading ``test.pt``, a few tens of milliseconds). CUDA only, as airbench is.
+clock also leaves out building the network and loading ``test.pt``, tens of milliseconds). CUDA only,
+as airbench is.
 """
 
 from __future__ import annotations
