@@ -10,22 +10,17 @@ airbench reads ``cifar10/train.pt`` and ``cifar10/test.pt`` under its working di
 ``write_airbench_data`` writes them from the decoded image folder, so that the peer trains on exactly the
 images the zoo trains on: all 50,000 training images (airbench holds none out) and the 10,000 test images.
 
-``python -m reporting.peer <runs>``, run by the GPU window (``reporting/window.py``) in the folder that
-holds ``cifar10/``, trains airbench94 ``runs`` times after its warm-up and writes ``peer.json`` there:
-per run the test accuracy with airbench's test-time augmentation (its published figure) and without it,
-and the seconds of training plus that evaluation (the device waited for at both ends; airbench's own
-clock also leaves out building the network and loading ``test.pt``, tens of milliseconds). CUDA only,
-as airbench is.
+The GPU window runs airbench as its README does (``command``: ``python -c "import airbench;
+airbench.warmup94(); airbench.train94()"``, here ``runs`` times after the warm-up) in the folder that
+holds ``cifar10/``, and reads its own table back (``parse``): per run the test accuracy with its
+test-time augmentation (``tta_val_acc``, its published figure), without it (``val_acc``), and its own
+clock (``total_time_seconds``: CUDA events around the whitening, the training and the final
+evaluation, as published). Nothing here imports airbench: it runs only in that process, on CUDA.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -48,39 +43,24 @@ def write_airbench_data(folder: Path, splits: dict[str, tuple[torch.Tensor, torc
     return written
 
 
-def run_airbench(runs: int) -> dict:
-    """``runs`` trainings of airbench94 as its ``train94()`` runs them, each timed with its evaluation."""
-    import airbench
-    from airbench import lib_airbench94
-
-    hyp = lib_airbench94.hyp
-    with contextlib.redirect_stdout(io.StringIO()):
-        airbench.warmup94()  # its README: the first run is slower (GPU warm-up)
-    test_loader = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
-    done = []
-    for _ in range(runs):
-        train_loader = airbench.CifarLoader("cifar10", train=True, batch_size=hyp["opt"]["batch_size"], aug=hyp["aug"],
-                                            altflip=True)  # train94()'s own loader, built outside the clock
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        model = airbench.train94(train_loader, verbose=False)
-        tta_acc = airbench.evaluate(model, test_loader, tta_level=hyp["net"]["tta_level"])  # reads back: waits for the GPU
-        seconds = time.perf_counter() - start
-        done.append({"tta_acc": tta_acc, "acc": airbench.evaluate(model, test_loader, tta_level=0), "seconds": seconds})
-    summary = {key: {"mean": statistics.fmean(r[key] for r in done),
-                     "std": statistics.stdev(r[key] for r in done) if runs > 1 else None} for key in ("tta_acc", "acc", "seconds")}
-    return {"runs": done, **summary, "train_images": len(train_loader.images), "test_images": len(test_loader.images),
-            "airbench": getattr(airbench, "__version__", None) or _version("airbench"), "published": PUBLISHED}
+def command(runs: int) -> str:
+    """The Python code the window runs with ``python -c``: airbench's README command, ``runs`` times."""
+    return f"import airbench; airbench.warmup94(); [airbench.train94(run=run) for run in range({int(runs)})]"
 
 
-def _version(package: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-if __name__ == "__main__":
-    Path("peer.json").write_text(json.dumps(run_airbench(int(sys.argv[1])), indent=2))
+def parse(text: str) -> dict:
+    """airbench's printed table -> its final row of every run (epoch ``eval``), and their mean and std."""
+    columns, runs = None, []
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
+        if cells and cells[0] == "run":
+            columns = cells
+        elif columns and len(cells) == len(columns) and dict(zip(columns, cells)).get("epoch") == "eval":
+            row = dict(zip(columns, cells))
+            runs.append({"tta_acc": float(row["tta_val_acc"]), "acc": float(row["val_acc"]),
+                         "seconds": float(row["total_time_seconds"])})
+    if not runs:
+        raise ValueError("no final ('eval') row in airbench's output")
+    summary = {key: {"mean": statistics.fmean(r[key] for r in runs),
+                     "std": statistics.stdev(r[key] for r in runs) if len(runs) > 1 else None} for key in runs[0]}
+    return {"runs": runs, **summary, "published": PUBLISHED}

@@ -113,6 +113,35 @@ def test_a_part_that_did_not_run_says_why_in_its_section():
     assert "| peer | skipped | 0.0 | airbench is not installed here |" in text
 
 
+# airbench 0.1.8's own table (utils.py print_training_details), as `python -c "import airbench; ..."` prints it
+AIRBENCH_OUTPUT = """
+------------------------------------------------------------------------------------------------------
+|  warmup  |         |              |             |           |               |                      |
+------------------------------------------------------------------------------------------------------
+|  run     |  epoch  |  train_loss  |  train_acc  |  val_acc  |  tta_val_acc  |  total_time_seconds  |
+------------------------------------------------------------------------------------------------------
+|       0  |      0  |      1.2346  |     0.6000  |   0.7000  |               |              1.5000  |
+|          |      9  |      0.2000  |     0.9500  |   0.9345  |               |              3.1000  |
+|          |   eval  |      0.2000  |     0.9500  |   0.9345  |       0.9402  |              3.8321  |
+------------------------------------------------------------------------------------------------------
+|       1  |      0  |      1.2201  |     0.6100  |   0.7100  |               |              1.4900  |
+|          |   eval  |      0.2100  |     0.9400  |   0.9301  |       0.9376  |              3.8012  |
+------------------------------------------------------------------------------------------------------
+"""
+
+
+def test_the_peers_own_table_is_read_back_run_by_run():
+    from reporting.peer import command, parse
+
+    read = parse(AIRBENCH_OUTPUT)
+    assert read["runs"] == [{"tta_acc": 0.9402, "acc": 0.9345, "seconds": 3.8321}, {"tta_acc": 0.9376, "acc": 0.9301, "seconds": 3.8012}]
+    assert read["tta_acc"]["mean"] == pytest.approx(0.9389) and read["seconds"]["std"] == pytest.approx(0.02185, abs=1e-5)
+    assert read["published"]["tta_acc"] == 0.9401
+    assert command(5) == "import airbench; airbench.warmup94(); [airbench.train94(run=run) for run in range(5)]"
+    with pytest.raises(ValueError, match="no final"):
+        parse("Traceback (most recent call last): ...")
+
+
 def test_airbench_files_have_the_layout_its_loader_reads(images, tmp_path):
     # airbench 0.1.8, utils.py CifarLoader: torch.load(<path>/train.pt) -> data['images'], data['labels'], data['classes'];
     # images uint8 (N, 32, 32, 3), made (N, 3, 32, 32) halves in [0, 1] by .half() / 255 and .permute(0, 3, 1, 2)
