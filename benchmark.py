@@ -19,7 +19,8 @@ model=<name>`` builds it, on CIFAR-10-shaped random images:
 (c) images/s of the two data paths alone ((b) and (c): paths_check);
 (d) the Lightning step of ResNet-20 with performance=off (the defaults
     before issue 15) against performance=default, interleaved;
-(e) on CUDA, the speedrun: train.py experiment=speedrun, time to 94 %.
+(e) on CUDA, the speedrun: train.py experiment=speedrun, time to 94 %;
+(f) packing.enabled: images/s of k runs at once on one device (k processes).
 Writes benchmark.md (or ``report``) and benchmark.json into the run dir.
 """
 
@@ -39,7 +40,7 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
@@ -55,14 +56,14 @@ def import_heavy() -> None:
     """torch, Lightning, the zoo and the harness, imported once the command line is checked (in main):
     --help and a mistyped key answer before them. They are this module's globals from then on."""
     global L, torch, RandomImagesDataModule, list_models, ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown
-    global model_throughput, peaks, speedrun, three_paths, check_precision, default_threads
+    global model_throughput, packing, peaks, speedrun, three_paths, check_precision, default_threads
     import lightning as L
     import torch
 
     from datamodules import RandomImagesDataModule
     from models import list_models
     from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, model_throughput,
-                                       peaks, speedrun, three_paths)
+                                       packing, peaks, speedrun, three_paths)
     from training.performance import check_precision, default_threads
 
 
@@ -78,9 +79,11 @@ def train_config(*overrides: str) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def zoo_model(name: str, stem: str) -> nn.Module:
-    """The model exactly as ``train.py model=<name>`` builds it (paper defaults from configs/model/)."""
-    return instantiate(train_config(f"model={name}", f"model.stem={stem}").model, num_classes=10, in_channels=3)
+def zoo_model(name: str, stem: str) -> functools.partial:
+    """A builder of the model exactly as ``train.py model=<name>`` builds it (paper defaults from configs/model/),
+    as data (create_model and its options), so that spawned processes can build it too."""
+    options = OmegaConf.to_container(train_config(f"model={name}", f"model.stem={stem}").model, resolve=True)
+    return functools.partial(get_method(options.pop("_target_")), **options, num_classes=10, in_channels=3)
 
 
 def command_line_keys(overrides: list[str]) -> set[str]:
@@ -112,6 +115,8 @@ def settings(cfg: DictConfig, given: set[str] = frozenset()) -> SimpleNamespace:
     s["workers"] = min(s["workers"], os.cpu_count() or 1)
     s["defaults_check"]["enabled"] = (not s["quick"]) if s["defaults_check"]["enabled"] is None else s["defaults_check"]["enabled"]
     s["speedrun"]["enabled"] = (device.type == "cuda" and not s["quick"]) if s["speedrun"]["enabled"] is None else s["speedrun"]["enabled"]
+    s["packing"]["precision"] = s["packing"]["precision"] or ("bf16-mixed" if device.type == "cuda" else "32-true")
+    check_precision(s["packing"]["precision"], device.type)
     largest = max(s["batch_sizes"] + [s["defaults_check"]["batch_size"]])
     s["data_size"] = max(s["data_size"], 2 * (s["warmup"] + s["steps"] + 2) * largest)  # the Lightning steps stay in one epoch
     return SimpleNamespace(**s, device_=device, torch_default_threads=torch.get_num_threads())
@@ -130,7 +135,7 @@ def run(args: SimpleNamespace, out: Path) -> dict:
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
     peak = peaks(device, {v["precision"] for v in args.variants}, machine["cpu"], args.threads)
     report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
-    build = lambda name: functools.partial(zoo_model, name, args.stem)  # noqa: E731
+    build = lambda name: zoo_model(name, args.stem)  # noqa: E731
     report["models"] = [{"variant": v["name"], "batch_size": b, **model_throughput(m, build(m), measure(args, v, b), device)}
                         for v in args.variants for b in args.batch_sizes for m in args.models]
     paths_args = measure(args, args.variants[args.paths_variant], args.batch_sizes[0])
@@ -148,6 +153,8 @@ def run(args: SimpleNamespace, out: Path) -> dict:
         runs = {name: functools.partial(instantiate, train_config(*overrides).performance) for name, overrides in check["runs"].items()}
         report["defaults"] = {"model": check["model"], "batch_size": check["batch_size"],
                               **defaults_vs_off(build(check["model"]), check_args, device, datamodule, runs)}
+    if args.packing["enabled"]:
+        report["packing"] = packing(build(args.packing["model"]), SimpleNamespace(**args.packing), device, args.packing["k"])
     if args.speedrun["enabled"]:
         report["speedrun"] = speedrun(CONFIG_DIR.parent / "train.py", args.speedrun["overrides"], out)
     machine["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings

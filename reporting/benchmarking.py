@@ -1,5 +1,7 @@
-"""How ``benchmark.py`` measures speed: clocks synchronized with the device,
-peak memory, the machine's measured peak (sgemm), a bare training step as
+"""How ``benchmark.py`` measures speed: clocks synchronized with the device
+at the start and the end of the timed steps (never between them: a wait per
+step would keep the host from queueing the next step while the device runs
+this one, and add every step's host overhead to its time), peak memory, the machine's measured peak (sgemm), a bare training step as
 the reference, and the measurements it reports (the bare step per model, the
 same step through our Lightning module and through a plain torchvision
 loop, the data paths, the defaults against ``performance=off``), each timed
@@ -25,6 +27,7 @@ import resource
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -54,15 +57,18 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def plain_training_steps(net: nn.Module, batches, optimizer: torch.optim.Optimizer, precision: str = "32-true") -> list[float]:
+def plain_training_steps(net: nn.Module, batches, optimizer: torch.optim.Optimizer, precision: str = "32-true",
+                         warmup: int = 0) -> list[float]:
     """The reference: a plain PyTorch training loop (forward, cross-entropy,
     backward, step) over ``batches``; returns the wall time at the end of
-    each step, synchronized with the device."""
+    each step. The device is waited for only after step ``warmup`` and after
+    the last step, so those two stamps bound the timed steps (``step_time``)."""
     device = next(net.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     net.train()
     times = []
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
+        torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs (compile_mode=reduce-overhead)
         with autocast(device, precision):
             out = net(x)
             loss = nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, y)
@@ -70,14 +76,17 @@ def plain_training_steps(net: nn.Module, batches, optimizer: torch.optim.Optimiz
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        synchronize(device)
+        if i == warmup:
+            synchronize(device)
         times.append(time.perf_counter())
+    synchronize(device)
+    times[-1] = time.perf_counter()
     return times
 
 
-def step_durations(times: list[float], warmup: int) -> list[float]:
-    """Durations between consecutive time stamps, the first ``warmup`` left out."""
-    return [b - a for a, b in zip(times, times[1:])][warmup:]
+def step_time(times: list[float], warmup: int) -> float:
+    """Seconds per step over the timed steps: from the stamp after step ``warmup`` to the last one."""
+    return (times[-1] - times[warmup]) / (len(times) - 1 - warmup)
 
 
 class MemoryPeak:
@@ -127,15 +136,35 @@ class MemoryPeak:
 
 class StepClock(L.Callback):
     """Records the wall time at the end of every training batch (after the
-    optimizer step), synchronized with the device: consecutive differences
-    are whole steps, loading and Lightning's hooks included."""
+    optimizer step), loading and Lightning's hooks included; the device is
+    waited for only after step ``warmup`` and after step ``last``, which bound
+    the timed steps. On CUDA it also counts the host synchronizations between
+    them (``torch.cuda.set_sync_debug_mode``): a training step should have none."""
 
-    def __init__(self) -> None:
+    def __init__(self, warmup: int, last: int) -> None:
+        self.warmup, self.last = warmup, last
         self.times: list[float] = []
+        self.syncs: int | None = None
+        self._caught = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        synchronize(pl_module.device)
+        i, cuda = len(self.times), pl_module.device.type == "cuda"
+        if i == self.last and self._caught is not None:
+            torch.cuda.set_sync_debug_mode(0)
+            self.syncs = sum("synchroniz" in str(w.message) for w in self._records)
+            self._caught.__exit__(None, None, None)
+            self._caught = None
+        if i in (self.warmup, self.last):
+            synchronize(pl_module.device)
         self.times.append(time.perf_counter())
+        if i == self.warmup and cuda:
+            self._caught = warnings.catch_warnings(record=True)
+            self._records = self._caught.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 def sgd(params) -> torch.optim.Optimizer:
@@ -234,41 +263,53 @@ def model_throughput(name: str, build: Callable[[], nn.Module], args, device) ->
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     with MemoryPeak(device) as memory:
-        train = plain_training_steps(net, [(x, y)] * (n + 1), sgd(net.parameters()), args.precision)
+        train = plain_training_steps(net, [(x, y)] * (n + 1), sgd(net.parameters()), args.precision, args.warmup)
     net.eval()
     infer = []
     with torch.inference_mode(), autocast(device, args.precision):
-        for _ in range(n + 1):
+        for i in range(n + 1):
             net(x)
-            synchronize(device)
+            if i in (args.warmup, n):
+                synchronize(device)
             infer.append(time.perf_counter())
-    rate = lambda times: args.batch_size / statistics.median(step_durations(times, args.warmup))  # noqa: E731
+    rate = lambda times: args.batch_size / step_time(times, args.warmup)  # noqa: E731
     return {"model": name, "params": sum(p.numel() for p in net.parameters()), "train_img_s": rate(train),
             "infer_img_s": rate(infer), "train_peak_mem_mib": memory.bytes / 2**20, "train_flops_per_image": flops}
 
 
-def lightning_steps(net: nn.Module, args, device, loader, callbacks: list) -> list[float]:
-    """End times of the training steps of ImageClassifier + lightning.Trainer, set up as train.py sets it up
-    (TensorBoard logger, progress bar; checkpoints, written per epoch, are left out)."""
-    clock = StepClock()
+def train_callbacks() -> list[L.Callback]:
+    """The callbacks of configs/callbacks/default.yaml that act during a training step, as train.py builds them
+    (the checkpoints, written per epoch, left out), with the progress bar as in a terminal."""
+    from training.callbacks import DivergenceGuard, LearningRate, RNGStates
+    from training.progress import EpochLog
+
+    epoch_log = EpochLog()
+    epoch_log.terminal = True  # the bar stays, as in a terminal
+    return [LearningRate(), RNGStates(), DivergenceGuard(), epoch_log]
+
+
+def lightning_steps(net: nn.Module, args, device, loader, callbacks: list) -> StepClock:
+    """The clock (end times of the steps, host synchronizations) of the training steps of ImageClassifier +
+    lightning.Trainer, set up as train.py sets it up (TensorBoard logger, progress bar, ``train_callbacks``)."""
+    clock = StepClock(args.warmup, args.warmup + args.steps)
     quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
     with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
         trainer = L.Trainer(
             accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
             precision=args.precision, max_steps=args.warmup + args.steps + 1,
-            logger=TensorBoardLogger(log_dir, name="", version=""), callbacks=[*callbacks, clock],
+            logger=TensorBoardLogger(log_dir, name="", version=""), callbacks=[*train_callbacks(), *callbacks, clock],
             enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=50,
         )
         module = ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10)
         trainer.fit(module, train_dataloaders=loader)
-    return clock.times
+    return clock
 
 
 PATHS = ("bare", "lightning", "torchvision")
 
 
 def three_paths(name: str, build: Callable[[], nn.Module], args, device, datamodule) -> dict:
-    """(b) the median time of the same training step three ways, interleaved over the repeats:
+    """(b) the time of the same training step three ways, interleaved over the repeats (median of the repeats):
     ``bare``: forward, loss, backward, step on one batch held on the device (the compute alone);
     ``lightning``: ImageClassifier + Trainer over the tensor pipeline, as ``train.py`` runs it;
     ``torchvision``: a plain loop over a DataLoader with per-image transforms in ``args.workers``
@@ -278,12 +319,15 @@ def three_paths(name: str, build: Callable[[], nn.Module], args, device, datamod
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     medians: dict[str, list[float]] = {path: [] for path in PATHS}
+    syncs = []
     for repeat in range(args.repeats):
         for path in PATHS[repeat % 3:] + PATHS[:repeat % 3]:  # each path goes first in turn
             net = switched(copy.deepcopy(initial).to(device), args)  # the same weights every path, every repeat
             if path == "lightning":
                 datamodule.pipeline = "tensor"
-                times = lightning_steps(net, args, device, datamodule.train_dataloader(), [])
+                clock = lightning_steps(net, args, device, datamodule.train_dataloader(), [])
+                times = clock.times
+                syncs.append(clock.syncs)
             else:
                 if path == "bare":
                     batches = [(x, y)] * (n + 1)
@@ -291,13 +335,14 @@ def three_paths(name: str, build: Callable[[], nn.Module], args, device, datamod
                     datamodule.pipeline = "torchvision"
                     batches = ((a.to(device, non_blocking=True), b.to(device, non_blocking=True))
                                for _, (a, b) in zip(range(n + 1), datamodule.train_dataloader()))
-                times = plain_training_steps(net, batches, sgd(net.parameters()), args.precision)
-            medians[path].append(statistics.median(step_durations(times, args.warmup)))
+                times = plain_training_steps(net, batches, sgd(net.parameters()), args.precision, args.warmup)
+            medians[path].append(step_time(times, args.warmup))
     datamodule.pipeline = "tensor"
     ms = {path: 1e3 * statistics.median(values) for path, values in medians.items()}
     return {"model": name, **{f"{path}_ms": ms[path] for path in PATHS},
             **{f"{path}_img_s": 1e3 * args.batch_size / ms[path] for path in PATHS},
-            **{f"{path}_repeats_ms": [1e3 * t for t in medians[path]] for path in PATHS}}
+            **{f"{path}_repeats_ms": [1e3 * t for t in medians[path]] for path in PATHS},
+            "lightning_syncs_per_step": None if None in syncs else max(syncs) / args.steps}
 
 
 def defaults_vs_off(build: Callable[[], nn.Module], args, device, datamodule, runs: dict[str, Callable]) -> dict:
@@ -314,14 +359,116 @@ def defaults_vs_off(build: Callable[[], nn.Module], args, device, datamodule, ru
             torch.set_num_threads(args.torch_default_threads)
             torch._dynamo.reset()
             switches = runs[name]()
-            times = lightning_steps(copy.deepcopy(initial).to(device), args, device, datamodule.train_dataloader(), [switches])
-            medians[name].append(statistics.median(step_durations(times, args.warmup)))
+            clock = lightning_steps(copy.deepcopy(initial).to(device), args, device, datamodule.train_dataloader(), [switches])
+            medians[name].append(step_time(clock.times, args.warmup))
             applied[name] = switches.applied
     torch.set_num_threads(args.threads)
     ms = {name: 1e3 * statistics.median(values) for name, values in medians.items()}
     return {"runs": [{"name": name, "ms": ms[name], "img_s": 1e3 * args.batch_size / ms[name],
                       "speedup": ms[names[0]] / ms[name], "applied": applied[name],
                       "repeats_ms": [1e3 * t for t in medians[name]]} for name in names]}
+
+
+class PackedWindow(L.Callback):
+    """Times one of k runs training at once: after ``warmup`` steps it waits for the other runs
+    (``barrier``), then counts its steps for ``seconds`` (the device waited for at both ends) and stops."""
+
+    def __init__(self, barrier, warmup: int, seconds: float) -> None:
+        self.barrier, self.warmup, self.seconds = barrier, warmup, seconds
+        self.done, self.steps, self.start, self.elapsed = 0, 0, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        torch.compiler.cudagraph_mark_step_begin()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.done += 1
+        if self.start is None:
+            if self.done == self.warmup:
+                synchronize(pl_module.device)
+                self.barrier.wait(timeout=900)
+                self.start = time.perf_counter()
+            return
+        self.steps += 1
+        if time.perf_counter() - self.start >= self.seconds:
+            synchronize(pl_module.device)
+            self.elapsed = time.perf_counter() - self.start
+            trainer.should_stop = True
+
+
+def packed_run(build: Callable[[], nn.Module], settings, device: str, threads: int, barrier, results) -> None:
+    """One of the k processes of ``packing``: train.py's Lightning step over the tensor pipeline on random
+    CIFAR-shaped images, until its ``PackedWindow`` stops it; puts (steps, seconds) or the error in ``results``."""
+    import logging
+
+    from datamodules import RandomImagesDataModule
+
+    try:
+        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+        torch.set_num_threads(threads)
+        device_ = torch.device(device)
+        datamodule = RandomImagesDataModule(settings.data_size, batch_size=settings.batch_size, num_workers=0)
+        datamodule.device = device_
+        datamodule.setup()
+        switches = PerformanceSwitches(settings.channels_last, False, cudnn_benchmark=True, matmul_precision="high", threads=threads)
+        net = switches.apply(build().to(device_))  # as performance=default sets them, compile left out (as the zoo's runs)
+        window = PackedWindow(barrier, settings.warmup, settings.seconds)
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
+            trainer = L.Trainer(accelerator=device_.type, devices=[device_.index or 0] if device_.type == "cuda" else 1,
+                                precision=settings.precision, max_epochs=10**6, logger=TensorBoardLogger(log_dir, name="", version=""),
+                                callbacks=[*train_callbacks(), window], enable_checkpointing=False, enable_model_summary=False,
+                                enable_progress_bar=False, log_every_n_steps=50)
+            trainer.fit(ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10),
+                        train_dataloaders=datamodule.train_dataloader())
+        results.put({"steps": window.steps, "seconds": window.elapsed})
+    except BaseException as error:  # noqa: BLE001 -- reported by the parent, which must not wait for this run
+        barrier.abort()
+        results.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def packing(build: Callable[[], nn.Module], settings, device: torch.device, ks: list[int]) -> dict:
+    """(f) aggregate training images/s of k runs at once on one device, for each k of ``ks``: k processes
+    (spawned, each with its share of the CPU cores), each timed over the same ``settings.seconds``."""
+    import multiprocessing
+    import queue as queues
+
+    from training.hardware import usable_cores
+
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for k in ks:
+        barrier, results = context.Barrier(k), context.Queue()
+        threads = max(1, usable_cores() // k)
+        runs = [context.Process(target=packed_run, args=(build, settings, str(device), threads, barrier, results), daemon=True)
+                for _ in range(k)]
+        for run in runs:
+            run.start()
+        try:
+            done = [results.get(timeout=900) for _ in runs]
+        except queues.Empty:
+            done = [{"error": "no result within 900 s"}]
+        for run in runs:
+            run.join(timeout=60)
+            if run.is_alive():
+                run.kill()
+        errors = [d["error"] for d in done if "error" in d]
+        rates = [] if errors else [d["steps"] * settings.batch_size / d["seconds"] for d in done]
+        rows.append({"k": k, "threads_per_run": threads, "images_per_s": sum(rates) if rates else None,
+                     "per_run_images_per_s": rates, "error": errors[0] if errors else ""})
+    base = rows[0]["images_per_s"]
+    for row in rows:
+        row["speedup"] = row["images_per_s"] / base if base and row["images_per_s"] else None
+    return {**{key: getattr(settings, key) for key in ("model", "batch_size", "precision", "channels_last", "seconds")},
+            "rows": rows}
+
+
+def best_k(packed: dict, within: float = 0.95) -> int | None:
+    """The fewest runs per device whose aggregate images/s is within ``within`` of the best k's."""
+    rows = [r for r in packed["rows"] if r["images_per_s"]]
+    if not rows:
+        return None
+    best = max(r["images_per_s"] for r in rows)
+    return min(r["k"] for r in rows if r["images_per_s"] >= within * best)
 
 
 def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
@@ -400,11 +547,14 @@ def paths_tables(report: dict) -> list[str]:
     paths, d, device_type = report["paths"], report["data_paths"], report["machine"]["device_type"]
     lines = [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
              "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
+    syncs = device_type == "cuda"  # counted on CUDA only (torch.cuda.set_sync_debug_mode)
     lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
-                    "torchvision / bare", "data time"], [
+                    "torchvision / bare", "data time", *(["host syncs per Lightning step"] if syncs else [])], [
         [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
          f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
-         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}"] for r in paths["rows"]])
+         f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}",
+         *([f"{r['lightning_syncs_per_step']:.2f}" if r.get("lightning_syncs_per_step") is not None else "?"] if syncs else [])]
+        for r in paths["rows"]])
     return lines + table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
         [f"tensor (on {device_type})", f"{d['tensor_img_s']:,.0f}"],
         [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
@@ -433,6 +583,15 @@ def markdown(report: dict) -> str:
         lines += table(["performance", "threads", "channels_last", "compile", "ms/step", "img/s", "speed-up"], [
             [r["name"], r["applied"].get("threads", "torch's"), r["applied"].get("channels_last"), r["applied"].get("compile"),
              f"{r['ms']:.1f}", f"{r['img_s']:,.0f}", f"{r['speedup']:.2f}x"] for r in dc["runs"]])
+    if "packing" in report:
+        pk = report["packing"]
+        lines += [f"(f) {pk['model']} trained by k runs at once on one {m['device_type']} device (k processes, each train.py's "
+                  f"Lightning step over the tensor pipeline, batch {pk['batch_size']}, {pk['precision']}"
+                  f"{', channels_last' if pk['channels_last'] else ''}, timed over the same {pk['seconds']} s after a warm-up):", ""]
+        lines += table(["runs at once (k)", "threads per run", "images/s, all runs", "images/s per run", "speed-up over k = 1"], [
+            [r["k"], r["threads_per_run"], _g(r["images_per_s"]),
+             " ".join(f"{v:,.0f}" for v in r["per_run_images_per_s"]) or r["error"][:80],
+             f"{r['speedup']:.2f}x" if r["speedup"] else "?"] for r in pk["rows"]])
     if "speedrun" in report:
         sr = report["speedrun"]
         lines += [f"(e) Speedrun (`{sr['command']}`): exit {sr['returncode']}, time to 94 % val accuracy "

@@ -31,3 +31,35 @@ def final_metrics(stdout: str) -> dict:
     assert lines, f"no 'run dir:' line in output:\n{stdout[-2000:]}"
     path = Path(lines[-1][len("run dir: "):])
     return json.loads((path if path.is_absolute() else ROOT / path).joinpath("metrics.json").read_text())
+
+
+def host_reads():
+    """A torch function mode that records every call which, on a GPU, reads a value back to the host and so
+    waits for the device (``.item()``, ``float(t)``, ``bool(t)``, ``.tolist()``, ``.cpu()``, ``.numpy()``, ops
+    whose output size depends on the data, printing a tensor), with its call site, while ``.counting`` is
+    true. On the CPU these cost nothing, which is why a test on the CPU must look for them by name. Tensors
+    that stay on the host on a GPU too (Adam's step counters) cannot be told apart here: reads of them
+    are free there."""
+    import traceback
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    reads = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "__complex__", "cpu", "numpy",
+             "nonzero", "unique", "unique_consecutive", "masked_select", "__repr__", "__format__"}
+
+    class HostReads(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counting, self.calls = False, []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            bool_index = name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in args[1:2])
+            to_cpu = name == "to" and "cpu" in [*args[1:], *(kwargs or {}).values()]  # .to("cpu"); not .to(root device)
+            if self.counting and (name in reads or bool_index or to_cpu):
+                frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename][-3:]
+                self.calls.append((name, " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames))))
+            return func(*args, **(kwargs or {}))
+
+    return HostReads()

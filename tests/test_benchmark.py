@@ -117,3 +117,14 @@ def test_the_cpu_peak_is_labelled_nominal_and_each_model_is_a_fraction_of_its_pr
     assert "fp32 333 GFLOP/s (64 FLOP/cycle of FMA x 2 threads), bf16 5,325 GFLOP/s (1,024 FLOP/cycle of AMX x 2 threads)" in peak
     assert "| resnet20 | fp32 eager | 128 | 269,722 | 1,000 | 100.0 | 25% |" in text  # of the fp32 sgemm
     assert "| resnet20 | bf16 + channels_last | 128 | 269,722 | 1,000 | 100.0 | 5% |" in text  # of the bf16 matmul
+
+
+def test_the_runs_per_device_chosen_from_packing_are_the_fewest_within_5_percent_of_the_best():
+    from reporting.benchmarking import best_k
+
+    rows = lambda *rates: {"rows": [{"k": k, "images_per_s": r} for k, r in zip((1, 2, 4, 8), rates)]}  # noqa: E731
+    assert best_k(rows(1000, 1800, 2500, 2600)) == 4  # 2500 is within 5 % of 2600: half the processes
+    assert best_k(rows(1000, 1800, 2000, 2600)) == 8
+    assert best_k(rows(1000, 900, 800, 700)) == 1  # packing does not pay
+    assert best_k(rows(1000, None, 2500, None)) == 4  # a k whose runs failed is not chosen
+    assert best_k(rows(None, None, None, None)) is None

@@ -3,8 +3,10 @@
 - ``RNGStates`` saves the random generators' states in every checkpoint and
   restores them on resume (Lightning restores weights, optimizer, scheduler
   and loop counters, but not the RNGs that drive dropout and augmentation).
-- ``DivergenceGuard`` stops training at the first non-finite loss, before
-  its backward pass and optimizer step can write NaN into the weights, so
+- ``DivergenceGuard`` stops training at the first non-finite loss (on the
+  CPU before its backward pass and optimizer step can write NaN into the
+  weights; on a GPU, which a per-step read would stall, at the next read of
+  what the device recorded, and always before a checkpoint is written), so
   the last checkpoint (if one was written before) stays the last good one;
   its message names that checkpoint, or says that there is none.
 - ``LearningRate`` logs ``train/lr`` whatever the optimizer (Lightning's
@@ -29,6 +31,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from .errors import check_number
 
 
 class DivergenceError(RuntimeError):
@@ -68,13 +72,75 @@ class RNGStates(L.Callback):
 
 
 class DivergenceGuard(L.Callback):
-    """Raise ``DivergenceError`` at the first NaN or infinite training loss,
-    naming the step and the likely causes."""
+    """Raise ``DivergenceError`` at the first NaN or infinite training loss, naming the step and the
+    likely causes.
+
+    Reading a loss on the host waits for the device that computes it. On the CPU that costs nothing, so
+    every loss is read before its backward pass (``every_n_steps`` 1) and the NaN never reaches the
+    weights. On a GPU a read per step would stall its queue at every step (issue 21), so each loss's
+    finiteness is recorded on the device and read every ``every_n_steps`` steps
+    (``trainer.log_every_n_steps``), before each validation, at the end of each epoch and of training,
+    and before every checkpoint is written: the error still names the first non-finite step exactly,
+    and no checkpoint is written after it (the weights in memory may be NaN by then; the newest
+    checkpoint holds the last finite ones). ``every_n_steps``: null (as above) or a number of steps.
+    """
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        if every_n_steps is not None:
+            check_number("callbacks.divergence_guard.every_n_steps", every_n_steps, "null or a positive integer",
+                         lambda v: v >= 1, integer=True)
+        self.every_n_steps = every_n_steps
+        self._steps: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each loss recorded since the last read
+        self._first: torch.Tensor | None = None  # on the device: index into _steps of the first non-finite loss, or -1
+        self._value: torch.Tensor | None = None  # on the device: that loss
+
+    def interval(self, trainer: L.Trainer, loss: torch.Tensor) -> int:
+        if self.every_n_steps is not None:
+            return self.every_n_steps
+        return 1 if loss.device.type == "cpu" else max(1, trainer.log_every_n_steps)
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        value = loss.detach().float().item()
-        if math.isfinite(value):
+        loss = loss.detach().float()
+        where = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx)
+        if self.interval(trainer, loss) == 1 and not self._steps:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise self.error(trainer, value, *where)
             return
+        if self._first is None or self._first.device != loss.device:
+            self._first = torch.full((), -1, dtype=torch.int64, device=loss.device)
+            self._value = torch.zeros((), device=loss.device)
+        new = ~torch.isfinite(loss) & (self._first < 0)  # no host read: all three stay on the device
+        self._first = torch.where(new, len(self._steps), self._first)
+        self._value = torch.where(new, loss, self._value)
+        self._steps.append(where)
+        if len(self._steps) >= self.interval(trainer, loss):
+            self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Read what was recorded since the last read (one wait for the device); raise at a non-finite loss."""
+        if not self._steps:
+            return
+        first, steps = int(self._first), self._steps
+        self._steps = []
+        self._first.fill_(-1)
+        if first >= 0:
+            raise self.error(trainer, float(self._value), *steps[first])
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.check(trainer)  # before the file is written: no checkpoint after a non-finite loss
+
+    @staticmethod
+    def error(trainer: L.Trainer, value: float, step: int, epoch: int, batch: int) -> DivergenceError:
         lrs = sorted({group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups})
         causes = f"the learning rate ({', '.join(f'{lr:g}' for lr in lrs)}) is likely too high"
         if "16" in str(trainer.precision):
@@ -84,9 +150,9 @@ class DivergenceGuard(L.Callback):
                        key=os.path.getmtime)
         kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
                 else "no checkpoint was saved before it, so no weights were kept")
-        raise DivergenceError(
-            f"training diverged: loss is {value} in epoch {trainer.current_epoch + 1}, batch "  # counted from 1
-            f"{trainer.fit_loop.epoch_loop.batch_idx + 1} (after {trainer.global_step} optimizer steps); {causes}; "
+        return DivergenceError(
+            f"training diverged: loss is {value} in epoch {epoch + 1}, batch {batch + 1} (after {step} optimizer steps; "  # counted from 1
+            f"{causes}; "
             f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
 

@@ -24,7 +24,11 @@
   ``auto``: on when the fit plans at least ``compile_min_steps`` optimizer
   steps (compiling costs about a minute on a CPU, then each step is faster:
   it pays from a few hundred steps on) and, on the CPU, a C++ compiler is
-  found (inductor needs one).
+  found (inductor needs one). ``compile_mode="reduce-overhead"`` (or
+  ``max-autotune``) records the compiled network's kernels as CUDA graphs
+  and replays them, one launch per graph instead of one per kernel: for
+  small models whose GPU step is shorter than the host's launching of it
+  (issue 21); each batch is marked a new iteration for them.
 - ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark``: cuDNN times its
   convolution algorithms for each new input shape and keeps the fastest.
   Ignored under ``Trainer(deterministic=True)``, with a warning on a GPU.
@@ -61,6 +65,8 @@ from .hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 CPU_CONV_PRECISIONS = (None, "ieee", "bf16")
 AUTO = "auto"
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile's modes that replay CUDA graphs on a GPU
 
 
 def _on_cpu(accelerator: str) -> bool:
@@ -162,6 +168,9 @@ class PerformanceSwitches(L.Callback):
         if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
             raise UserError(f"performance.threads={threads!r} is not valid: it must be null (the usable cores), "
                              "0 (torch's own count) or an integer >= 1")
+        if compile_mode not in COMPILE_MODES:
+            raise UserError(f"performance.compile_mode={compile_mode!r} is not valid; valid: null, "
+                            f"{', '.join(m for m in COMPILE_MODES if m)}")
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
         self.matmul_precision, self.compile_mode, self.compile_backend = matmul_precision, compile_mode, compile_backend
@@ -236,3 +245,11 @@ class PerformanceSwitches(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.restore()
+
+    def _mark_step(self, *args) -> None:
+        """Each batch is a new iteration for torch.compile's CUDA graphs: tensors a replay wrote in an
+        earlier batch may be overwritten from now on (outputs read later must be copied first)."""
+        if self.applied.get("compile") and self.compile_mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = _mark_step

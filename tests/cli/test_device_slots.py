@@ -15,19 +15,19 @@ from helpers import ROOT, run_script
 from cli.device_slots import claim_device
 
 
-def _claim_and_hold(lock_dir: str, devices: int, results, ready, release) -> None:
+def _claim_and_hold(lock_dir: str, devices: int, results, ready, release, per_device: int = 1) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        device = claim_device(lock_dir, devices)
+        device = claim_device(lock_dir, devices, per_device)
     results.put((device, bool(caught)))
     ready.wait()  # hold the device until every worker has claimed one, like joblib workers that live on
     release.wait()
 
 
-def claims(tmp_path: Path, devices: int, processes: int) -> list[tuple[int, bool]]:
+def claims(tmp_path: Path, devices: int, processes: int, per_device: int = 1) -> list[tuple[int, bool]]:
     context = multiprocessing.get_context("spawn")  # as loky starts joblib's workers: fresh interpreters
     results, ready, release = context.Queue(), context.Barrier(processes), context.Event()
-    workers = [context.Process(target=_claim_and_hold, args=(str(tmp_path), devices, results, ready, release))
+    workers = [context.Process(target=_claim_and_hold, args=(str(tmp_path), devices, results, ready, release, per_device))
                for _ in range(processes)]
     for worker in workers:
         worker.start()
@@ -58,11 +58,20 @@ def test_more_workers_than_devices_share_with_a_warning(tmp_path):
     assert [warned for _, warned in found].count(True) == 1
 
 
+@pytest.mark.parametrize("devices, per_device", [(1, 4), (2, 2)])
+def test_k_runs_per_device_fill_every_device_k_times_without_a_warning(tmp_path, devices, per_device):
+    found = claims(tmp_path, devices, processes=devices * per_device, per_device=per_device)
+    assert sorted(device for device, _ in found) == sorted(list(range(devices)) * per_device)
+    assert not any(warned for _, warned in found)
+
+
 def test_one_process_keeps_its_device_for_every_run(tmp_path):
     first = claim_device(tmp_path, 4)
     assert claim_device(tmp_path, 4) == first
     with pytest.raises(ValueError, match="at least one"):
         claim_device(tmp_path / "other", 0)
+    with pytest.raises(ValueError, match="at least one"):
+        claim_device(tmp_path / "other", 1, per_device=0)
 
 
 def test_the_gpu_sweep_trainer_names_one_device_from_the_sweep_dir():

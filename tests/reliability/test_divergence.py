@@ -72,7 +72,8 @@ class NaNAt(L.LightningModule):
 def fit(module: NaNAt, callbacks: list) -> None:
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=4)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+    saves = any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=saves,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
     trainer.fit(module, data)
 
@@ -92,3 +93,39 @@ def test_without_the_guard_the_nan_step_corrupts_the_weights():
     module = NaNAt(nan_step=3)
     fit(module, [])
     assert not all(math.isfinite(v) for v in module.layer.weight.flatten().tolist())
+
+
+def test_on_a_gpu_the_guard_reads_the_device_every_n_steps_and_still_names_the_first_bad_step(tmp_path):
+    # every_n_steps=5 is what a GPU run gets (a read per step would stall its queue): the NaN at step 3 is
+    # recorded on the device and read at step 4 (the fifth loss); the message names step 3, not step 4
+    module = NaNAt(nan_step=3)
+    with pytest.raises(DivergenceError, match=r"loss is nan at step 3 \(epoch 0, batch 3\)"):
+        fit(module, [DivergenceGuard(every_n_steps=5)])
+    assert module.global_step == 4  # the read came after the optimizer had stepped on the NaN loss...
+
+
+def test_on_a_gpu_no_checkpoint_is_written_after_the_first_non_finite_loss(tmp_path):
+    # ...but no checkpoint is written after it: a save is preceded by a read, even between reads
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    every_step = ModelCheckpoint(dirpath=tmp_path, filename="step{step}", every_n_train_steps=1, save_top_k=-1,
+                                  auto_insert_metric_name=False)
+    with pytest.raises(DivergenceError, match=r"loss is nan at step 3 \(epoch 0"):
+        fit(NaNAt(nan_step=3), [DivergenceGuard(every_n_steps=50), every_step])
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["step1.ckpt", "step2.ckpt", "step3.ckpt"]
+    for path in tmp_path.glob("*.ckpt"):  # step3.ckpt: the weights after 3 steps, before the NaN loss of step 3
+        for key, tensor in torch.load(path, weights_only=True)["state_dict"].items():
+            assert torch.isfinite(tensor).all(), (path.name, key)
+
+
+def test_a_run_that_ends_between_reads_is_still_checked():
+    with pytest.raises(DivergenceError, match=r"loss is nan at step 7"):
+        fit(NaNAt(nan_step=7), [DivergenceGuard(every_n_steps=50)])  # 8 steps, one epoch: read at its end
+
+
+def test_every_n_steps_must_be_a_positive_integer():
+    from training.errors import UserError
+
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match="every_n_steps must be null or a positive integer"):
+            DivergenceGuard(every_n_steps=bad)

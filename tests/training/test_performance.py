@@ -78,6 +78,22 @@ def test_compile_compiles_the_network_in_place_without_renaming_its_parameters()
     assert list(module.net.state_dict()) == list(create_model("lenet5", num_classes=10, in_channels=3).state_dict())
 
 
+@pytest.mark.parametrize("mode, marked", [(None, False), ("max-autotune-no-cudagraphs", False), ("reduce-overhead", True)])
+def test_compile_mode_reaches_torch_compile_and_cuda_graph_modes_mark_each_batch_a_new_iteration(mode, marked, monkeypatch):
+    compiled, marks = [], []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: compiled.append(kwargs))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    fit(PerformanceSwitches(compile=True, compile_mode=mode), max_steps=3)
+    assert [c["mode"] for c in compiled] == [mode]
+    assert len(marks) == (3 if marked else 0)  # one per training batch: replays of an earlier batch may be overwritten
+
+
+def test_a_bad_compile_mode_is_one_line_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"compile_mode='fast'.*valid: null, default, reduce-overhead, max-autotune, "
+                                         r"max-autotune-no-cudagraphs"):
+        PerformanceSwitches(compile_mode="fast")
+
+
 def test_cudnn_benchmark_and_matmul_precision_hold_during_fit_and_are_restored_after():
     before = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
     seen = Seen()
