@@ -151,8 +151,8 @@ class DivergenceGuard(L.Callback):
         kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
                 else "no checkpoint was saved before it, so no weights were kept")
         return DivergenceError(
-            f"training diverged: loss is {value} in epoch {epoch + 1}, batch {batch + 1} (after {step} optimizer steps; "  # counted from 1
-            f"{causes}; "
+            f"training diverged: loss is {value} in epoch {epoch + 1}, batch {batch + 1} "  # counted from 1
+            f"(after {step} optimizer steps); {causes}; "
             f"lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0); {kept}."
         )
 
