@@ -61,11 +61,11 @@ def test_evaluate_names_its_run_dir_from_a_sanitized_model_name(name, tiny_run, 
     config = run / ".hydra" / "config.yaml"
     hostile = name.replace("CANARY", str(canaries.root))
     config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "model": {"name": hostile}}))
-    code, err = run_entry("evaluate.py", [f"ckpt_path={run}"], capsys)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run}"], capsys, stage="run")  # run: an empty run dir is removed
     assert code in (0, None), err[-3000:]
     made = list((tmp_path / "outputs").iterdir())
-    assert len(made) == 1 and re.fullmatch(r"[\d-]+_[\d-]+_evaluate_[A-Za-z0-9_.-]+", made[0].name), made
-    assert made[0].is_dir() and not made[0].name.endswith("_evaluate_.")
+    assert len(made) == 1 and re.fullmatch(r"evaluate_[A-Za-z0-9_.-]+_[\d-]+_[\d-]+", made[0].name), made
+    assert made[0].is_dir() and (made[0] / "metrics.json").is_file() and not made[0].name.startswith("evaluate_._")
     assert canaries.untouched() and not (canaries.root / "made").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs", "outside", "run"]
 
