@@ -441,7 +441,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[
         try:
             if config_name is not None and any(a in HELP_FLAGS for a in sys.argv[1:]):
                 print(entry_help(config_dir, config_name, [a for a in sys.argv[1:] if not a.startswith("-")]))
-                return None  # nothing composed by Hydra, no run dir
+                raise SystemExit(0)  # as Hydra's own --help; nothing composed, no run dir
             check_run_dir_arguments(sys.argv[1:])  # before Hydra creates it: a file, a read-only file system
             if prepare is not None:
                 sys.argv[1:] = prepare(sys.argv[1:])

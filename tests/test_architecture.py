@@ -25,9 +25,10 @@ RULES = {
     "analysis": ({"torch", "models", "analysis"}, set()),
     "reporting": ({"torch", "lightning", "numpy", "yaml", "matplotlib", "tensorboard",
                    "models", "datamodules", "training", "analysis", "reporting"}, set()),
-    # torch and Lightning only once the command line is checked: `train.py --help` starts in a second
+    # torch and Lightning only once the command line is checked: `train.py --help` starts in a second;
+    # tensorboard's protos only where a run writes its HPARAMS session (cli/records.py)
     "cli": ({"hydra", "omegaconf", "yaml", "models", "datamodules", "training", "analysis", "reporting", "cli"},
-            {"torch", "lightning"}),
+            {"torch", "lightning", "tensorboard"}),
 }
 
 

@@ -69,6 +69,7 @@ def benchmark_settings(*overrides: str, amx: bool = False, monkeypatch=None):
     import benchmark
     from hydra import compose, initialize_config_dir
 
+    benchmark.import_heavy()  # what main() does first: torch, the zoo's registry
     monkeypatch.setattr(benchmark, "cpu_has_amx_bf16", lambda: amx)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="benchmark", overrides=list(overrides))
