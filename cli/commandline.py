@@ -515,6 +515,11 @@ def instantiate_trainer(node: DictConfig, **kwargs):
 
     if node.get("precision") is not None:
         kwargs.setdefault("precision", usable_precision(node.precision, node.get("accelerator", "auto")))
+    if node.get("max_steps") not in (None, -1):  # ours, not Lightning's: see training.callbacks.StopAtStep
+        from training.callbacks import StopAtStep
+
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StopAtStep(node.max_steps)]
+        kwargs["max_steps"] = -1
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:

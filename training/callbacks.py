@@ -15,6 +15,9 @@
 - ``Checkpoint`` is Lightning's ``ModelCheckpoint`` with epochs counted from 1
   in file names (as every line a user reads counts them), and one file, not
   two copies, when the best checkpoint is also the last.
+- ``StopAtStep`` ends training after a number of optimizer steps
+  (``trainer.max_steps`` in a config): Lightning's own ``max_steps`` makes a
+  resumed run differ from an uninterrupted one (see the class).
 - ``TimeToTarget`` records the wall time from the end of the first training
   step (compiling and start-up left out) to the first validation whose
   metric reaches a target: a speedrun's figure.
@@ -257,3 +260,30 @@ class TimeToTarget(L.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics({"time_to_target_s": self.seconds}, step=trainer.global_step)
         trainer.callback_metrics["time_to_target_s"] = torch.tensor(self.seconds)
+
+
+class StopAtStep(L.Callback):
+    """Stop training once ``max_steps`` optimizer steps are done, validating the model it stops with.
+
+    A config's ``trainer.max_steps`` becomes this callback, not Lightning's ``Trainer(max_steps=)``:
+    with ``max_steps`` set, Lightning 2.6 treats every resume as a restart inside the loop ("iteration-based
+    training"): from an epoch-end checkpoint (``last.ckpt``) it replays that epoch's end hooks without a
+    batch, counts the epoch twice and skips the next epoch's scheduler step, so a resumed run no longer
+    matches an uninterrupted one (``tests/reliability/test_resume.py`` runs with ``max_steps`` and fails if
+    this comes back). Lightning's ``max_steps`` also ends without validating the final weights; here the
+    stop goes through ``trainer.should_stop``, which validates them (a checkpoint may keep them)."""
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = check_number("trainer.max_steps", max_steps, "an integer >= 1", lambda v: v >= 1, integer=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+
+
+def steps_planned(trainer: L.Trainer) -> int:
+    """The optimizer steps this fit will take: Lightning's estimate (epochs x batches), capped by a
+    ``StopAtStep`` among the callbacks."""
+    steps = trainer.estimated_stepping_batches
+    caps = [c.max_steps for c in trainer.callbacks if isinstance(c, StopAtStep)]
+    return int(min([steps, *caps]))

@@ -28,6 +28,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from .callbacks import steps_planned
 from .errors import UserError
 from .schedulers import complete
 
@@ -164,6 +165,6 @@ class ImageClassifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         interval = self.hparams.scheduler_interval
-        length = self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+        length = steps_planned(self.trainer) if interval == "step" else self.trainer.max_epochs
         scheduler = complete(self.scheduler_factory, optimizer, int(length))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from . import hardware
+from .callbacks import steps_planned
 from .errors import UserError
 from .hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
 
@@ -234,7 +235,7 @@ class PerformanceSwitches(L.Callback):
         planned = None
         if stage == "fit" and self.compile == AUTO:
             try:  # the data module is set up by now; max_epochs, max_steps and limit_train_batches are counted in
-                planned = trainer.estimated_stepping_batches
+                planned = steps_planned(trainer)
             except Exception:  # a loader without a length: no estimate, no compile
                 planned = None
         processes = trainer.num_devices if trainer.strategy.root_device.type == "cpu" else 1

@@ -17,7 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import ROOT, final_metrics, run_script
 
 COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=16",
-          "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7"]
+          "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7",
+          "+trainer.max_steps=100000"]  # with max_steps, Lightning resumes "on epoch end" and replays the end's hooks
 
 
 def loss_steps(run_dir) -> list[int]:
