@@ -145,8 +145,6 @@ class EpochLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if self.images == 0:  # a resume from a checkpoint taken at this epoch's end (Lightning does that when
-            return  # trainer.max_steps is set) replays the end without a batch: its line was written before
         metrics = {name.removesuffix("_epoch"): float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
         done = trainer.current_epoch + 1
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
