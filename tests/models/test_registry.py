@@ -4,9 +4,10 @@ switch (and refuses a bad value in one line), every family learns, every publish
 what differs from its builder. The family test files state only their papers (shapes, counts layer by
 layer, torchvision parity).
 
-Fast by default: the switches are checked on every model on the meta device (structure, shapes and
-gradient paths, no memory, no arithmetic), and with real numbers on one model per family; ``-m slow``
-runs every model with real numbers, and every model with every activation."""
+Fast by default: every model is built on the meta device (structure and shapes; no memory, no
+arithmetic) with a switch case and with each bad value; one model per builder takes every switch case
+in every form, forward and backward, on the meta device; one model per family trains with real numbers.
+``-m slow``: every model with real numbers in every case and form, and every model with every activation."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ PREFERRED = {"linear": "logreg", "vgg": "vgg11_bn", "resnet": "resnet20", "dense
 FAMILIES = sorted({model_family(name) for name in MODELS})
 REPRESENTATIVES = {family: PREFERRED.get(family) or next(n for n in MODELS if model_family(n) == family) for family in FAMILIES}
 SAMPLE = sorted(REPRESENTATIVES.values())
-# One model per builder function (a table's rows share it): the shortest name, e.g. resnet18 for the ImageNet table.
-PER_BUILDER = sorted({min((n for n in MODELS if getattr(_builder(n), "func", _builder(n)) is builder), key=lambda n: (len(n), n))
-                      for builder in {getattr(_builder(n), "func", _builder(n)) for n in MODELS}})
+# One model per builder function (a table's rows share it, each a functools.partial of it): the shortest
+# name, e.g. resnet18 for the ImageNet table.
+BUILDERS = {name: getattr(_builder(name), "func", _builder(name)) for name in MODELS}
+PER_BUILDER = sorted({min((n for n in MODELS if BUILDERS[n] is b), key=lambda n: (len(n), n)) for b in BUILDERS.values()})
 LINEAR = [name for name in MODELS if model_family(name) == "linear"]  # no activation, no batchnorm to switch
 FIXED_GATES = {"efficientnet": {nn.Sigmoid}}  # non-linearities of the paper's structure that `activation` leaves alone
 
@@ -277,6 +279,18 @@ def test_unknown_names_and_options_get_one_line_with_the_valid_ones():
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=r"model 'lenet5' has no option colour; valid: .*activation"):
         create_model("lenet5", colour="red")
+
+
+def test_a_count_published_for_a_model_its_file_does_not_have_is_refused_at_import(tmp_path, monkeypatch):
+    import models
+
+    (tmp_path / "stray.py").write_text("from models.layers import variants\n\n\ndef toy(*, num_classes=10):\n    pass\n\n\n"
+                                       "MODELS = variants(toy)\nPARAMS = {'toy2': (1, 'a typo', {})}\n")
+    monkeypatch.setattr(models, "__path__", [*models.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "models.stray", raising=False)
+    with pytest.raises(ImportError, match=r"models/stray.py's PARAMS names toy2, not in its MODELS"):
+        models._discover()
+    sys.modules.pop("models.stray", None)
 
 
 # ---- published parameter counts: each family's PARAMS, checked here only ----------------------------------
