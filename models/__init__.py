@@ -1,19 +1,22 @@
 """The zoo: a name -> builder table, ``create_model`` and ``list_models``.
 
-The table is the union of the ``MODELS`` tables of this folder's files: adding a
-family is adding its file (and its configs/model/ YAML and its test).
+The table is the union of the ``MODELS`` tables of this folder's files
+(``layers.variants``: a variant's name is written once, as its table's key or
+its builder's name); adding a family is adding its file (and its configs/model/
+YAML and its test). A file's ``PARAMS`` (published parameter counts) may name
+only its own models.
 
 Every builder takes ``num_classes``, ``in_channels``, ``activation``,
 ``batchnorm``, ``dropout`` and ``stem`` (plus options of its own family), so
-one sweep can cross any model with any switch.
+one sweep can cross any model with any switch. The builder's keyword defaults
+are the only statement of a model's defaults: an option given as None takes
+the builder's default (configs say ``null``), as timm's ``create_model`` does.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import linecache
-import os
 import pkgutil
 import sys
 from typing import Callable
@@ -29,16 +32,25 @@ def _discover() -> dict[str, Callable[..., nn.Module]]:
     one new file, with no import list to extend."""
     found: dict[str, Callable[..., nn.Module]] = {}
     for module in pkgutil.iter_modules(__path__):
-        table = getattr(importlib.import_module(f"{__name__}.{module.name}"), "MODELS", None)
-        for name, builder in (table or {}).items():
+        family = importlib.import_module(f"{__name__}.{module.name}")
+        table = getattr(family, "MODELS", None) or {}
+        for name, builder in table.items():
             if name in found:
                 raise ImportError(f"model {name!r} is in the MODELS tables of both {_family_of(found[name])} and {module.name}")
             found[name] = builder
+        stray = sorted(set(getattr(family, "PARAMS", {})) - set(table))
+        if stray:
+            raise ImportError(f"models/{module.name}.py's PARAMS names {', '.join(stray)}, not in its MODELS")
     return found
 
 
 def _family_of(builder: Callable[..., nn.Module]) -> str:
-    return builder.__module__.rsplit(".", 1)[-1]
+    return _module_of(builder).rsplit(".", 1)[-1]
+
+
+def _module_of(builder: Callable[..., nn.Module]) -> str:
+    """The module that defines a builder (a table's variants are ``functools.partial``s of its builder)."""
+    return getattr(builder, "func", builder).__module__
 
 
 _MODELS = _discover()
@@ -61,13 +73,13 @@ def model_family(name: str) -> str:
 
 def model_paper(name: str) -> dict:
     """The ``PAPER`` of the model's file: ``{"title": ..., "year": ...}`` (empty where the file has none)."""
-    return dict(getattr(sys.modules[_builder(name).__module__], "PAPER", {}))
+    return dict(getattr(sys.modules[_module_of(_builder(name))], "PAPER", {}))
 
 
 def model_reference(name: str) -> dict | None:
     """The model's parameter count as published: ``{"params": ..., "source": ..., "options": {...}}`` from the
     ``PARAMS`` table of its file, ``options`` being those it is counted with; None where none is published."""
-    row = getattr(sys.modules[_builder(name).__module__], "PARAMS", {}).get(name)
+    row = getattr(sys.modules[_module_of(_builder(name))], "PARAMS", {}).get(name)
     return None if row is None else dict(zip(("params", "source", "options"), row))
 
 
@@ -86,12 +98,15 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
     (torchvision's weights, for the models identical to torchvision's). The
     model is then built with the options the weights were trained with (given
     ``options`` take precedence), loaded, and returned in eval mode.
+
+    An option given as None is left to the builder: its default.
     """
     builder = _builder(name)
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ModelOptionError(f"model {name!r} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
+    options = {key: value for key, value in options.items() if value is not None}
     if weights is None:
         return _build(builder, options)
     if weights == "imagenet":
@@ -127,19 +142,4 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
 
 
 def _build(builder: Callable[..., nn.Module], options: dict) -> nn.Module:
-    try:
-        return builder(**options)
-    except ValueError as error:  # a builder's own `raise ValueError(...)` refuses an option; any other is a bug
-        if _raised_here(error):
-            raise ModelOptionError(str(error)) from error
-        raise
-
-
-def _raised_here(error: BaseException) -> bool:
-    """Whether ``error`` came from a ``raise`` statement in a file of this package (not from torch or a slip)."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    path = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    return (os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(__file__))
-            and linecache.getline(path, tb.tb_lineno).lstrip().startswith("raise "))
+    return builder(**{key: value for key, value in options.items() if value is not None})  # None: the default

@@ -64,7 +64,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
 
 FORMS = ("paper", "torchvision")
 HIDDEN = 4096  # units of fc6 and fc7
@@ -109,16 +109,8 @@ class TowerLRN(nn.LocalResponseNorm):
 
 
 class AlexNet(nn.Module):
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        activation: ActivationArg = "relu",
-        batchnorm: bool = False,
-        dropout: float = 0.5,
-        stem: str = "imagenet",
-        form: str = "paper",
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool,
+                 dropout: float, stem: str, form: str) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_stem(stem)
@@ -163,23 +155,17 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
 
 
-def alexnet(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    activation: ActivationArg = "relu",
-    batchnorm: bool = False,
-    dropout: float = 0.5,
-    stem: str = "imagenet",
-    form: str = "paper",
-) -> AlexNet:
+def alexnet(*, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu", batchnorm: bool = False,
+            dropout: float = 0.5, stem: str = "imagenet", form: str = "paper") -> AlexNet:
     """AlexNet (Krizhevsky et al. 2012), in the paper's form or torchvision's (``form``)."""
     return AlexNet(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                    stem=stem, form=form)
 
+
+MODELS = variants(alexnet)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "alexnet": (61_100_840, "torchvision's docs (num_params)", {"form": "torchvision"}),
 }
 PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
-MODELS = {"alexnet": alexnet}

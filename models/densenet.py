@@ -74,7 +74,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_number, check_stem, make_activation, norm2d, table_builder
+from .layers import (ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, check_stem, make_activation,
+                     norm2d, variants)
 
 FORMS = ("paper", "torchvision")
 
@@ -131,19 +132,9 @@ class DenseNet(nn.Module):
     """DenseNet-BC: a stem, dense blocks joined by transitions, BN-act,
     global average pooling and a linear classifier."""
 
-    def __init__(
-        self,
-        block_config: tuple[int, ...],
-        growth_rate: int,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        activation: ActivationArg = "relu",
-        batchnorm: bool = True,
-        dropout: float = 0.0,
-        stem: str = "imagenet",
-        compression: float = 0.5,
-        form: str = "paper",
-    ) -> None:
+    def __init__(self, block_config: tuple[int, ...], *, growth_rate: int, num_classes: int, in_channels: int,
+                 activation: ActivationArg, batchnorm: bool, dropout: float, stem: str, compression: float,
+                 form: str) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_stem(stem)
@@ -195,48 +186,38 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))  # (N, num_classes)
 
 
-# name: (growth rate k, layers per dense block), Table 1 of the paper for
-# ImageNet; DenseNet-BC L = 100, k = 12 for CIFAR ((100 - 4) / 6 = 16 per block).
-CONFIGS: dict[str, tuple[int, tuple[int, ...]]] = {
+# name -> (growth rate k, layers per dense block): Table 1 of the paper for ImageNet (densenet161: the
+# authors' released model); DenseNet-BC L = 100, k = 12 for CIFAR ((100 - 4) / 6 = 16 per block).
+DENSENETS: dict[str, tuple[int, tuple[int, ...]]] = {
     "densenet121": (32, (6, 12, 24, 16)),
     "densenet161": (48, (6, 12, 36, 24)),
     "densenet169": (32, (6, 12, 32, 32)),
     "densenet201": (32, (6, 12, 48, 32)),
-    "densenet_bc_100": (12, (16, 16, 16)),
 }
+CIFAR_DENSENETS: dict[str, tuple[int, tuple[int, ...]]] = {"densenet_bc_100": (12, (16, 16, 16))}
 
 
-def _densenet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-              batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", growth_rate: int | None = None,
-              compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """Read the table; ``growth_rate=None`` means the paper's k for ``name``."""
-    paper_growth_rate, block_config = CONFIGS[name]
-    return DenseNet(block_config, paper_growth_rate if growth_rate is None else growth_rate, num_classes=num_classes,
-                    in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem,
-                    compression=compression, form=form)
+def densenet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+             batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", growth_rate: int | None = None,
+             compression: float = 0.5, form: str = "paper") -> DenseNet:
+    """A DenseNet-BC of the table (Huang et al. 2017); ``growth_rate=None``: the row's k."""
+    paper_growth_rate, block_config = (DENSENETS | CIFAR_DENSENETS)[name]  # cifar_densenet's rows too
+    return DenseNet(block_config, growth_rate=paper_growth_rate if growth_rate is None else growth_rate,
+                    num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                    dropout=dropout, stem=stem, compression=compression, form=form)
 
 
-def _cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-                    batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", growth_rate: int | None = None,
-                    compression: float = 0.5, form: str = "paper") -> DenseNet:
-    """The CIFAR rows of the table: the CIFAR stem only."""
+def cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
+                   batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", growth_rate: int | None = None,
+                   compression: float = 0.5, form: str = "paper") -> DenseNet:
+    """A CIFAR DenseNet-BC of the table: the CIFAR stem only; ``growth_rate=None``: the row's k."""
     if stem != "cifar":
-        raise ValueError(f"{name} is a CIFAR model: stem must be 'cifar', got {stem!r}")
-    return _densenet(name, num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
-                     dropout=dropout, stem=stem, growth_rate=growth_rate, compression=compression, form=form)
+        raise ModelOptionError(f"{name} is a CIFAR model: stem must be 'cifar', got {stem!r}")
+    return densenet(name, num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                    dropout=dropout, stem=stem, growth_rate=growth_rate, compression=compression, form=form)
 
 
-densenet121 = table_builder("densenet121", _densenet,
-                            "DenseNet-121 (Huang et al. 2017), k = 32, imagenet stem.")
-densenet161 = table_builder("densenet161", _densenet,
-                            "DenseNet-161 (Huang et al. 2017), k = 48, imagenet stem.")
-densenet169 = table_builder("densenet169", _densenet,
-                            "DenseNet-169 (Huang et al. 2017), k = 32, imagenet stem.")
-densenet201 = table_builder("densenet201", _densenet,
-                            "DenseNet-201 (Huang et al. 2017), k = 32, imagenet stem.")
-densenet_bc_100 = table_builder("densenet_bc_100", _cifar_densenet,
-                                "DenseNet-BC, L = 100, k = 12, for CIFAR (Huang et al. 2017).")
-
+MODELS = variants(densenet, DENSENETS) | variants(cifar_densenet, CIFAR_DENSENETS)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {
@@ -247,10 +228,3 @@ PARAMS = {
     "densenet_bc_100": (769_162, "Huang et al. 2017, Table 2: 0.8M", {}),
 }
 PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
-MODELS = {
-    "densenet121": densenet121,
-    "densenet161": densenet161,
-    "densenet169": densenet169,
-    "densenet201": densenet201,
-    "densenet_bc_100": densenet_bc_100,
-}

@@ -90,7 +90,7 @@ import torch
 from torch import nn
 
 from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_number, check_stem, make_activation, make_divisible,
-                     table_builder)
+                     variants)
 
 FORMS = ("paper", "torchvision")
 PAPER_BN = (1e-3, 0.01)  # (eps, momentum): the reference code's, torchvision's B5-B7
@@ -124,15 +124,16 @@ HEAD_CHANNELS = 1280
 
 # The published coefficients: name -> (width, depth, resolution, dropout).
 SCALING = {
-    "b0": (1.0, 1.0, 224, 0.2),
-    "b1": (1.0, 1.1, 240, 0.2),
-    "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3),
-    "b4": (1.4, 1.8, 380, 0.4),
-    "b5": (1.6, 2.2, 456, 0.4),
-    "b6": (1.8, 2.6, 528, 0.5),
-    "b7": (2.0, 3.1, 600, 0.5),
+    "efficientnet_b0": (1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": (1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": (1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": (1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": (1.6, 2.2, 456, 0.4),
+    "efficientnet_b6": (1.8, 2.6, 528, 0.5),
+    "efficientnet_b7": (2.0, 3.1, 600, 0.5),
 }
+PORTED = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")  # torchvision's weights ported from TF: its BN is the paper's
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of compound scaling
 
 
@@ -198,10 +199,9 @@ class EfficientNet(nn.Module):
     """B0's ``stages`` scaled by ``width_mult`` (channels) and ``depth_mult`` (repeats).
     ``resolution`` is only recorded (``model.resolution``): the net takes any input size."""
 
-    def __init__(self, width_mult: float, depth_mult: float, resolution: int, num_classes: int = 1000,
-                 in_channels: int = 3, activation: ActivationArg = "silu", batchnorm: bool = True,
-                 dropout: float = 0.2, stem: str = "imagenet", stochastic_depth: float = 0.2,
-                 bn_eps_momentum: tuple[float, float] = PAPER_BN, stages: tuple[Stage, ...] = STAGES) -> None:
+    def __init__(self, width_mult: float, depth_mult: float, resolution: int, *, num_classes: int, in_channels: int,
+                 activation: ActivationArg, batchnorm: bool, dropout: float, stem: str, stochastic_depth: float,
+                 bn_eps_momentum: tuple[float, float], stages: tuple[Stage, ...] = STAGES) -> None:
         super().__init__()
         dropout, stem = check_dropout(dropout), check_stem(stem)
         stochastic_depth = check_dropout(stochastic_depth, "stochastic_depth")
@@ -255,46 +255,33 @@ class EfficientNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def efficientnet(phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3,
-                 activation: ActivationArg = "silu", batchnorm: bool = True, dropout: float = 0.2,
-                 stem: str = "imagenet", stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
+def efficientnet(*, phi: float = 0.0, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
+                 batchnorm: bool = True, dropout: float = 0.2, stem: str = "imagenet", stochastic_depth: float = 0.2,
+                 form: str = "paper") -> EfficientNet:
     """EfficientNet by the compound-scaling formula (Tan & Le 2019, eq. 3): depth 1.2**phi,
     width 1.1**phi, resolution round(224 * 1.15**phi) (``model.resolution``). phi=0 is B0."""
     check_number("phi", phi, "a real number")
     bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else PYTORCH_BN
-    return EfficientNet(width_mult=BETA ** phi, depth_mult=ALPHA ** phi, resolution=round(224 * GAMMA ** phi),
-                        num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
-                        dropout=dropout, stem=stem, stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
-
-
-def _efficientnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
-                  batchnorm: bool = True, dropout: float = 0.2, stem: str = "imagenet", stochastic_depth: float = 0.2,
-                  form: str = "paper") -> EfficientNet:
-    """Read the published table (SCALING) for ``efficientnet_<variant>``."""
-    variant = name.rsplit("_", 1)[1]
-    width_mult, depth_mult, resolution, _ = SCALING[variant]
-    torchvision_bn = PAPER_BN if variant in ("b5", "b6", "b7") else PYTORCH_BN  # B5-B7: ported TF weights
-    bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
-    return EfficientNet(width_mult=width_mult, depth_mult=depth_mult, resolution=resolution, num_classes=num_classes,
+    return EfficientNet(BETA ** phi, ALPHA ** phi, round(224 * GAMMA ** phi), num_classes=num_classes,
                         in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem,
                         stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
 
 
-def _named(variant: str):
-    """efficientnet_<variant>: its row of SCALING, with the row's dropout as the default."""
-    width_mult, depth_mult, resolution, paper_dropout = SCALING[variant]
-    return table_builder(f"efficientnet_{variant}", _efficientnet,
-                         f"EfficientNet-{variant.upper()} (Tan & Le 2019): width {width_mult}, depth {depth_mult}, "
-                         f"resolution {resolution}, dropout {paper_dropout} (the published table).", dropout=paper_dropout)
+def published(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
+              batchnorm: bool = True, dropout: float | None = None, stem: str = "imagenet", stochastic_depth: float = 0.2,
+              form: str = "paper") -> EfficientNet:
+    """EfficientNet-B0..B7 by the published table (SCALING); ``dropout=None``: the row's."""
+    width_mult, depth_mult, resolution, row_dropout = SCALING[name]
+    torchvision_bn = PAPER_BN if name in PORTED else PYTORCH_BN
+    bn = PAPER_BN if check_choice("form", form, FORMS) == "paper" else torchvision_bn
+    return EfficientNet(width_mult, depth_mult, resolution, num_classes=num_classes, in_channels=in_channels,
+                        activation=activation, batchnorm=batchnorm, dropout=row_dropout if dropout is None else dropout,
+                        stem=stem, stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
 
 
-efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_named(v) for v in ("b0", "b1", "b2", "b3"))
-efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_named(v) for v in ("b4", "b5", "b6", "b7"))
+MODELS = variants(efficientnet) | variants(published, SCALING)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
-PARAMS = {f"efficientnet_b{i}": (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})
-          for i, n in enumerate((5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960))}
+PARAMS = {name: (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})
+          for name, n in zip(SCALING, (5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960))}
 PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
-MODELS = {"efficientnet": efficientnet, **{b.__name__: b for b in (
-    efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3,
-    efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7)}}

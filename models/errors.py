@@ -1,12 +1,13 @@
 """The errors the model room raises on purpose: the caller's input, not a bug.
 
-Entry points report them as one line (cli/commandline.py); any other exception
-from a builder keeps its traceback.
+Each has ``user_error = True``: an entry point reports it as one line (exit 2);
+any other exception from a builder keeps its traceback. ``ModelOptionError``
+lives in layers.py, so that a model file copied with layers.py stays whole.
 """
 
+from .layers import ModelOptionError
 
-class ModelOptionError(ValueError):
-    """A model name or option the registry refuses: the caller's input, not a bug (callers may report it as one line)."""
+__all__ = ["ModelOptionError", "WeightsError"]
 
 
 class WeightsError(ModelOptionError):

@@ -94,7 +94,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
 
 FORMS = ("paper", "torchvision")
 
@@ -176,18 +176,8 @@ class AuxHead(nn.Sequential):
 
 
 class GoogLeNet(nn.Module):
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        activation: ActivationArg = "relu",
-        batchnorm: bool = False,
-        dropout: float = 0.4,
-        stem: str = "imagenet",
-        form: str = "paper",
-        aux_logits: bool = True,
-        aux_dropout: float = 0.7,
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
+                 stem: str, form: str, aux_logits: bool, aux_dropout: float) -> None:
         super().__init__()
         check_choice("form", form, FORMS)
         check_stem(stem)
@@ -271,7 +261,7 @@ class GoogLeNet(nn.Module):
         return (logits, [aux1, aux2]) if heads else logits
 
 
-def googlenet(num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+def googlenet(*, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
               batchnorm: bool | None = None, dropout: float | None = None, stem: str = "imagenet", form: str = "paper",
               aux_logits: bool = True, aux_dropout: float | None = None) -> GoogLeNet:
     """GoogLeNet / Inception-v1 (Szegedy et al. 2014).
@@ -294,7 +284,8 @@ def googlenet(num_classes: int = 1000, in_channels: int = 3, activation: Activat
     )
 
 
+MODELS = variants(googlenet)
+
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {"googlenet": (6_624_904, "torchvision's docs (num_params), no auxiliary heads", {"form": "torchvision", "aux_logits": False})}
 PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py table=zoo)
-MODELS = {"googlenet": googlenet}

@@ -4,19 +4,28 @@ One activation factory serves the whole zoo, so ``activation=tanh`` on the
 command line reaches every non-linearity of any model (timm's ``get_act_layer``
 idea, kept to a plain name-to-class table). ``batchnorm`` and ``dropout`` are
 switches with the same name in every model; the helpers here check them once,
-with error messages that name the bad value and what would be valid.
+with error messages that name the bad value and what would be valid: a
+``ModelOptionError``, the caller's input rather than a bug. ``variants`` turns a
+family's builders and tables into its ``MODELS``, the name -> builder table.
 
 Only torch is imported: copy this file with a model file into your project.
 """
 
 from __future__ import annotations
 
-import inspect
+import functools
 import math
-from typing import Callable, Union
+from typing import Callable, Iterable, Union
 
 import torch
 from torch import nn
+
+
+class ModelOptionError(ValueError):
+    """A model name or option refused: the caller's input, not a bug. ``user_error``: an entry point
+    reports it as one line (exit 2); any other exception from a builder keeps its traceback."""
+
+    user_error = True
 
 
 class LeCunTanh(nn.Module):
@@ -62,13 +71,11 @@ def get_activation(activation: ActivationArg) -> Callable[[], nn.Module]:
     if isinstance(activation, str):
         key = activation.lower()
         if key not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATIONS))}"
-            )
+            raise ModelOptionError(f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
         return ACTIVATIONS[key]
     if callable(activation):
         return activation
-    raise ValueError(f"activation must be a name or a module class, got {activation!r}")
+    raise ModelOptionError(f"activation must be a name or a module class, got {activation!r}")
 
 
 def make_activation(activation: ActivationArg) -> nn.Module:
@@ -87,7 +94,7 @@ def check_number(name: str, value: object, must_be: str, within: Callable[[float
     "<name> must be <must_be>, got <value>". Booleans, non-numbers, nan and inf are refused too."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
-        raise ValueError(f"{name} must be {must_be}, got {value!r}")
+        raise ModelOptionError(f"{name} must be {must_be}, got {value!r}")
     return value if integer else float(value)
 
 
@@ -98,7 +105,7 @@ def check_dropout(dropout: float, name: str = "dropout") -> float:
 
 def check_stem(stem: str) -> str:
     if stem not in STEMS:
-        raise ValueError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
+        raise ModelOptionError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
     return stem
 
 
@@ -106,24 +113,18 @@ def check_choice(name: str, value: object, valid: tuple) -> object:
     """One-line error for an option outside its set of valid values, in the words of every
     other room's (datamodules/transforms.py's check_choice, cli/validation.py's rules)."""
     if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
+        raise ModelOptionError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
     return value
 
 
-def table_builder(name: str, build: Callable[..., nn.Module], doc: str, **defaults) -> Callable[..., nn.Module]:
-    """The public builder of one row of a family's table: ``build(name, **options)``. Its signature is
-    ``build``'s keyword options with their defaults (what ``models.model_options`` reads), ``defaults``
-    replacing those a row's paper sets otherwise (EfficientNet's dropout), so each variant is one line
-    and its defaults live in one place."""
-
-    def builder(**options) -> nn.Module:
-        return build(name, **{**defaults, **options})
-
-    parameters = list(inspect.signature(build).parameters.values())[1:]
-    builder.__signature__ = inspect.Signature([p.replace(default=defaults.get(p.name, p.default)) for p in parameters])
-    builder.__name__ = builder.__qualname__ = name
-    builder.__module__, builder.__doc__ = build.__module__, doc
-    return builder
+def variants(build: Callable[..., nn.Module], table: Iterable[str] | None = None) -> dict[str, Callable[..., nn.Module]]:
+    """A family's entries of the name -> builder table (``MODELS``), each name written once: one per
+    name of ``table``, ``build`` with that name filled in (``build(name, **options)`` reads its row), or,
+    without a table, ``build`` itself under its function's name. Options and their defaults are
+    ``build``'s keywords, stated there only."""
+    if table is None:
+        return {build.__name__: build}
+    return {name: functools.partial(build, name) for name in table}
 
 
 class ConvNormAct(nn.Sequential):

@@ -54,8 +54,8 @@ Departures from the paper, and why:
   and ``dropout`` (before F6 and the output) are ablation switches; the paper
   has neither, so both default off.
 - ``activation`` replaces every squashing function, including the ones after
-  S2 and S4 in the paper form. ``lenet5(form="paper")`` keeps ``lenet5``'s
-  defaults (ReLU); ``lenet5_paper()`` has the paper's (``lecun_tanh``).
+  S2 and S4 in the paper form. ``lenet5`` with ``form="paper"`` keeps
+  ``lenet5``'s activation (ReLU); ``lenet5_paper`` has the paper's (``lecun_tanh``).
 - ``downsample="stride"`` (modern form only; an ablation switch): C1 and C3
   stride 2 and S2 and S4 go, the "all-convolutional" alternative to pooling
   (Springenberg et al. 2015). With 5x5 kernels the map sizes stay those of
@@ -70,7 +70,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_number, make_activation, norm2d
+from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, make_activation, norm2d, variants
 
 
 FORMS = ("paper", "modern")
@@ -136,16 +136,8 @@ class TableConv2d(nn.Module):
 
 
 class LeNet5(nn.Module):
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        activation: ActivationArg = "relu",
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        image_size: int = 32,
-        downsample: str = "pool",
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
+                 image_size: int, downsample: str) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_number("image_size", image_size, "an integer >= 16 (LeNet-5's smallest input: 16x16 pixels)", lambda s: s >= 16, integer=True)
@@ -180,15 +172,8 @@ class LeNet5(nn.Module):
 class LeNet5Paper(nn.Module):
     """LeNet-5 as in section II.B of the paper (see the module docstring)."""
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        activation: ActivationArg = "lecun_tanh",
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        image_size: int = 32,
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
+                 image_size: int) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_number("image_size", image_size, "an integer >= 32 (the paper's LeNet-5's smallest input: 32x32 pixels)",
@@ -235,52 +220,34 @@ class LeNet5Paper(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet5(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    activation: ActivationArg = "relu",
-    batchnorm: bool = False,
-    dropout: float = 0.0,
-    stem: str = "cifar",
-    image_size: int = 32,
-    form: str = "modern",
-    downsample: str = "pool",
-) -> nn.Module:
-    """Modern LeNet-5 (LeCun et al. 1998): 61,706 parameters at 1x32x32, 10 classes.
-    form="paper" builds the paper's form (60,850 parameters) with these defaults."""
-    check_choice("form", form, FORMS)
+# name -> (form, activation): the row's defaults of ``form`` and ``activation``
+LENETS = {"lenet5": ("modern", "relu"), "lenet5_paper": ("paper", "lecun_tanh")}
+
+
+def lenet(name: str, *, num_classes: int = 10, in_channels: int = 1, activation: ActivationArg | None = None,
+          batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32, form: str | None = None,
+          downsample: str = "pool") -> nn.Module:
+    """LeNet-5 (LeCun et al. 1998): ``lenet5`` the modern form (61,706 parameters at 1x32x32, 10 classes),
+    ``lenet5_paper`` the paper's (60,850); ``form`` and ``activation`` None: the row's."""
+    row_form, row_activation = LENETS[name]
+    form = check_choice("form", row_form if form is None else form, FORMS)
+    activation = row_activation if activation is None else activation
     check_choice("downsample", downsample, DOWNSAMPLES)
     if stem != "cifar":
-        raise ValueError(f"LeNet-5 has no stem to choose: stem must be 'cifar', got {stem!r}")
+        raise ModelOptionError(f"LeNet-5 has no stem to choose: stem must be 'cifar', got {stem!r}")
     if form == "paper":
         if downsample != "pool":
-            raise ValueError(f"the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', got {downsample!r}")
+            raise ModelOptionError(f"the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', got {downsample!r}")
         return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                            image_size=image_size)
     return LeNet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
                   image_size=image_size, downsample=downsample)
 
 
-def lenet5_paper(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    activation: ActivationArg = "lecun_tanh",
-    batchnorm: bool = False,
-    dropout: float = 0.0,
-    stem: str = "cifar",
-    image_size: int = 32,
-    form: str = "paper",
-    downsample: str = "pool",
-) -> nn.Module:
-    """LeNet-5 as in the paper (C3 table, trainable subsampling, scaled tanh,
-    linear output)."""
-    return lenet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                  stem=stem, image_size=image_size, form=form, downsample=downsample)
-
+MODELS = variants(lenet, LENETS)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "lenet5_paper": (60_850, "LeCun et al. 1998: 60,000 trainable parameters up to F6, + 850 in the linear output", {}),
 }
 PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
-MODELS = {"lenet5": lenet5, "lenet5_paper": lenet5_paper}

@@ -41,7 +41,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import check_dropout, check_number, table_builder
+from .layers import ModelOptionError, check_dropout, check_number, variants
 
 
 class LinearClassifier(nn.Module):
@@ -88,44 +88,27 @@ class KernelSVM(nn.Module):
 
 def _check_linear(name: str, activation, batchnorm, stem) -> None:
     if activation != "identity":
-        raise ValueError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got {activation!r})")
+        raise ModelOptionError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got {activation!r})")
     if batchnorm:
-        raise ValueError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
+        raise ModelOptionError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
     if stem != "cifar":
-        raise ValueError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
+        raise ModelOptionError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
 
 
 PAPER_LOSSES = {"logreg": "cross_entropy", "ovr_logreg": "one_vs_rest", "linear_svm": "hinge"}  # name -> its paper's loss
 
 
-def _linear(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: str = "identity",
-            batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32) -> LinearClassifier:
-    """Read the table: the same linear map, fitted with the loss of ``name``'s paper."""
+def linear(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: str = "identity",
+           batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32) -> LinearClassifier:
+    """A linear classifier on flattened pixels, fitted with the loss of ``name``'s paper (PAPER_LOSSES)."""
     _check_linear(name, activation, batchnorm, stem)
     return LinearClassifier(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                             dropout=check_dropout(dropout), paper_loss=PAPER_LOSSES[name])
 
 
-def _doc(name: str) -> str:
-    return f"{name}: a linear classifier on flattened pixels, fitted with loss={PAPER_LOSSES[name]} (see module docstring)."
-
-
-logreg = table_builder("logreg", _linear, _doc("logreg"))
-ovr_logreg = table_builder("ovr_logreg", _linear, _doc("ovr_logreg"))
-linear_svm = table_builder("linear_svm", _linear, _doc("linear_svm"))
-
-
-def rff_svm(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    activation: str = "identity",
-    batchnorm: bool = False,
-    dropout: float = 0.0,
-    stem: str = "cifar",
-    image_size: int = 32,
-    features: int = 2048,
-    gamma: float | None = None,
-) -> KernelSVM:
+def rff_svm(*, num_classes: int = 10, in_channels: int = 3, activation: str = "identity", batchnorm: bool = False,
+            dropout: float = 0.0, stem: str = "cifar", image_size: int = 32, features: int = 2048,
+            gamma: float | None = None) -> KernelSVM:
     """An RBF-kernel SVM through D=``features`` random Fourier features (Rahimi & Recht 2007),
     fitted with loss=hinge. ``gamma`` null: 1 / (C*H*W), scikit-learn's "scale" for standardized inputs."""
     _check_linear("rff_svm", activation, batchnorm, stem)
@@ -137,5 +120,5 @@ def rff_svm(
                      dropout=check_dropout(dropout))
 
 
+MODELS = variants(linear, PAPER_LOSSES) | variants(rff_svm)
 PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}  # the zoo table (summarize.py table=zoo)
-MODELS = {"logreg": logreg, "ovr_logreg": ovr_logreg, "linear_svm": linear_svm, "rff_svm": rff_svm}

@@ -73,7 +73,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, norm2d, table_builder
+from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_stem, make_activation, norm2d, variants
 
 FORMS = ("paper", "torchvision")
 SHORTCUTS = ("A", "B")
@@ -85,7 +85,7 @@ class PadShortcut(nn.Module):
     channels filled with zeros: all after the input's (``"end"``), or half
     before and half after them (``"split"``). No parameters."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, padding: str = "end") -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, padding: str) -> None:
         super().__init__()
         self.extra, self.stride = out_channels - in_channels, stride  # option A only ever adds channels
         before = self.extra // 2 if padding == "split" else 0
@@ -97,7 +97,7 @@ class PadShortcut(nn.Module):
 
 
 def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, batchnorm: bool,
-                  padding: str = "end") -> nn.Module:
+                  padding: str) -> nn.Module:
     """Identity where the shape stays, else option A (zero-padding) or B (projection)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
@@ -119,9 +119,8 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B",
-                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper",
-                 shortcut_padding: str = "end") -> None:
+    def __init__(self, in_channels: int, width: int, stride: int, *, shortcut: str, activation: ActivationArg,
+                 batchnorm: bool, form: str, shortcut_padding: str) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride, 1, bias=not batchnorm)
         self.bn1 = norm2d(width, batchnorm)
@@ -147,9 +146,8 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B",
-                 activation: ActivationArg = "relu", batchnorm: bool = True, form: str = "paper",
-                 shortcut_padding: str = "end") -> None:
+    def __init__(self, in_channels: int, width: int, stride: int, *, shortcut: str, activation: ActivationArg,
+                 batchnorm: bool, form: str, shortcut_padding: str) -> None:
         super().__init__()
         out_channels = width * self.expansion
         stride1, stride3 = (stride, 1) if form == "paper" else (1, stride)
@@ -179,10 +177,9 @@ class ResNet(nn.Module):
     block of all but the first), average pool, dropout, linear. ``widths``: the
     blocks' inner widths; the stem has ``widths[0]`` channels."""
 
-    def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...], widths: tuple[int, ...],
-                 num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-                 batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-                 shortcut: str = "B", shortcut_padding: str = "end", zero_init_residual: bool = False) -> None:
+    def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...], widths: tuple[int, ...], *,
+                 num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
+                 stem: str, form: str, shortcut: str, shortcut_padding: str, zero_init_residual: bool) -> None:
         super().__init__()
         check_stem(stem)
         check_choice("form", form, FORMS)
@@ -199,7 +196,7 @@ class ResNet(nn.Module):
         for i, (depth, width) in enumerate(zip(depths, widths)):
             blocks = []
             for j in range(depth):
-                blocks.append(block(channels, width, stride=2 if i > 0 and j == 0 else 1, shortcut=shortcut,
+                blocks.append(block(channels, width, 2 if i > 0 and j == 0 else 1, shortcut=shortcut,
                                     activation=activation, batchnorm=batchnorm, form=form,
                                     shortcut_padding=shortcut_padding))
                 channels = width * block.expansion
@@ -235,53 +232,41 @@ class ResNet(nn.Module):
         return self.fc(self.dropout(x))
 
 
-# ImageNet ResNets, Table 1: name -> (block, blocks per stage); widths 64, 128, 256, 512.
-IMAGENET_WIDTHS = (64, 128, 256, 512)
-IMAGENET_CONFIGS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, ...]]] = {
+# Table 1 (ImageNet): name -> (block, blocks per stage); stage widths 64, 128, 256, 512.
+RESNETS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, ...]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
     "resnet101": (Bottleneck, (3, 4, 23, 3)),
     "resnet152": (Bottleneck, (3, 8, 36, 3)),
 }
-# CIFAR ResNets, section 4.2: name -> n (6n + 2 layers); basic blocks, widths 16, 32, 64.
-CIFAR_WIDTHS = (16, 32, 64)
-CIFAR_N: dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+# Section 4.2 (CIFAR): name -> n; three stages of n basic blocks, widths 16, 32, 64: 6n + 2 layers.
+CIFAR_RESNETS: dict[str, int] = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
 
-def _resnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-            batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
-            zero_init_residual: bool = False) -> ResNet:
-    """Read the ImageNet table for ``name``."""
-    block, depths = IMAGENET_CONFIGS[name]
-    return ResNet(block, depths, IMAGENET_WIDTHS, num_classes=num_classes, in_channels=in_channels, activation=activation,
-                  batchnorm=batchnorm, dropout=dropout, stem=stem, form=form, zero_init_residual=zero_init_residual)
+def resnet(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+           batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet", form: str = "paper",
+           zero_init_residual: bool = False) -> ResNet:
+    """An ImageNet ResNet of Table 1 (He et al. 2015), projection shortcuts (option B)."""
+    block, depths = RESNETS[name]
+    return ResNet(block, depths, (64, 128, 256, 512), num_classes=num_classes, in_channels=in_channels,
+                  activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, form=form, shortcut="B",
+                  shortcut_padding="end", zero_init_residual=zero_init_residual)
 
 
-def _cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
-                  batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
-                  shortcut_padding: str = "end", zero_init_residual: bool = False) -> ResNet:
-    """Read the CIFAR table for ``name``; the 3x3, 16-channel stem is fixed."""
+def cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: ActivationArg = "relu",
+                 batchnorm: bool = True, dropout: float = 0.0, stem: str = "cifar", shortcut: str = "A",
+                 shortcut_padding: str = "end", zero_init_residual: bool = False) -> ResNet:
+    """A CIFAR ResNet of section 4.2 (He et al. 2015), option A; its 3x3, 16-channel stem is fixed."""
     if stem != "cifar":
-        raise ValueError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be 'cifar', got {stem!r}")
-    n = CIFAR_N[name]
-    return ResNet(BasicBlock, (n, n, n), CIFAR_WIDTHS, num_classes=num_classes, in_channels=in_channels, activation=activation,
-                  batchnorm=batchnorm, dropout=dropout, stem=stem, shortcut=shortcut, shortcut_padding=shortcut_padding,
-                  zero_init_residual=zero_init_residual)
+        raise ModelOptionError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be 'cifar', got {stem!r}")
+    n = CIFAR_RESNETS[name]
+    return ResNet(BasicBlock, (n, n, n), (16, 32, 64), num_classes=num_classes, in_channels=in_channels,
+                  activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, form="paper",
+                  shortcut=shortcut, shortcut_padding=shortcut_padding, zero_init_residual=zero_init_residual)
 
 
-resnet18 = table_builder("resnet18", _resnet, "ResNet-18 (He et al. 2015), imagenet stem.")
-resnet34 = table_builder("resnet34", _resnet, "ResNet-34 (He et al. 2015), imagenet stem.")
-resnet50 = table_builder("resnet50", _resnet, "ResNet-50 (He et al. 2015), imagenet stem.")
-resnet101 = table_builder("resnet101", _resnet, "ResNet-101 (He et al. 2015), imagenet stem.")
-resnet152 = table_builder("resnet152", _resnet, "ResNet-152 (He et al. 2015), imagenet stem.")
-resnet20 = table_builder("resnet20", _cifar_resnet, "ResNet-20 for CIFAR (He et al. 2015, n = 3), option A.")
-resnet32 = table_builder("resnet32", _cifar_resnet, "ResNet-32 for CIFAR (He et al. 2015, n = 5), option A.")
-resnet44 = table_builder("resnet44", _cifar_resnet, "ResNet-44 for CIFAR (He et al. 2015, n = 7), option A.")
-resnet56 = table_builder("resnet56", _cifar_resnet, "ResNet-56 for CIFAR (He et al. 2015, n = 9), option A.")
-resnet110 = table_builder("resnet110", _cifar_resnet,
-                          "ResNet-110 for CIFAR (He et al. 2015, n = 18), option A.")
-
+MODELS = variants(resnet, RESNETS) | variants(cifar_resnet, CIFAR_RESNETS)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {
@@ -297,6 +282,3 @@ PARAMS = {
     "resnet110": (1_727_962, "He et al. 2015, Table 6: 1.7M", {}),
 }
 PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
-MODELS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
-          "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,
-          "resnet56": resnet56, "resnet110": resnet110}

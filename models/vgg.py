@@ -28,8 +28,8 @@ is no ``form`` option. Our state_dict keys, order and shapes equal
 torchvision's, and so do the parameter counts (``PARAMS`` at the end of this
 file). ``*_bn`` (batch norm postdates the paper; torchvision's addition) put a
 BatchNorm2d between each convolution and its activation; the convolutions keep
-their bias, as in torchvision. ``vgg16(batchnorm=True)`` builds the same network as
-``vgg16_bn()``: the names differ only in the default of ``batchnorm``.
+their bias, as in torchvision. ``vgg16`` with ``batchnorm=True`` builds the same
+network as ``vgg16_bn``: the names differ only in the default of ``batchnorm``.
 
 Departures from the paper, and why:
 - An adaptive average pool to 7x7 before the classifier (torchvision's; a
@@ -65,7 +65,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, table_builder
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
 
 WIDTHS = (64, 128, 256, 512, 512)  # channels of the five stages
 # Table 1: convolutions per stage of configurations A, B, D, E.
@@ -75,6 +75,9 @@ CONFIGS = {
     "D": (2, 2, 3, 3, 3),
     "E": (2, 2, 4, 4, 4),
 }
+# name -> (column of Table 1, batch norm): the paper's four, and torchvision's four with batch norm
+VGGS = {"vgg11": ("A", False), "vgg13": ("B", False), "vgg16": ("D", False), "vgg19": ("E", False),
+        "vgg11_bn": ("A", True), "vgg13_bn": ("B", True), "vgg16_bn": ("D", True), "vgg19_bn": ("E", True)}
 # stem -> (side of the map entering the classifier, hidden FC units)
 HEADS = {"imagenet": (7, 4096), "cifar": (1, 512)}
 # pool: the paper's 2x2 max-pool after each stage; stride: the stage's last 3x3 convolution
@@ -83,17 +86,8 @@ DOWNSAMPLES = ("pool", "stride")
 
 
 class VGG(nn.Module):
-    def __init__(
-        self,
-        depths: tuple[int, ...],
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        activation: ActivationArg = "relu",
-        batchnorm: bool = False,
-        dropout: float = 0.5,
-        stem: str = "imagenet",
-        downsample: str = "pool",
-    ) -> None:
+    def __init__(self, depths: tuple[int, ...], *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, stem: str, downsample: str) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_stem(stem)
@@ -140,25 +134,16 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
 
 
-COLUMNS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # name -> column of the paper's Table 1
+def vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+        batchnorm: bool | None = None, dropout: float = 0.5, stem: str = "imagenet", downsample: str = "pool") -> VGG:
+    """A VGG of Table 1 (Simonyan & Zisserman 2014); ``batchnorm=None``: the row's (on in the ``_bn`` rows)."""
+    column, row_batchnorm = VGGS[name]
+    return VGG(CONFIGS[column], num_classes=num_classes, in_channels=in_channels, activation=activation,
+               batchnorm=row_batchnorm if batchnorm is None else batchnorm, dropout=dropout, stem=stem,
+               downsample=downsample)
 
 
-def _vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
-         batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet", downsample: str = "pool") -> VGG:
-    """Read the paper's column for ``name``; the ``_bn`` rows are torchvision's, with batchnorm on by default."""
-    return VGG(CONFIGS[COLUMNS[name.removesuffix("_bn")]], num_classes=num_classes, in_channels=in_channels,
-               activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, downsample=downsample)
-
-
-vgg11 = table_builder("vgg11", _vgg, "VGG config A (Simonyan & Zisserman 2014).")
-vgg13 = table_builder("vgg13", _vgg, "VGG config B.")
-vgg16 = table_builder("vgg16", _vgg, "VGG config D.")
-vgg19 = table_builder("vgg19", _vgg, "VGG config E.")
-vgg11_bn = table_builder("vgg11_bn", _vgg, "VGG config A with batch norm (torchvision).", batchnorm=True)
-vgg13_bn = table_builder("vgg13_bn", _vgg, "VGG config B with batch norm.", batchnorm=True)
-vgg16_bn = table_builder("vgg16_bn", _vgg, "VGG config D with batch norm.", batchnorm=True)
-vgg19_bn = table_builder("vgg19_bn", _vgg, "VGG config E with batch norm.", batchnorm=True)
-
+MODELS = variants(vgg, VGGS)
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {
@@ -172,13 +157,3 @@ PARAMS = {
     "vgg19_bn": (143_678_248, "torchvision's docs (num_params)", {}),
 }
 PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
-MODELS = {
-    "vgg11": vgg11,
-    "vgg13": vgg13,
-    "vgg16": vgg16,
-    "vgg19": vgg19,
-    "vgg11_bn": vgg11_bn,
-    "vgg13_bn": vgg13_bn,
-    "vgg16_bn": vgg16_bn,
-    "vgg19_bn": vgg19_bn,
-}

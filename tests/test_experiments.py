@@ -15,10 +15,13 @@ import re
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
 from datamodules.transforms import AUGMENTATIONS, NORMALIZATIONS
 from helpers import ROOT, run_script
+from models.resnet import PadShortcut
 
 CONFIGS = ROOT / "configs"
 EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
@@ -121,7 +124,9 @@ def composed(name: str, *overrides: str):
 def test_resnet_cifar_paper_is_section_4_2():
     """He et al. 2015, section 4.2: SGD 0.9, wd 1e-4, batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k."""
     cfg = composed("resnet_cifar_paper")
-    assert cfg.model.name == "resnet20" and cfg.model.shortcut == "A" and cfg.model.dropout == 0
+    assert cfg.model.name == "resnet20"
+    net = instantiate(cfg.model, num_classes=10, in_channels=3)  # its nulls: the builder's, the paper's option A, no dropout
+    assert any(isinstance(m, PadShortcut) for m in net.modules()) and {m.p for m in net.modules() if isinstance(m, nn.Dropout)} == {0}
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.9 and not cfg.optimizer.get("nesterov", False)
     assert cfg.optimizer.weight_decay == 1e-4 and cfg.data.batch_size == 128 and cfg.data.val_size == 5000
     assert cfg.data.augment == "standard" and cfg.data.crop_padding == 4 and cfg.loss.label_smoothing == 0

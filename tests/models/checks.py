@@ -1,9 +1,26 @@
-"""Checks shared by the family tests: torchvision parity, and a model that trains."""
+"""Checks shared by the family tests: models on the meta device, torchvision parity, and a model that trains."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from models import create_model
+
+
+def meta(name: str, **options) -> nn.Module:
+    """The zoo model on the meta device: structure, counts and shapes, no memory and no arithmetic."""
+    with torch.device("meta"):
+        return create_model(name, **options)
+
+
+def torchvision_pair(name: str, device: str = "meta") -> tuple[nn.Module, nn.Module]:
+    """(ours in torchvision's form, torchvision's), for 224x224 images and 1000 classes, in eval mode."""
+    import torchvision
+
+    with torch.device(device):
+        return (create_model(name, num_classes=1000, stem="imagenet", form="torchvision").eval(),
+                getattr(torchvision.models, name)(num_classes=1000).eval())
 
 
 def assert_same_logits(ours: nn.Module, theirs: nn.Module, size: int = 64, seed: int = 1) -> None:

@@ -1,20 +1,17 @@
-"""LeNet-5: the modern form's count, the paper form's counts, C3's table, subsampling."""
+"""LeNet-5: the modern form's count, the paper form's counts, C3's table, subsampling, the rows'
+defaults. The switches of every model: tests/models/test_registry.py."""
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
+from checks import assert_trains
 from torch import nn
 
-from models import lenet as family
-from models.layers import ACTIVATIONS, LeCunTanh
-from models.lenet import C3_TABLE, LeNet5, LeNet5Paper, Subsampling, TableConv2d, lenet5, lenet5_paper
+from models.layers import LeCunTanh
+from models.lenet import C3_TABLE, MODELS, LeNet5, LeNet5Paper, Subsampling, TableConv2d
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+lenet5, lenet5_paper = MODELS["lenet5"], MODELS["lenet5_paper"]
 
 # Table I of the paper as printed: row = S2 map, column = C3 map 0..15.
 TABLE_I = """
@@ -31,14 +28,14 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_registry_and_signatures():
-    assert family.MODELS == {"lenet5": lenet5, "lenet5_paper": lenet5_paper}
-    expected = ["num_classes", "in_channels", "activation", "batchnorm", "dropout", "stem", "image_size", "form", "downsample"]
-    for builder, activation, form in ((lenet5, "relu", "modern"), (lenet5_paper, "lecun_tanh", "paper")):
-        params = inspect.signature(builder).parameters
-        assert list(params) == expected
-        defaults = [params[key].default for key in ("activation", "form", "batchnorm")]
-        assert defaults == [activation, form, False]
+def test_each_row_has_its_form_and_activation_and_takes_the_other():
+    assert list(MODELS) == ["lenet5", "lenet5_paper"]
+    modern, paper = lenet5(), lenet5_paper()
+    assert isinstance(modern, LeNet5) and any(isinstance(m, nn.ReLU) for m in modern.modules())
+    assert isinstance(paper, LeNet5Paper) and any(isinstance(m, LeCunTanh) for m in paper.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in [*modern.modules(), *paper.modules()])
+    assert isinstance(lenet5(form="paper"), LeNet5Paper) and any(isinstance(m, nn.ReLU) for m in lenet5(form="paper").modules())
+    assert isinstance(lenet5_paper(form="modern"), LeNet5)
 
 
 def test_modern_count_unchanged():
@@ -138,32 +135,13 @@ def test_batchnorm_switch():
 
 
 def test_errors():
-    for bad in ({"form": "torchvision"}, {"stem": "imagenet"}, {"dropout": 1.0}, {"image_size": 28}):
+    for bad in ({"form": "torchvision"}, {"stem": "imagenet"}, {"image_size": 28}, {"downsample": "stride"}):
         with pytest.raises(ValueError):
             lenet5_paper(**bad)
     lenet5(image_size=28)  # the modern form still takes 28x28
 
 
-def test_config_matches_builder_defaults():
-    cfg = OmegaConf.load(CONFIGS / "lenet5_paper.yaml")
-    assert cfg.name == "lenet5_paper"
-    defaults = inspect.signature(lenet5_paper).parameters
-    for key in cfg:
-        if key not in ("defaults", "name", "image_size"):  # image_size follows the data
-            assert defaults[key].default == cfg[key], key
-
-
-@pytest.mark.parametrize("form", ["modern", "paper"])
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("batchnorm", [False, True])
-@pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_forward_backward(form, activation, batchnorm, dropout):
-    options = dict(activation=activation, batchnorm=batchnorm, dropout=dropout, form=form)
-    model = lenet5(num_classes=10, in_channels=3, **options)
-    x = torch.randn(2, 3, 32, 32)
-    out = model.train()(x)
-    assert out.shape == (2, 10)
-    out.square().mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    with torch.no_grad():
-        assert model.eval()(x).shape == (2, 10)
+def test_paper_form_trains_with_its_own_layers():
+    """Real numbers through C3's table and the trainable subsampling (the registry's real-number test runs
+    the modern form), with batch norm and dropout on."""
+    assert_trains(lenet5_paper(num_classes=10, in_channels=3, batchnorm=True, dropout=0.5))

@@ -13,19 +13,22 @@ import textwrap
 from helpers import ROOT
 
 TOY = textwrap.dedent('''
-    """A toy family: average-pool to 4x4, then one linear layer."""
+    """A toy family: average-pool to width x width, then one linear layer."""
     from torch import nn
 
+    from .layers import variants
 
-    def toy(num_classes: int = 10, in_channels: int = 3, activation: str = "relu", batchnorm: bool = False,
+
+    def toy(*, num_classes: int = 10, in_channels: int = 3, activation: str = "relu", batchnorm: bool = False,
             dropout: float = 0.0, stem: str = "cifar", width: int = 4) -> nn.Module:
         return nn.Sequential(nn.AdaptiveAvgPool2d(width), nn.Flatten(), nn.Linear(in_channels * width * width, num_classes))
 
 
+    MODELS = variants(toy)
     PAPER = {"title": "A toy for the registry's test", "year": 2025}
-    MODELS = {"toy": toy}
 ''')
-TOY_YAML = "defaults:\n  - /_base/model@_here_\n  - _self_\n\nname: toy\nbatchnorm: false\nwidth: 2\n"
+# only what differs from the builder: the width; its other options are keys of the base (null: the builder's)
+TOY_YAML = "defaults:\n  - /_base/model@_here_\n  - _self_\n\nname: toy\nwidth: 2\n"
 LEFT_OUT = {".git", ".venv", "outputs", "multirun", "data", "weights"}  # at the top of the checkout only
 
 
