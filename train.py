@@ -28,7 +28,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
                              user_errors_as_lines)
@@ -57,6 +57,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     check_config(cfg)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
+    with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built
+        cfg.model.update({key: net.built_with.get(key) for key in cfg.model if cfg.model[key] is None and key in net.built_with})
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
         logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")

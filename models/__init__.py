@@ -142,4 +142,10 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
 
 
 def _build(builder: Callable[..., nn.Module], options: dict) -> nn.Module:
-    return builder(**{key: value for key, value in options.items() if value is not None})  # None: the default
+    """The network, with ``built_with``: every option's value as built (a default None stays None where it
+    follows another option: GoogLeNet's batchnorm follows its form), what a run records of its model."""
+    given = {key: value for key, value in options.items() if value is not None}  # None: the default
+    net = builder(**given)
+    defaults = {key: p.default for key, p in inspect.signature(builder).parameters.items() if p.default is not p.empty}
+    net.built_with = {**defaults, **given}
+    return net

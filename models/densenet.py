@@ -217,7 +217,8 @@ def cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, ac
                     dropout=dropout, stem=stem, growth_rate=growth_rate, compression=compression, form=form)
 
 
-MODELS = variants(densenet, DENSENETS) | variants(cifar_densenet, CIFAR_DENSENETS)
+MODELS = (variants(densenet, DENSENETS, lambda name: {"growth_rate": DENSENETS[name][0]})
+          | variants(cifar_densenet, CIFAR_DENSENETS, lambda name: {"growth_rate": CIFAR_DENSENETS[name][0]}))
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {

@@ -279,7 +279,7 @@ def published(name: str, *, num_classes: int = 1000, in_channels: int = 3, activ
                         stem=stem, stochastic_depth=stochastic_depth, bn_eps_momentum=bn)
 
 
-MODELS = variants(efficientnet) | variants(published, SCALING)
+MODELS = variants(efficientnet) | variants(published, SCALING, lambda name: {"dropout": SCALING[name][3]})
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {name: (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})

@@ -117,14 +117,16 @@ def check_choice(name: str, value: object, valid: tuple) -> object:
     return value
 
 
-def variants(build: Callable[..., nn.Module], table: Iterable[str] | None = None) -> dict[str, Callable[..., nn.Module]]:
+def variants(build: Callable[..., nn.Module], table: Iterable[str] | None = None,
+             row: Callable[[str], dict] | None = None) -> dict[str, Callable[..., nn.Module]]:
     """A family's entries of the name -> builder table (``MODELS``), each name written once: one per
     name of ``table``, ``build`` with that name filled in (``build(name, **options)`` reads its row), or,
     without a table, ``build`` itself under its function's name. Options and their defaults are
-    ``build``'s keywords, stated there only."""
+    ``build``'s keywords, stated there only; ``row(name)``: the options a row sets otherwise (a ``_bn``
+    row's batchnorm), bound as that entry's keyword defaults, so that its signature states every default."""
     if table is None:
         return {build.__name__: build}
-    return {name: functools.partial(build, name) for name in table}
+    return {name: functools.partial(build, name, **(row(name) if row else {})) for name in table}
 
 
 class ConvNormAct(nn.Sequential):

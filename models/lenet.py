@@ -244,7 +244,7 @@ def lenet(name: str, *, num_classes: int = 10, in_channels: int = 1, activation:
                   image_size=image_size, downsample=downsample)
 
 
-MODELS = variants(lenet, LENETS)
+MODELS = variants(lenet, LENETS, lambda name: dict(zip(("form", "activation"), LENETS[name])))
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {

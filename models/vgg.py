@@ -143,7 +143,7 @@ def vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation:
                downsample=downsample)
 
 
-MODELS = variants(vgg, VGGS)
+MODELS = variants(vgg, VGGS, lambda name: {"batchnorm": VGGS[name][1]})
 
 # name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
 PARAMS = {

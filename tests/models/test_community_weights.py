@@ -63,6 +63,7 @@ def test_one_line_says_what_was_recognised(capsys):
     assert len(lines) == 1
     assert "akamaster/pytorch_resnet_cifar10" in lines[0] and "shortcut_padding='split'" in lines[0]
     assert "data.normalize=imagenet" in lines[0]
+    assert create_model("resnet20", weights=str(REFERENCE / FILES["resnet20"])).built_with["shortcut_padding"] == "split"
 
 
 def test_torch_hub_loads_a_community_checkpoint(reference):

@@ -273,6 +273,19 @@ def test_null_means_the_builders_default():
         assert isinstance(create_model("vgg11_bn", batchnorm=None).features[1], nn.BatchNorm2d)  # the row's batchnorm
 
 
+def test_a_model_says_every_option_it_was_built_with_so_runs_record_values_not_nulls():
+    """Configs say null; what a run records (HPARAMS, the checkpoint's config, a weights card) is read
+    from ``built_with``: the builder's default, a table row's own (vgg11_bn's batchnorm), or what was given."""
+    with torch.device("meta"):
+        assert create_model("resnet20").built_with | {"num_classes": 10} == create_model("resnet20", num_classes=10).built_with
+        assert create_model("resnet20", dropout=None).built_with["dropout"] == 0.0
+        assert create_model("vgg11_bn").built_with["batchnorm"] is True and create_model("vgg11").built_with["batchnorm"] is False
+        assert create_model("lenet5_paper").built_with["form"] == "paper" and create_model("lenet5").built_with["form"] == "modern"
+        assert create_model("densenet161").built_with["growth_rate"] == 48
+        assert create_model("efficientnet_b2").built_with["dropout"] == 0.3
+        assert create_model("vgg11_bn", batchnorm=False).built_with["batchnorm"] is False
+
+
 def test_unknown_names_and_options_get_one_line_with_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown model 'resnet999'; valid: .*lenet5") as error:
         create_model("resnet999")
