@@ -45,8 +45,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import check_benchmark
-from training.files import write_text
-from training.hardware import cpu, cpu_has_amx_bf16
+from core.files import write_text
+from core.hardware import cpu, cpu_has_amx_bf16
 
 if TYPE_CHECKING:  # annotations only
     from torch import nn

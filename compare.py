@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from reporting.comparison import (NUMBERS, OUTPUTS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                   sort_rows, write_csv)
-from training.files import refuse_link, write_text
+from core.files import refuse_link, write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

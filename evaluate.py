@@ -104,8 +104,8 @@ def evaluate(cfg: DictConfig) -> dict:
     from cli.weights import export
     from models.weights import read_card
     from training.checkpoints import run_dir_of
-    from training.files import save_figure
-    from training.plots import confusion_matrix_figure, confusion_matrix_text
+    from core.files import save_figure
+    from core.figures import confusion_matrix_figure, confusion_matrix_text
     from training.progress import metrics_table
 
     path, datamodule, module, trainer = build(cfg)

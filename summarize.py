@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import MAX_IMAGE_SIZE
-from training.files import save_figure, write_text
+from core.files import save_figure, write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -85,7 +85,7 @@ def build(cfg: DictConfig):
 def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
     """receptive_field_image.png: the first test image of ``data`` with the region the central
     unit of ``rf_layer`` (default: the last feature map) sees. The data set is loaded for this."""
-    from training.features import receptive_field_figure
+    from core.figures import receptive_field_figure
     from training.diagnostics import unnormalize
 
     name = cfg.rf_layer or totals.last_map

@@ -89,7 +89,7 @@ def train(cfg: DictConfig) -> float | None:
 
     from analysis.introspection import count_parameters_and_macs
     from training.callbacks import DivergenceError
-    from training.files import WriteError
+    from core.files import WriteError
     from training.performance import precision_line
     from training.progress import metrics_table, model_line
 

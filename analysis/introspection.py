@@ -78,6 +78,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from core.formatting import human
+
 Pair = tuple[int, int]
 
 
@@ -531,13 +533,6 @@ def smallest_input_size(model: nn.Module, in_channels: int, start: int = 1, limi
 # --- output: table, csv, json, markdown ---------------------------------------------------------
 FORMATS = ("table", "csv", "json", "markdown")
 COLUMNS = ("layer", "type", "output", "params", "N*F*F*D+N", "MACs", "RF", "jump", "(W-F+2P)/S+1")
-
-
-def human(n: float) -> str:
-    for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {suffix}"
-    return f"{n:g}"
 
 
 def _pair_text(p: Pair | None) -> str:

@@ -3,9 +3,9 @@ before anything is built, and one-line errors instead of tracebacks.
 
 A user's mistake (an unknown key or option, a bad value, a missing data set,
 a checkpoint or run dir that names code) gets one line on stderr naming the
-bad value and what would be valid, and exit status 2. Only ``UserError``
-(raised deliberately for bad input), the two option errors of the rooms that
-cannot import it (``models.ModelOptionError``, ``datamodules.DataError``) and
+bad value and what would be valid, and exit status 2. Only an exception whose
+``user_error`` attribute is true (``core.errors.UserError`` and its subclasses such as
+``datamodules.DataError``; ``models.ModelOptionError``, models/ being standalone) and
 a few library errors translated where they are raised (Hydra's composition
 errors for an unknown key, Lightning's for a Trainer it cannot build) are
 turned into that line: every other exception, a ``ValueError`` from a bug
@@ -27,14 +27,12 @@ from typing import Callable
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from training.errors import UserError
+from core.errors import UserError
 
 from .resolvers import register_resolvers, remove_empty_run_dirs
 from .rundir import check_run_dir_arguments
 
 
-# the user errors of rooms that may not import this one: (module, class), looked up only once imported
-OTHER_ROOMS = (("models", "ModelOptionError"), ("datamodules.transforms", "DataError"))
 # flags after which the command line is left to Hydra alone (help, printing the config, shell completion)
 HYDRA_FLAGS = ("-m", "--multirun")
 
@@ -52,9 +50,8 @@ def unwrap(error: BaseException) -> BaseException:
 
 
 def is_user_error(error: BaseException) -> bool:
-    kinds = [UserError] + [getattr(sys.modules[module], name) for module, name in OTHER_ROOMS
-                           if module in sys.modules and hasattr(sys.modules[module], name)]
-    return isinstance(unwrap(error), tuple(kinds))
+    """Bad input, raised on purpose: an exception whose class says ``user_error = True``."""
+    return getattr(unwrap(error), "user_error", False) is True
 
 
 def message(error: BaseException) -> str:

@@ -27,7 +27,7 @@ import os
 import warnings
 from pathlib import Path
 
-from training.errors import UserError
+from core.errors import UserError
 
 _held: dict[tuple[str, int], tuple[int, object]] = {}  # (lock dir, devices) -> (device, open lock file)
 

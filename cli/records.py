@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reporting.manifest import manifest
 
-from training.files import write_json, write_text
+from core.files import write_json, write_text
 
 # TensorBoard's HPARAMS tab: the option chosen in each group below, these knobs and every key the run overrides
 HPARAMS = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "data.augment",

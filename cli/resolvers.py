@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from training.errors import UserError
-from training.files import safe_name
+from core.errors import UserError
+from core.files import safe_name
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 

@@ -2,7 +2,7 @@
 
 - ``check_run_dir``: the run dir is a folder (or can be made one) on a writable file system;
 - ``claim_run_dir``: that, no symbolic link anywhere inside it (no write may follow one), and one
-  process per run dir (``training.files.hold_run_dir``), taken once the command passed every check,
+  process per run dir (``core.files.hold_run_dir``), taken once the command passed every check,
   so a refused command writes nothing into an existing run dir;
 - ``check_run_dir_arguments``: ``hydra.run.dir=`` on the command line, checked before Hydra creates
   it (Hydra's own failure there is a traceback).
@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from training.errors import UserError
-from training.files import hold_run_dir, refuse_links_inside
+from core.errors import UserError
+from core.files import hold_run_dir, refuse_links_inside
 
 
 def check_run_dir(folder: str | Path, what: str = "run dir") -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from training.errors import UserError
+from core.errors import UserError
 from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

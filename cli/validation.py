@@ -17,7 +17,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from training.errors import UserError
+from core.errors import UserError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 MAX_IMAGE_SIZE = 1024  # pixels a side: above it one feature map of a CIFAR-stem network alone needs gigabytes

@@ -35,7 +35,7 @@ from datamodules.torchvision_sets import DATASETS
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from training.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
+from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 
 from .trust import build_datamodule, model_spec, stored_config
 from .validation import MAX_IMAGE_SIZE

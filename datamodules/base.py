@@ -37,8 +37,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from core.errors import check_choice
+
 from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
-from .transforms import AUGMENTATIONS, DataError, NORMALIZATIONS, build_transforms, channel_stats, check_choice
+from .transforms import AUGMENTATIONS, DataError, NORMALIZATIONS, build_transforms, channel_stats
 
 PIPELINES = ("auto", "tensor", "torchvision")
 log = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
+from core.errors import UserError, check_choice
+
 AUGMENTATIONS = ("none", "crop", "standard", "autoaugment", "randaugment", "cutout")
 NORMALIZATIONS = ("standardize", "minmax", "robust", "none", "imagenet")
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # torchvision's ImageNet statistics
@@ -38,15 +40,9 @@ class Cutout(torch.nn.Module):
         return image
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad data or a bad data option (a missing folder, an unreadable image, a value out of range):
     the user's to fix, reported by the entry points as one line. Raised deliberately, never by a bug."""
-
-
-def check_choice(key: str, value: str, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise DataError(f"{key}={value!r} is not valid; valid: {', '.join(valid)}")
-    return value
 
 
 def channel_stats(images: torch.Tensor, normalize: str) -> tuple[list[float], list[float]]:

@@ -39,7 +39,7 @@ from torch import nn
 from training.module import ImageClassifier
 from training.performance import PerformanceSwitches
 
-from .tables import markdown_table
+from core.formatting import markdown_table
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
 ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")  # how this process allocates memory: a report names it
@@ -432,7 +432,7 @@ def packing(build: Callable[[], nn.Module], settings, device: torch.device, ks: 
     import multiprocessing
     import queue as queues
 
-    from training.hardware import usable_cores
+    from core.hardware import usable_cores
 
     context = multiprocessing.get_context("spawn")
     rows = []

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from reporting.comparison import find_runs
-from training.files import refuse_link, save_figure, write_json, write_text
+from core.files import refuse_link, save_figure, write_json, write_text
 
 
 def value_of(run: dict, key: str) -> str | None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from training.files import save_figure, write_text
+from core.files import save_figure, write_text
 
-from .tables import human, markdown_table
+from core.formatting import human, markdown_table
 
 # table column: metrics.json key written by train.py
 NUMBERS = {"params": "params", "macs": "macs", "val_acc_best": "val/acc_best", "val_loss": "val/loss",

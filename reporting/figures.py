@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.introspection import depth_profile
-from training.files import save_figure
+from core.files import save_figure
 
 
 def receptive_field_profile(rows, totals, path: Path, title: str) -> None:

@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from training.hardware import cpu_has_bf16, cpu_model, usable_cores  # noqa: F401 (cpu_model, usable_cores: this module's API too)
+from core.hardware import cpu_has_bf16, cpu_model, usable_cores  # noqa: F401 (cpu_model, usable_cores: this module's API too)
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")

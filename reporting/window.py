@@ -31,7 +31,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from training.files import write_json, write_text
+from core.files import write_json, write_text
 
 from .benchmarking import best_k
 from .peer import PUBLISHED
@@ -125,7 +125,7 @@ class Window:
 
     def data(self) -> dict:
         from datamodules import ImageFolderDataModule
-        from training.hardware import usable_cores
+        from core.hardware import usable_cores
 
         from .peer import write_airbench_data
 
@@ -206,7 +206,7 @@ class Window:
         return (k, "benchmark (f): the fewest runs at once within 5 % of the best images/s") if k else (4, "no packing result: 4")
 
     def zoo(self) -> dict:
-        from training.hardware import usable_cores
+        from core.hardware import usable_cores
 
         z, cuda = self.cfg["zoo"], self.cfg["device"] == "cuda"
         k, why = self.runs_per_gpu()
@@ -263,7 +263,7 @@ def machine(device: str) -> dict:
     import lightning as L
     import torch
 
-    from training.hardware import cpu
+    from core.hardware import cpu
 
     from .benchmarking import gpu
 

@@ -12,22 +12,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("models", "datamodules", "training", "analysis", "reporting", "cli")
+ROOMS = ("core", "models", "datamodules", "training", "analysis", "reporting", "cli")
 # room -> (what its modules may import at the top, what they may import only inside a function);
 # the standard library is allowed everywhere. From DESIGN.md's table of rooms.
 RULES = {
+    # the ground floor: the standard library; torch and matplotlib only inside the helper that needs them
+    "core": ({"core"}, {"torch", "matplotlib"}),
     # torchvision: only to fetch its ImageNet weights when asked (models/weights.py)
     "models": ({"torch", "models"}, {"torchvision"}),
     # scikit-learn: only for its digits data set
-    "datamodules": ({"torch", "torchvision", "lightning", "numpy", "PIL", "datamodules"}, {"sklearn"}),
+    "datamodules": ({"torch", "torchvision", "lightning", "numpy", "PIL", "core", "datamodules"}, {"sklearn"}),
     # matplotlib: drawn lazily, never a backend switch
-    "training": ({"torch", "lightning", "torchmetrics", "numpy", "models", "training"}, {"matplotlib"}),
-    "analysis": ({"torch", "models", "analysis"}, set()),
+    "training": ({"torch", "lightning", "torchmetrics", "numpy", "core", "models", "training"}, {"matplotlib"}),
+    "analysis": ({"torch", "core", "models", "analysis"}, set()),
     "reporting": ({"torch", "lightning", "numpy", "yaml", "matplotlib", "tensorboard",
-                   "models", "datamodules", "training", "analysis", "reporting"}, set()),
+                   "core", "models", "datamodules", "training", "analysis", "reporting"}, set()),
     # torch and Lightning only once the command line is checked: `train.py --help` starts in a second;
     # tensorboard's protos only where a run writes its HPARAMS session (cli/records.py)
-    "cli": ({"hydra", "omegaconf", "yaml", "models", "datamodules", "training", "analysis", "reporting", "cli"},
+    "cli": ({"hydra", "omegaconf", "yaml", "core", "models", "datamodules", "training", "analysis", "reporting", "cli"},
             {"torch", "lightning", "tensorboard"}),
 }
 

@@ -17,7 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path):
     written = tmp_path / "reports" / "cpu.md"  # report=: the markdown where asked, the JSON beside it
-    from training.hardware import cpu_has_amx_bf16
+    from core.hardware import cpu_has_amx_bf16
 
     # models= with quick=true: the command line's models (in its order), quick's protocol
     result = run_script("benchmark.py", *SMALL, "models=[resnet20,lenet5]", f"report={written}",
@@ -89,7 +89,7 @@ def test_quick_keeps_what_the_command_line_sets(monkeypatch):
     (False, [("fp32 eager", "32-true", False)]),  # avx512_bf16 alone or none: bf16 does not pay
 ])
 def test_a_cpu_with_amx_adds_a_bf16_channels_last_variant(amx, expected, monkeypatch):
-    monkeypatch.setattr("training.hardware.cpu_flags", lambda: {"avx512_bf16", "amx_bf16"} if amx else {"avx512_bf16"})
+    monkeypatch.setattr("core.hardware.cpu_flags", lambda: {"avx512_bf16", "amx_bf16"} if amx else {"avx512_bf16"})
     s = benchmark_settings("device=cpu", amx=amx, monkeypatch=monkeypatch)
     assert [(v["name"], v["precision"], v["channels_last"]) for v in s.variants] == expected
 

@@ -107,7 +107,7 @@ def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
     """A letter O for a zero was answered with resnet32 (difflib's nearest by characters)."""
     from cli.commandline import check_overrides
     from helpers import ROOT
-    from training.errors import UserError
+    from core.errors import UserError
 
     with pytest.raises(UserError, match=rf"\(did you mean {meant}\?\)"):
         check_overrides([f"model={typed}"], ROOT / "configs")

@@ -13,7 +13,7 @@ import yaml
 
 import compare
 from helpers import run_script
-from training.errors import UserError
+from core.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -84,7 +84,7 @@ def test_the_console_is_quiet_and_ends_with_a_rounded_table_and_the_run_dir(swee
     out = result.stdout + result.stderr
     for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "┃", "final metrics:", "Restoring states"):
         assert noise not in out, noise
-    assert "model lenet5: 61.7 K parameters, 416.5 K MACs per 1x32x32 image" in result.stdout
+    assert "model lenet5: 61.7 k parameters, 416.5 k MACs per 1x32x32 image" in result.stdout
     lines = result.stdout.splitlines()
     assert lines[-1] == f"run dir: {sweep_dir / 'optimizer=adam'}"
     header, val, test = lines[-4:-1]
@@ -171,7 +171,7 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
 
 
 def test_confusion_matrix_figure_is_titled_and_readable_at_tensorboards_size():
-    from training.plots import confusion_matrix_figure
+    from core.figures import confusion_matrix_figure
 
     figure = confusion_matrix_figure([[5] * 10] * 10, [str(i) for i in range(10)], title="lenet5 on digits (test)")
     axes = figure.axes[0]

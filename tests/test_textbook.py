@@ -251,7 +251,7 @@ def test_batchnorm_trains_at_an_lr_where_the_plain_network_fails(tmp_path):
 
 
 def test_the_receptive_field_box_is_the_units_input_region():
-    from training.features import receptive_field_figure
+    from core.figures import receptive_field_figure
 
     rows, _ = summarize(create_model("lenet5"), (1, 32, 32))
     row = next(r for r in rows if r.name == "features.6")  # C3 after its ReLU: 10x10 units, RF 14, jump 2

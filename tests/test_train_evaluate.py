@@ -23,7 +23,7 @@ def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
 def test_the_model_line_counts_the_same_cost_as_metrics_json(digits_run):
     run_dir, result = digits_run
     written = json.loads((run_dir / "metrics.json").read_text())  # LeNet-5 at 32x32: 61,706 parameters, 416,520 MACs
-    line = f"model lenet5: {written['params'] / 1e3:.1f} K parameters, {written['macs'] / 1e3:.1f} K MACs per 1x32x32 image"
+    line = f"model lenet5: {written['params'] / 1e3:.1f} k parameters, {written['macs'] / 1e3:.1f} k MACs per 1x32x32 image"
     assert line in result.stdout.splitlines()
     assert "Total FLOPs" not in result.stdout  # Lightning's table only with verbose=true
 

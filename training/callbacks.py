@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from .errors import check_number
+from core.errors import check_number
 
 
 class DivergenceError(RuntimeError):

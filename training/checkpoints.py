@@ -8,7 +8,7 @@ checkpoints store their configuration as plain dicts, so they pass.
 Lightning writes, reads back and deletes checkpoints through its
 ``CheckpointIO``; ``RunCheckpointIO`` is that for one run's checkpoint dir:
 every save is atomic on the checkpoint dir's own file system
-(``training/files.py``), a delete touches only a plain file inside that dir,
+(``core/files.py``), a delete touches only a plain file inside that dir,
 and a loaded checkpoint's ``ModelCheckpoint`` state (``best_model_path``,
 ``kth_best_model_path``, ``last_model_path``, ``best_k_models``, ``dirpath``)
 is checked before Lightning sees it: a state naming any path outside the
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from .errors import UserError
-from .files import atomic_write, refuse_links_inside
+from core.errors import UserError
+from core.files import atomic_write, refuse_links_inside
 
 log = logging.getLogger(__name__)
 PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path")

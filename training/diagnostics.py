@@ -48,8 +48,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from models.layers import ACTIVATIONS
 
-from .errors import check_number
-from .plots import confusion_matrix_figure
+from core.errors import check_number
+from core.figures import confusion_matrix_figure
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
@@ -442,7 +442,7 @@ class ValConfusionMatrix(L.Callback):
     TensorBoard's Images tab shows which classes the model separates first
     and which pairs it keeps confusing (CIFAR-10's cat and dog). Counted with
     torchmetrics from the logits and targets that ``ImageClassifier.validation_step``
-    returns; drawn by ``training.plots.confusion_matrix_figure``.
+    returns; drawn by ``core.figures.confusion_matrix_figure``.
     """
 
     def __init__(self) -> None:

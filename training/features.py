@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
-from .errors import UserError
-from .files import save_figure
+from core.errors import UserError
+from core.files import save_figure
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:
@@ -176,11 +176,11 @@ def round_robin(targets: torch.Tensor, chosen: torch.Tensor, count: int) -> list
 
 def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, shift=None, scale=None,
                    classes: list[str] | None = None, model: str = "model", count: int = 8) -> dict:
-    """The report figures (training/plots.py), titled, labelled and at least 800 pixels wide, by file name:
+    """The report figures (core/figures.py), titled, labelled and at least 800 pixels wide, by file name:
     filters.png (the first convolution's filters), feature_maps.png (the first image through each stage,
     fine to coarse) and grad_cam_correct.png, grad_cam_misclassified.png (up to ``count`` images each, one
     class after another, "true → predicted"). ``images`` should hold every class (``class_sample``)."""
-    from .plots import feature_maps_figure, filters_figure, grad_cam_figure
+    from core.figures import feature_maps_figure, filters_figure, grad_cam_figure
 
     names = [str(c) for c in classes] if classes else [str(i) for i in range(int(targets.max()) + 1)]
     images = images.to(next(net.parameters()).device)
@@ -232,33 +232,6 @@ def write_pngs(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, outp
         written.append(Path(output_dir) / name)
         save_figure(figure, written[-1], dpi=100)  # atomically, never through a link
     return written
-
-
-def receptive_field_figure(image: torch.Tensor, row, title: str):
-    """A matplotlib figure: ``image`` (C, H, W) in [0, 1] with the input region that the central
-    unit of ``row``'s output sees (a ``analysis.introspection.LayerRow``), clipped to the image,
-    and the unit's own footprint (jump x jump). Returns (figure, unit, (rows, cols))."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    height, width = image.shape[-2:]
-    unit = (row.output_shape[-2] // 2, row.output_shape[-1] // 2)
-    (top, bottom), (left, right) = row.rf_interval(unit, (height, width))
-    figure = Figure(figsize=(5, 5.4))
-    axes = figure.add_subplot()
-    shown = image.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
-    axes.imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
-    axes.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, edgecolor="red",
-                             linewidth=2, label=f"receptive field: {row.rf[0]}x{row.rf[1]} (clipped to the image)"))
-    centre = (row.rf_start[0] + unit[0] * row.jump[0] + (row.rf[0] - row.jump[0]) / 2,
-              row.rf_start[1] + unit[1] * row.jump[1] + (row.rf[1] - row.jump[1]) / 2)
-    axes.add_patch(Rectangle((centre[1] - 0.5, centre[0] - 0.5), row.jump[1], row.jump[0], fill=False,
-                             edgecolor="yellow", linewidth=1.5, label=f"the unit's step: jump {row.jump[0]}"))
-    axes.set_title(title, fontsize=9)
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8)
-    axes.set_xticks([]), axes.set_yticks([])
-    figure.tight_layout()
-    return figure, unit, ((top, bottom), (left, right))
 
 
 # callbacks -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 
-from .files import write_text
+from core.files import write_text
 
 
 def tensorboard_tag(name: str) -> str:

@@ -29,7 +29,7 @@ from torchmetrics.classification import (
 )
 
 from .callbacks import steps_planned
-from .errors import UserError
+from core.errors import UserError
 from .schedulers import complete
 
 

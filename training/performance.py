@@ -58,10 +58,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from . import hardware
+from core import hardware
 from .callbacks import steps_planned
-from .errors import UserError
-from .hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
+from core.errors import UserError
+from core.hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 CPU_CONV_PRECISIONS = (None, "ieee", "bf16")

@@ -22,6 +22,8 @@ import warnings
 
 import lightning as L
 
+from core.formatting import human
+
 log = logging.getLogger("train")
 
 
@@ -60,17 +62,9 @@ def quiet(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 
-def count(value: float) -> str:
-    """61706 -> 61.7 K, 416520 -> 416.5 K, 11.2e6 -> 11.2 M."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:g}"
-
-
 def model_line(name: str, params: int, macs: int, shape: tuple[int, ...]) -> str:
     """The one-line model summary printed instead of Lightning's table (``summarize.py`` has the rest)."""
-    return f"model {name}: {count(params)} parameters, {count(macs)} MACs per {'x'.join(map(str, shape))} image"
+    return f"model {name}: {human(params)} parameters, {human(macs)} MACs per {'x'.join(map(str, shape))} image"
 
 
 SHOWN = ("acc", "loss", "acc_best", "acc_top5", "f1_macro")

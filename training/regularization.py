@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError, check_number
+from core.errors import UserError, check_number
 
 KINDS = ("none", "l1", "l2", "elastic_net")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)

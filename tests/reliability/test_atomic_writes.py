@@ -90,7 +90,7 @@ def test_a_checkpoint_is_written_in_its_own_folder_whatever_tmpdir_is(tiny_run, 
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from training.files import atomic_write
+from core.files import atomic_write
 
 def half_then_killed(handle):
     handle.write(b"new" * 100000)

@@ -95,7 +95,7 @@ def test_a_command_that_fails_its_checks_writes_nothing_into_an_earlier_run(bad,
 def test_a_second_process_into_a_run_dir_in_use_gets_one_line(tiny_run, tmp_path, capsys):
     """Item 7: two runs given the same hydra.run.dir interleaved in it without a word."""
     run = copy_run(tiny_run[0], tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from training.files import hold_run_dir; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from core.files import hold_run_dir; "
                                f"hold_run_dir({str(run)!r}); print('held', flush=True); sys.stdin.read()"],
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -124,7 +124,7 @@ def test_a_run_that_ends_between_reads_is_still_checked():
 
 
 def test_every_n_steps_must_be_a_positive_integer():
-    from training.errors import UserError
+    from core.errors import UserError
 
     for bad in (0, -1, 2.5, True):
         with pytest.raises(UserError, match="every_n_steps must be null or a positive integer"):

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from inprocess import copy_run, digest, one_line, run_entry
-from training.files import LinkRefused, atomic_write, write_text
+from core.files import LinkRefused, atomic_write, write_text
 
 
 @pytest.mark.parametrize("name", ["train.log", "metrics.json", "manifest.json", ".hydra/config.yaml", "checkpoints"])

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import create_model
 from training.module import ImageClassifier
 from reporting.benchmarking import MemoryPeak
-from training.hardware import cpu_has_bf16
+from core.hardware import cpu_has_bf16
 from training.performance import PerformanceSwitches, check_precision, default_threads, precision_line, usable_precision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -230,7 +230,7 @@ def test_train_py_refuses_bf16_on_a_cpu_without_bf16_in_one_line(tmp_path):
 
     from helpers import ROOT
 
-    fake_cpu = ("import sys, runpy, training.hardware as h; h.cpu_flags = lambda: {'fma', 'avx2'}; "
+    fake_cpu = ("import sys, runpy, core.hardware as h; h.cpu_flags = lambda: {'fma', 'avx2'}; "
                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", fake_cpu, str(ROOT / "train.py"), "experiment=smoke", "trainer=cpu",
                              "trainer.precision=bf16-mixed", f"hydra.run.dir={tmp_path}"],
@@ -257,7 +257,7 @@ AMX = AVX512_BF16_ONLY | {"amx_tile", "amx_bf16"}  # Sapphire Rapids and later
 def cpu_kind(monkeypatch):
     """Make this machine a CPU with the given flags and no GPU."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    return lambda flags: monkeypatch.setattr("training.hardware.cpu_flags", lambda: set(flags))
+    return lambda flags: monkeypatch.setattr("core.hardware.cpu_flags", lambda: set(flags))
 
 
 @pytest.mark.parametrize("accelerator", ["cpu", "auto"])
@@ -305,7 +305,7 @@ def test_train_py_prints_the_precision_auto_chose_first_and_records_it(tmp_path)
 
     from helpers import ROOT
 
-    fake_cpu = (f"import sys, runpy, training.hardware as h; h.cpu_flags = lambda: set({sorted(AMX)!r}); "
+    fake_cpu = (f"import sys, runpy, core.hardware as h; h.cpu_flags = lambda: set({sorted(AMX)!r}); "
                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", fake_cpu, str(ROOT / "train.py"), "experiment=smoke", "trainer=cpu",
                              "trainer.precision=auto", "trainer.max_epochs=1", "trainer.limit_train_batches=2",

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from cli.commandline import instantiate_trainer
 from models import create_model
 from training.callbacks import StopAtStep, steps_planned
-from training.errors import UserError
+from core.errors import UserError
 from training.module import ImageClassifier
 
 

@@ -1,5 +1,5 @@
 """``UserError``: bad input, raised deliberately and reported as one line;
-``check_number``: the one range check of a numeric option, in one message shape.
+``check_number`` and ``check_choice``: the one range check and the one choice check, each in one message shape.
 
 Dependency-free, so that every module of ``training/`` can raise it. The
 entry points (cli/commandline.py) turn it into ``error: ...`` and exit 2;
@@ -12,7 +12,11 @@ from typing import Callable
 
 class UserError(ValueError):
     """Bad input, reported as one line (exit 2). A ``ValueError`` so that callers
-    catching ``ValueError`` still do; being a ``ValueError`` is not enough to be reported so."""
+    catching ``ValueError`` still do; being a ``ValueError`` is not enough to be reported so:
+    the entry points report any exception whose ``user_error`` is true (``models/`` has its own
+    such class, so that a model file stays standalone)."""
+
+    user_error = True
 
 
 def check_number(name: str, value: object, must_be: str, within: Callable[[float], bool] = lambda v: True,
@@ -23,3 +27,10 @@ def check_number(name: str, value: object, must_be: str, within: Callable[[float
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
         raise UserError(f"{name} must be {must_be}, got {value!r}")
     return value if integer else float(value)
+
+
+def check_choice(name: str, value: object, valid: tuple) -> object:
+    """``UserError`` for a value not among ``valid``: "<name>=<value> is not valid; valid: a, b"."""
+    if value not in valid:
+        raise UserError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
+    return value

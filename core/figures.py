@@ -138,3 +138,30 @@ def grad_cam_figure(images, overlays, labels: list[str], title: str):
     _suptitle(figure, title)
     figure.tight_layout()
     return figure
+
+
+def receptive_field_figure(image, row, title: str):
+    """A matplotlib figure: ``image`` (a torch tensor, C x H x W) in [0, 1] with the input region that the central
+    unit of ``row``'s output sees (a ``analysis.introspection.LayerRow``), clipped to the image,
+    and the unit's own footprint (jump x jump). Returns (figure, unit, (rows, cols))."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    height, width = image.shape[-2:]
+    unit = (row.output_shape[-2] // 2, row.output_shape[-1] // 2)
+    (top, bottom), (left, right) = row.rf_interval(unit, (height, width))
+    figure = Figure(figsize=(5, 5.4))
+    axes = figure.add_subplot()
+    shown = image.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+    axes.imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
+    axes.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, edgecolor="red",
+                             linewidth=2, label=f"receptive field: {row.rf[0]}x{row.rf[1]} (clipped to the image)"))
+    centre = (row.rf_start[0] + unit[0] * row.jump[0] + (row.rf[0] - row.jump[0]) / 2,
+              row.rf_start[1] + unit[1] * row.jump[1] + (row.rf[1] - row.jump[1]) / 2)
+    axes.add_patch(Rectangle((centre[1] - 0.5, centre[0] - 0.5), row.jump[1], row.jump[0], fill=False,
+                             edgecolor="yellow", linewidth=1.5, label=f"the unit's step: jump {row.jump[0]}"))
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8)
+    axes.set_xticks([]), axes.set_yticks([])
+    figure.tight_layout()
+    return figure, unit, ((top, bottom), (left, right))

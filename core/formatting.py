@@ -1,4 +1,5 @@
-"""The one markdown-table writer and the one number formatter of what reporting/ prints."""
+"""The one number formatter (``human``) and the one markdown-table writer: every line, table and figure
+that shows a count (parameters, MACs, images/s) shows it in one way, whichever room prints it."""
 
 from __future__ import annotations
 
