@@ -58,7 +58,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built
-        cfg.model.update({key: net.built_with.get(key) for key in cfg.model if cfg.model[key] is None and key in net.built_with})
+        cfg.model.update({key: net.built_with[key] for key in cfg.model if cfg.model[key] is None and key in net.built_with})
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
         logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")

@@ -123,6 +123,7 @@ class EpochLog(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.first_epoch = time.perf_counter(), trainer.current_epoch  # a resumed run starts mid-way
+        # a resume from a checkpoint inside an epoch continues it without on_train_epoch_start
         self.images, self.train_seconds, self.batch_start = 0, 0.0, None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
