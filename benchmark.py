@@ -44,7 +44,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from cli.validation import check_benchmark
+from cli.validation import check_benchmark, check_run
 from core.files import write_text
 from core.hardware import cpu, cpu_has_amx_bf16
 
@@ -162,7 +162,9 @@ def run(args: SimpleNamespace, out: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
+@user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> dict:
+    check_run(cfg, check=check_benchmark)
     import_heavy()
     hydra_config = HydraConfig.get()
     args = settings(cfg, command_line_keys(list(hydra_config.overrides.task)))
@@ -178,4 +180,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, config_name="benchmark", check=check_benchmark)()
+    entry_point(CONFIG_DIR, main, config_name="benchmark")()

@@ -30,6 +30,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.validation import check_run
 from reporting.comparison import (NUMBERS, OUTPUTS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                   sort_rows, write_csv)
 from core.files import refuse_link, write_text
@@ -89,10 +90,12 @@ def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: 
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="compare")
+@user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> list[dict]:
+    check_run(cfg, check=check)
     ascending = cfg.ascending if cfg.ascending == "auto" else str(cfg.ascending).lower()  # sort_rows' words
     return user_errors_as_lines(compare)(Path(cfg.dir), str(cfg.sort), ascending, cfg.group)
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, config_name="compare", check=check)()
+    entry_point(CONFIG_DIR, main, config_name="compare")()

@@ -27,14 +27,14 @@ from omegaconf import DictConfig
 
 from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
 from cli.records import write_json
-from cli.resolvers import register_model_of
 from cli.rundir import claim_run_dir
 from cli.trust import build_datamodule, build_model, evaluation_data, stored_config
+from cli.validation import check_run
 
 # torch, Lightning and the zoo are imported in the functions below: --help and a mistyped key answer before them
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint"
+FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint (ckpt_path=) or the card (weights=)"
 HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
                                          "experiment", "callbacks", "seed", "resume")}
 REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
@@ -61,6 +61,7 @@ def build_from_weights(cfg: DictConfig):
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
+    check_run(cfg, REQUIRED, unset=("data",))  # before torch is imported
     from models.weights import shipped
     from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, warn_non_finite
     from training.module import ImageClassifier
@@ -150,6 +151,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+@user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> dict:
     from training.progress import quiet
 
@@ -158,5 +160,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, prepare=register_model_of, config_name="evaluate", hints=HINTS, required=REQUIRED,
-                unset=("data",))()
+    entry_point(CONFIG_DIR, main, config_name="evaluate", hints=HINTS)()

@@ -21,13 +21,14 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cli.commandline import UserError, entry_point, fail
+from cli.commandline import UserError, entry_point, fail, user_errors_as_lines
+from cli.validation import check_run
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEVICES = ("cuda", "cpu")
+REQUIRED = {"data_root": "data_root=<an image folder: the CIFAR-10 JPEG copy>"}
 
 
 def check(cfg: DictConfig) -> None:
@@ -58,10 +59,13 @@ def check(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="gpu_window")
+@user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> int:
     from reporting.window import Window
 
-    out = Path(HydraConfig.get().runtime.output_dir)
+    check_run(cfg, REQUIRED, check=check)
+    out = Path(cfg.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python gpu_window.py", *sys.argv[1:]])
     report = Window(OmegaConf.to_container(cfg, resolve=True), out, command).run()
     print((out / "window.md").read_text())
@@ -73,5 +77,4 @@ def main(cfg: DictConfig) -> int:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, config_name="gpu_window", check=check,
-                required={"data_root": "data_root=<an image folder: the CIFAR-10 JPEG copy>"})()
+    entry_point(CONFIG_DIR, main, config_name="gpu_window")()

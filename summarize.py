@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from cli.validation import MAX_IMAGE_SIZE
+from cli.validation import MAX_IMAGE_SIZE, check_run
 from core.files import save_figure, write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -102,7 +102,9 @@ def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="summarize")
+@user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> dict:
+    check_run(cfg)
     if user_errors_as_lines(check_table)(cfg) == "zoo":
         from reporting.zoo import zoo_lines
 

@@ -37,7 +37,7 @@ from cli.records import (flat_hparams, log_settings, record_failure, run_status,
 from cli.resolvers import RESOLVERS
 from cli.rundir import claim_run_dir
 from cli.trust import start_from
-from cli.validation import check_config
+from cli.validation import check_run
 
 if TYPE_CHECKING:  # annotations only: torch and Lightning are imported after the command line is checked
     import lightning as L
@@ -54,7 +54,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     from training.checkpoints import RunCheckpointIO  # atomic saves; deletes inside the run's checkpoint dir only
     from training.module import ImageClassifier
 
-    check_config(cfg)
+    check_run(cfg, REQUIRED)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built

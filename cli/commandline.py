@@ -84,24 +84,48 @@ def group_options(config_dir: Path) -> dict[str, list[str]]:
     return groups
 
 
-def check_overrides(argv: list[str], config_dir: Path) -> None:
-    """Refuse ``group=option`` overrides whose option does not exist, with the
-    valid ones, before Hydra composes (its own message spans many lines)."""
+def check_group_values(argv: list[str], config_dir: Path) -> None:
+    """``model=null`` or ``model=``: a group no run can leave out (Hydra's own error for it is a ValueError
+    with a traceback). Reads the command line; changes nothing."""
     groups = group_options(config_dir)
     for arg in argv:
-        match = re.fullmatch(r"[+~]*([\w/.]+)=(.*)", arg)
-        if not match or match.group(1) not in groups:
-            continue
-        group, value = match.groups()
-        if value == "" and not arg.startswith("~"):
-            raise UserError(f"{arg}: no {group} option given; valid: {', '.join(groups[group])}")
-        if value == "null" or any(c in value for c in "()[]${}*"):
-            continue  # sweeps like choice(...), interpolations: leave to Hydra
-        for option in value.split(","):
-            if option not in groups[group]:
-                near = nearest(option, groups[group])
-                hint = f" (did you mean {near}?)" if near else ""
-                raise UserError(f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(groups[group])}")
+        key, _, value = arg.partition("=")
+        if key in groups and value == "":
+            raise UserError(f"{arg}: no {key} option given; valid: {', '.join(groups[key])}")
+        if key in groups and value == "null":
+            raise UserError(f"{arg}: this group cannot be left out; give one of its options: {', '.join(groups[key])}")
+
+
+def hydra_error_line(error: BaseException, hints: dict[str, str]) -> str | None:
+    """Hydra's own composition errors as one line, read by their class and attributes (never their text):
+    a malformed override, a group option that does not exist, a key the config does not have. None for
+    anything else (a bug keeps its traceback)."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    if isinstance(error, OverrideParseException):
+        return f"{error.override!r} is not a valid override ({error.message.splitlines()[0]}); write key=value"
+    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        near = nearest(option, error.options)
+        hint = f" (did you mean {near}?)" if near else ""
+        return f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(error.options)}"
+    if not isinstance(error, ConfigCompositionException):
+        return None
+    root = lambda arg: re.split(r"[./@=]", arg.lstrip("+~"))[0]  # noqa: E731
+    hinted = next((arg for arg in sys.argv[1:] if root(arg) in hints), None)
+    if hinted is not None:  # evaluate.py model=...: a key this entry point takes from elsewhere
+        return f"{hinted}: {hints[root(hinted)]}"
+    cause = error.__cause__
+    key, node = getattr(cause, "full_key", None), getattr(cause, "parent_node", None)
+    if not key or not isinstance(node, DictConfig):
+        return " ".join(str(error).split())  # Hydra's whole message, on one line
+    parent, _, name = key.rpartition(".")
+    valid = sorted(str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra")
+    near = nearest(name, valid)
+    did = f", did you mean {(parent + '.' if parent else '') + near}?" if near else ""
+    where = f"{parent} has no key {name!r}" if parent else f"there is no key {name!r}"
+    given = next((arg for arg in sys.argv[1:] if arg.lstrip("+~").partition("=")[0] == key), key)  # as typed
+    return f"{given}: {where}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}"
 
 
 def parse_overrides(overrides: list[str]) -> list:
@@ -138,163 +162,22 @@ def concrete_variants(parsed: list, limit: int = 32) -> list[list[str]]:
     return variants
 
 
-def node_keys(cfg: DictConfig, path: str) -> tuple[str, list[str]]:
-    """The deepest existing node on ``path`` and its keys (no ``_target_``-like ones)."""
-    parts = path.split(".") if path else []
-    while parts and not isinstance(OmegaConf.select(cfg, ".".join(parts), throw_on_missing=False), DictConfig):
-        parts.pop()
-    node = OmegaConf.select(cfg, ".".join(parts)) if parts else cfg
-    return ".".join(parts), sorted(k for k in node.keys() if not str(k).startswith("_"))
-
-
-def unknown_key_error(error: HydraException, variant: list[str], compose_: Callable, groups: dict,
-                      hints: dict[str, str]) -> UserError | None:
-    """One line for an override Hydra could not apply: the key, the valid keys of its node and the nearest."""
-    quoted = re.search(r"'([^']+)'", str(error))
-    if not quoted:
-        return None
-    key = quoted.group(1)
-    given = next((a for a in variant if a.lstrip("+~").split("=", 1)[0].split("@")[0] == key), None)
-    if given is None:
-        return None  # not about the command line: a broken config is a bug, keep the traceback
-    choices = [a for a in variant if a.lstrip("+~").split("=", 1)[0] in groups and a != given]
-    base = compose_(choices)
-    parent, valid = node_keys(base, key.rsplit(".", 1)[0] if "." in key else "")
-    name = key.rsplit(".", 1)[-1]
-    near = nearest(name, valid)
-    where = f"{parent} has no key {name!r}" if parent else f"there is no key {name!r}"
-    first = re.split(r"[./@]", key)[0]
-    hint = f" ({hints[first]})" if first in hints else ""
-    did = f", did you mean {(parent + '.' if parent else '') + near}?" if near else ""
-    return UserError(f"{given}: {where}{hint}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
-
-
-def missing_keys(node, path: str = "") -> list[str]:
-    """Keys left ``???`` (required), found without resolving any interpolation (some need a Hydra run)."""
-    found = []
-    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-        child, name = node._get_node(key), f"{path}.{key}" if path else str(key)
-        if child._is_missing():
-            found.append(name)
-        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
-            found += missing_keys(child, name)
-    return found
-
-
-def ignored_additions(variant: list[str], cfg: DictConfig, compose_: Callable, groups: dict) -> None:
-    """Refuse ``+key=value`` (or ``++``) for a key the run would not read: Hydra adds any new key, so
-    ``+ckpt_pth=...`` or a key no code looks at would train as if it were not there. A key is read when
-    it was in the config already or when a part built from the config (a node with ``_target_``, whose
-    keys become its arguments) holds it."""
-    added = [a for a in variant if a.startswith("+") and "=" in a]
-    added = [a for a in added if a.lstrip("+").split("=", 1)[0].split("@")[0] not in groups
-             and not a.lstrip("+").startswith("hydra")]
-    if not added:
-        return
-    base = compose_([a for a in variant if a not in added])
-    for arg in added:
-        key = arg.lstrip("+").split("=", 1)[0]
-        if OmegaConf.select(base, key, default="???missing") != "???missing":
-            continue
-        parts = key.split(".")
-        owner = OmegaConf.select(cfg, ".".join(parts[:-1]), default=None) if len(parts) > 1 else None
-        if isinstance(owner, DictConfig) and isinstance(owner.get("_target_"), str):
-            if not parts[-1].startswith("_"):  # _target_, _partial_, ...: Hydra's own
-                check_argument(arg, owner._target_, parts[-1])  # +trainer.foo=1: Lightning's Trainer takes no foo
-            continue
-        if any("_target_" in node for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
-                                                 for i in range(1, len(parts) - 1)) if isinstance(node, DictConfig)):
-            continue  # deeper inside a part's argument (a dict it takes)
-        parent, valid = node_keys(base, ".".join(parts[:-1]))
-        near = nearest(parts[-1], valid)
-        did = f" (did you mean {(parent + '.' if parent else '') + near}?)" if near else ""
-        raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
-                        f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
-
-
-def arguments_of(target: str) -> list[str] | None:
-    """The keyword arguments the callable ``target`` takes, following ``**kwargs`` up a class's bases;
-    None when it cannot be told (a function taking ``**kwargs``, a name that does not import)."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    try:
-        found = get_object(target)
-    except Exception:  # noqa: BLE001 -- a target that does not import is reported when it is built
-        return None
-    functions = [c.__dict__["__init__"] for c in found.__mro__ if "__init__" in c.__dict__ and c is not object] \
-        if inspect.isclass(found) else [found]
-    names: set[str] = set()
-    for function in functions:
-        try:
-            parameters = inspect.signature(function).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            return sorted(names)
-    return None
-
-
-def check_argument(arg: str, target: str, name: str) -> None:
-    """``+part.name=value`` where the part ``target`` takes no argument ``name``: one line, before anything is
-    built or written (else the part's constructor, or an optimizer only when training starts, fails)."""
-    valid = arguments_of(target)
-    if valid is None or name in valid:
-        return
-    near = difflib.get_close_matches(name, valid, n=1)
-    did = f" (did you mean {near[0]}?)" if near else ""
-    raise UserError(f"{arg}: {target} takes no argument {name!r}{did}; valid: {', '.join(valid)}")
-
-
-def check_command_line(argv: list[str], config_dir: Path, config_name: str, hints: dict[str, str] | None = None,
-                       required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
-                       check: Callable[[DictConfig], None] | None = None) -> None:
-    """Compose the config the command line asks for, as Hydra will, and check it before Hydra
-    creates a run dir and before torch is imported: unknown keys, malformed overrides, required
-    values left out and (for a single run) every value rule of ``cli/validation.py``. In a
-    sweep each swept value is composed once; values are checked by each run (a bad cell fails alone)."""
+def check_sweep(argv: list[str], config_dir: Path, config_name: str, required: dict[str, str] | None) -> None:
+    """Before the first run of a sweep (-m): every swept value composes, keys exist, nothing required is left
+    out, no ``+key`` goes unread; so a typo in the tenth cell does not surface after nine runs. Values are
+    checked by each run (a bad cell fails alone and the sweep goes on)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from .validation import check_config, check_interpolations
-
-    check_overrides(argv, config_dir)
-    flags = [a for a in argv if a.startswith("-")]
-    if any(f not in HYDRA_FLAGS for f in flags):
-        return  # --help, --cfg, ...: Hydra's own
-    multirun = bool(flags)
-    parsed = parse_overrides([a for a in argv if not a.startswith("-")])
-    groups = group_options(config_dir)
-
-    def compose_(overrides: list[str]) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(config_name, overrides=overrides)
+    from .validation import check_additions, check_required
 
     try:
-        for variant in concrete_variants(parsed):
-            try:
-                cfg = compose_(variant)
-            except ValueError as error:  # model=null: a group no config may leave out
-                if "Config group override must be" not in str(error):
-                    raise
-                raise UserError(f"{' '.join(a for a in variant if a.endswith('=null'))}: this group cannot be left out "
-                                f"(null); give one of its options (python {Path(sys.argv[0]).name} --help lists them)") from None
-            except HydraException as error:  # ConfigCompositionException: an override Hydra cannot apply
-                translated = unknown_key_error(error, variant, compose_, groups, hints or {})
-                if translated is None:
-                    raise
-                raise translated from None
-            ignored_additions(variant, cfg, compose_, groups)
-            for key in missing_keys(cfg):
-                raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
-            if not multirun:
-                check_config(cfg, unset)
-                check_interpolations(cfg)
-                if check is not None:  # the entry point's own rules
-                    check(cfg)
+        for variant in concrete_variants(parse_overrides([a for a in argv if not a.startswith("-")])):
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+                cfg = compose(config_name, overrides=variant)
+            check_required(cfg, required)
+            check_additions(cfg, variant)
     finally:
         GlobalHydra.instance().clear()
 
@@ -422,40 +305,36 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
     return "\n".join(lines)
 
 
-def entry_point(config_dir: Path, main: Callable[[], object], prepare: Callable[[list[str]], list[str]] | None = None,
-                config_name: str | None = None, hints: dict[str, str] | None = None,
-                required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
-                check: Callable[[DictConfig], None] | None = None):
-    """Wrap a ``@hydra.main`` function: register our resolvers, rewrite the command line (``prepare``),
-    check it (``check_command_line``, when ``config_name`` is given), and turn user
-    errors raised before the run starts into one line and exit 2."""
+def entry_point(config_dir: Path, main: Callable[[], object], config_name: str | None = None,
+                hints: dict[str, str] | None = None, required: dict[str, str] | None = None,
+                prepare: Callable[[list[str]], list[str]] | None = None):
+    """Wrap a ``@hydra.main`` function, which composes the run once: register our resolvers, answer
+    ``--help``, check a sweep's cells before its first run, and turn bad input into one line and exit 2
+    (an exception whose class says ``user_error``, or Hydra's own composition errors: ``hydra_error_line``).
+    The task function checks its values itself (``cli.validation.check_run``)."""
 
     @functools.wraps(main)
     def run():
-        os.environ["HYDRA_FULL_ERROR"] = "1"  # user errors are one line (below); anything else is a bug: its whole traceback
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach us as exceptions: translated below, or a traceback
         logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "building the font cache" on a first run
         register_resolvers()  # configs/hydra/default.yaml's run and sweep dirs; never at import
+        argv = sys.argv[1:]
         try:
-            if config_name is not None and any(a in HELP_FLAGS for a in sys.argv[1:]):
-                print(entry_help(config_dir, config_name, [a for a in sys.argv[1:] if not a.startswith("-")]))
+            if config_name is not None and any(a in HELP_FLAGS for a in argv):
+                print(entry_help(config_dir, config_name, [a for a in argv if not a.startswith("-")]))
                 raise SystemExit(0)  # as Hydra's own --help; nothing composed, no run dir
-            check_run_dir_arguments(sys.argv[1:])  # before Hydra creates it: a file, a read-only file system
+            check_run_dir_arguments(argv)  # before Hydra creates it: a file, a read-only file system
+            check_group_values(argv, config_dir)
             if prepare is not None:
-                sys.argv[1:] = prepare(sys.argv[1:])
-            if config_name is None:
-                check_overrides(sys.argv[1:], config_dir)
-            else:
-                check_command_line(sys.argv[1:], config_dir, config_name, hints, required, unset, check)
-        except Exception as error:
-            if is_user_error(error):
-                fail(message(error))
-            raise
-        try:
+                sys.argv[1:] = prepare(argv)
+            if config_name is not None and any(a in HYDRA_FLAGS for a in argv):
+                check_sweep(sys.argv[1:], config_dir, config_name, required)
             return main()
-        except Exception as error:  # a user error raised while Hydra sets the run up (its run dir cannot be made)
-            if is_user_error(error):
-                fail(message(error))
-            raise
+        except Exception as error:
+            line = message(error) if is_user_error(error) else hydra_error_line(unwrap(error), hints or {})
+            if line is None:
+                raise
+            fail(line)
         finally:
             remove_empty_run_dirs()  # a run refused by its checks, or a command that only printed, leaves no dir
 

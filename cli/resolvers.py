@@ -100,12 +100,6 @@ def model_of(ckpt_path: str | None, weights: str | None) -> str:
     return "model"
 
 
-def register_model_of(argv: list[str]) -> list[str]:
-    """evaluate.py's ``prepare``: its run dir names the model (``model_of``), resolved before torch is imported."""
-    OmegaConf.register_new_resolver("model_of", model_of, replace=True)
-    return argv
-
-
 def sweep_run() -> str:
     """In a sweep (-m), this run's name (its dir: ``optimizer=adam,seed=2``), so that lines of runs that run side by
     side (hydra/launcher=joblib) say whose they are; "" for a single run (configs/callbacks/default.yaml)."""
@@ -124,6 +118,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
     OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
+    OmegaConf.register_new_resolver("model_of", model_of, replace=True)  # evaluate.yaml's run dir: the model, before torch
 
 
 class Resolvers:

@@ -10,14 +10,18 @@ they are defined (cli/commandline.py, the model builders).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from core.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 MAX_IMAGE_SIZE = 1024  # pixels a side: above it one feature map of a CIFAR-stem network alone needs gigabytes
@@ -174,3 +178,99 @@ def check_benchmark(cfg: DictConfig) -> None:
         count(key, low)
     if not (isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)):
         raise UserError(f"device={cfg.device!r} is not valid: it must be auto, cpu, cuda or cuda:<index>")
+
+
+def missing_keys(node, path: str = "") -> list[str]:
+    """Keys left ``???`` (required), found without resolving any interpolation (some need a Hydra run)."""
+    from omegaconf import ListConfig
+
+    found = []
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        child, name = node._get_node(key), f"{path}.{key}" if path else str(key)
+        if name == "hydra":
+            continue  # Hydra's own node: its required keys are Hydra's to fill
+        if child._is_missing():
+            found.append(name)
+        elif isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
+            found += missing_keys(child, name)
+    return found
+
+
+def check_required(cfg: DictConfig, required: dict[str, str] | None = None) -> None:
+    """A key left ``???`` (``data.root`` of ``data=image_folder``): one line saying how to give it."""
+    for key in missing_keys(cfg):
+        raise UserError(f"{key} is required: {(required or {}).get(key, f'add {key}=<value> to the command line')}")
+
+
+def arguments_of(target: str) -> list[str] | None:
+    """The keyword arguments the callable ``target`` takes, following ``**kwargs`` up a class's bases;
+    None when it cannot be told (a function taking ``**kwargs``, a name that does not import)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        found = get_object(target)
+    except Exception:  # noqa: BLE001 -- a target that does not import is reported when it is built
+        return None
+    functions = [c.__dict__["__init__"] for c in found.__mro__ if "__init__" in c.__dict__ and c is not object] \
+        if inspect.isclass(found) else [found]
+    names: set[str] = set()
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return sorted(names)
+    return None
+
+
+def check_additions(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse ``+key=value`` for a key the run would not read: Hydra adds any new key (``+`` is refused
+    for one that exists), so ``+ckpt_pth=...`` would train as if it were not there. A key is read when a
+    part built from the config (a node with ``_target_``, whose keys become its arguments) takes it:
+    ``+trainer.foo=1`` is refused too, Lightning's Trainer taking no ``foo``. ``++`` (add or override)
+    is Hydra's way of saying "I know"."""
+    groups = {path.relative_to(CONFIG_DIR).as_posix() for path in CONFIG_DIR.rglob("*") if path.is_dir()}
+    for arg in overrides:
+        key = arg[1:].partition("=")[0]
+        if not arg.startswith("+") or arg.startswith("++") or "=" not in arg or key.split("@")[0] in groups \
+                or key.startswith("hydra"):
+            continue
+        parts = key.split(".")
+        owner = OmegaConf.select(cfg, ".".join(parts[:-1]), default=None) if len(parts) > 1 else None
+        if isinstance(owner, DictConfig) and isinstance(owner.get("_target_"), str):
+            valid = arguments_of(owner._target_)
+            if parts[-1].startswith("_") or valid is None or parts[-1] in valid:  # _partial_, ...: Hydra's own
+                continue
+            near = difflib.get_close_matches(parts[-1], valid, n=1)
+            did = f" (did you mean {near[0]}?)" if near else ""
+            raise UserError(f"{arg}: {owner._target_} takes no argument {parts[-1]!r}{did}; valid: {', '.join(valid)}")
+        if any(isinstance(node, DictConfig) and "_target_" in node
+               for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None) for i in range(1, len(parts) - 1))):
+            continue  # deeper inside a part's argument (a dict it takes)
+        parent = ".".join(parts[:-1])
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        valid = sorted(str(k) for k in node if not str(k).startswith("_") and k not in (parts[-1], "hydra")) \
+            if isinstance(node, DictConfig) else []
+        near = difflib.get_close_matches(parts[-1], valid, n=1)
+        did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
+        raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
+                        f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
+
+
+def check_run(cfg: DictConfig, required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+              check: Callable[[DictConfig], None] | None = None) -> None:
+    """What an entry point's task function checks first, on the config Hydra composed (once): nothing
+    required left out, no ``+key`` unread, every value rule above, every interpolation resolvable, then
+    the entry point's own rules (``check``). Raises UserError: one line, exit 2 at the entry point."""
+    from hydra.core.hydra_config import HydraConfig
+
+    check_required(cfg, required)
+    check_additions(cfg, OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])  # unresolved
+    check_config(cfg, unset)
+    check_interpolations(cfg)
+    if check is not None:
+        check(cfg)

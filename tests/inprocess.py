@@ -27,19 +27,12 @@ CONFIG_DIR = ROOT / "configs"
 def entry_options(name: str, module) -> dict:
     """The arguments each script's ``__main__`` hands to ``entry_point``."""
     from cli.commandline import name_sweep_runs, resume_argv
-    from cli.resolvers import register_model_of
-    from cli.validation import check_benchmark
 
     if name == "train":
         return dict(prepare=lambda argv: name_sweep_runs(resume_argv(argv), CONFIG_DIR), config_name="train",
                     required=module.REQUIRED)
     if name == "evaluate":
-        return dict(prepare=register_model_of, config_name="evaluate", hints=module.HINTS, required=module.REQUIRED,
-                    unset=("data",))
-    if name == "compare":
-        return dict(config_name="compare", check=module.check)
-    if name == "benchmark":
-        return dict(config_name="benchmark", check=check_benchmark)
+        return dict(config_name="evaluate", hints=module.HINTS)
     return dict(config_name=name)
 
 

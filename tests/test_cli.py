@@ -104,13 +104,18 @@ def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(s
 @pytest.mark.parametrize("typed,meant", [("resnet2O", "resnet20"), ("ResNet20", "resnet20"), ("vggl1", "vgg11"),
                                          ("lenet", "lenet5")])
 def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
-    """A letter O for a zero was answered with resnet32 (difflib's nearest by characters)."""
-    from cli.commandline import check_overrides
-    from helpers import ROOT
-    from core.errors import UserError
+    """A letter O for a zero was answered with resnet32 (difflib's nearest by characters). Hydra's own error,
+    read by its attributes (the group, the options), becomes the line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import MissingConfigException
 
-    with pytest.raises(UserError, match=rf"\(did you mean {meant}\?\)"):
-        check_overrides([f"model={typed}"], ROOT / "configs")
+    from cli.commandline import hydra_error_line
+    from helpers import ROOT
+
+    with pytest.raises(MissingConfigException) as error, initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        compose("train", overrides=[f"model={typed}"])
+    line = hydra_error_line(error.value, {})
+    assert line.startswith(f"model={typed!r} is not a model option (did you mean {meant}?); valid: alexnet,"), line
 
 
 def test_matplotlibs_font_cache_line_is_not_shown_on_a_first_run(caplog, monkeypatch):

@@ -170,9 +170,8 @@ def test_airbench_files_have_the_layout_its_loader_reads(images, tmp_path):
     (["zoo.runs_per_gpu=0"], "zoo.runs_per_gpu=0 is not valid"),
     (["device=tpu"], "device='tpu' is not valid; valid: cuda, cpu"),
 ])
-def test_bad_input_is_one_line_before_anything_is_written(overrides, expected, images, tmp_path, monkeypatch, capsys):
-    import gpu_window
-    from cli.commandline import entry_point
+def test_bad_input_is_one_line_before_anything_is_written(overrides, expected, images, tmp_path, capsys):
+    from inprocess import run_entry
 
     existing, empty = tmp_path / "existing", tmp_path / "empty"
     existing.mkdir()
@@ -180,12 +179,8 @@ def test_bad_input_is_one_line_before_anything_is_written(overrides, expected, i
     empty.mkdir()
     argv = ["device=cpu", f"data_root={images}", f"out={tmp_path / 'new'}"]
     argv += [o.format(existing=existing, empty=empty) for o in overrides]
-    monkeypatch.setattr(sys, "argv", ["gpu_window.py", *argv])
-    with pytest.raises(SystemExit) as exit_:
-        entry_point(ROOT / "configs", gpu_window.main, config_name="gpu_window", check=gpu_window.check)()
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    code, err = run_entry("gpu_window.py", argv, capsys, stage="run")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     assert not (tmp_path / "new").exists() and [p.name for p in existing.iterdir()] == ["keep.txt"]
 
 
@@ -203,7 +198,8 @@ def test_the_full_windows_commands_are_accepted_as_typed(images, tmp_path, monke
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from cli.commandline import check_command_line
+    from cli.commandline import check_sweep
+    from cli.validation import check_benchmark
     from reporting.window import Window
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -219,5 +215,6 @@ def test_the_full_windows_commands_are_accepted_as_typed(images, tmp_path, monke
     assert {"trainer=gpu_sweep", "trainer.devices='${device_slot:${hydra:sweep.dir},1,4}'", "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=4", "trainer.max_epochs=4", "performance.compile=false"} <= set(argv)
     assert argv.index("seed=1,2,3") < next(i for i, a in enumerate(argv) if a.startswith("model="))  # seed-major
-    check_command_line(argv[1:], ROOT / "configs", "train")
-    check_command_line(["device=cuda", *cfg.benchmark.overrides], ROOT / "configs", "benchmark")
+    check_sweep(argv[1:], ROOT / "configs", "train", None)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        check_benchmark(compose("benchmark", overrides=["device=cuda", *cfg.benchmark.overrides]))
