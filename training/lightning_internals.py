@@ -1,13 +1,16 @@
 """The one place where the zoo reaches past Lightning's public API.
 
-Everything else in the zoo uses Lightning through what it documents: callback and module hooks, a
-logger's ``log_metrics``/``log_hyperparams``/``experiment``, ``Trainer`` arguments and properties, a
-callback's ``state_key``, a ``CheckpointIO`` plugin. What is left here has no public way to do it;
-each patch says what Lightning does, why the zoo differs, and the Lightning version it was checked
-against. ``tests/training/test_lightning_internals.py`` exercises the Lightning behaviour each one
-relies on, so an upgrade that changes it fails there first, by name, instead of somewhere downstream.
+Each patch here has no public way to do what it does; its docstring says what Lightning does, why the zoo
+differs, and the Lightning version it was checked against (2.6.6, ``pip show lightning``).
+``tests/training/test_lightning_internals.py`` exercises the Lightning behaviour each one relies on, so an
+upgrade that changes it fails there first, by name, instead of somewhere downstream.
 
-Checked against lightning 2.6.6 (``pip show lightning``).
+Where the zoo departs from Lightning's defaults through its public API, and so not here:
+``training/loggers.py`` (the loggers' ``log_metrics`` and ``experiment``), ``training/callbacks.py``
+(``Checkpoint``'s ``state_key`` and ``format_checkpoint_name``, callback hooks, ``pl_module.log``),
+``training/checkpoints.py`` (a ``CheckpointIO`` plugin), ``cli/records.py`` (HPARAMS written through the
+TensorBoard logger's ``experiment``, the writer Lightning hands out for what its ``log_hyperparams`` does
+otherwise).
 """
 
 from __future__ import annotations
