@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from .checkpoints import RunCheckpointIO
 from core.errors import check_number
 
 
@@ -96,15 +97,19 @@ class DivergenceGuard(L.Callback):
         self._steps: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each loss recorded since the last read
         self._first: torch.Tensor | None = None  # on the device: index into _steps of the first non-finite loss, or -1
         self._value: torch.Tensor | None = None  # on the device: that loss
+        self._batch = 0  # the batch being trained, counted in its epoch (on_train_batch_start's batch_idx)
 
     def interval(self, trainer: L.Trainer, loss: torch.Tensor) -> int:
         if self.every_n_steps is not None:
             return self.every_n_steps
         return 1 if loss.device.type == "cpu" else max(1, trainer.log_every_n_steps)
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch = batch_idx  # on_before_backward is not told which batch it is in
+
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         loss = loss.detach().float()
-        where = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx)
+        where = (trainer.global_step, trainer.current_epoch, self._batch)
         if self.interval(trainer, loss) == 1 and not self._steps:
             value = loss.item()
             if not math.isfinite(value):
@@ -167,15 +172,20 @@ class Checkpoint(ModelCheckpoint):
       epoch line calls ``epoch 10/10`` (Lightning counts from 0);
     - when a fit ends with the best checkpoint saved at the same step as ``last.ckpt`` (the last epoch was
       the best), the best file becomes a hard link to ``last.ckpt``: one file on disk under both names,
-      where there were two full-size copies of the same weights. Before any later write to a file that is
-      so linked (a resumed run's next ``last.ckpt``), the name is unlinked first, so that the write makes a
-      new file and never changes the other name's.
+      where there were two full-size copies of the same weights. Only where the trainer's checkpoint IO is
+      ``training.checkpoints.RunCheckpointIO`` (train.py's): it writes every save as a new file renamed
+      into place, so a later write to either name (a resumed run's next ``last.ckpt``) makes a new file and
+      never changes the other name's. Lightning's own IO may write into the existing file (when its
+      temporary file lies on another file system), which would change both names: with it, both copies stay.
 
     Its state keeps ``ModelCheckpoint``'s key, so a run checkpointed before it existed resumes with its
     best score and path."""
 
-    def _generate_state_key(self, **kwargs) -> str:
-        return f"ModelCheckpoint{kwargs!r}"  # Lightning's own key: runs saved by ModelCheckpoint resume as they were
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s key for the same settings: Lightning's key names the class
+        (``Checkpoint{'monitor': ...}``); runs saved by ``ModelCheckpoint`` resume as they were."""
+        return ModelCheckpoint.__name__ + super().state_key.removeprefix(type(self).__qualname__)
 
     def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
                                prefix: str | None = None) -> str:
@@ -183,19 +193,19 @@ class Checkpoint(ModelCheckpoint):
             metrics = {**metrics, "epoch": metrics["epoch"] + 1}
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        if trainer.is_global_zero and os.path.isfile(filepath) and os.stat(filepath).st_nlink > 1:
-            os.unlink(filepath)  # a hard link to the other name: write a new file, leave that one as it is
-        super()._save_checkpoint(trainer, filepath)
-
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         best = self.best_model_path
-        if not trainer.is_global_zero or not self.monitor or not best or not os.path.isfile(best):
+        if (not trainer.is_global_zero or not self.monitor or not best or not os.path.isfile(best)
+                or not isinstance(trainer.strategy.checkpoint_io, RunCheckpointIO)):  # a write may go into the file
             return
         for other in trainer.checkpoint_callbacks:
-            last = getattr(other, "last_model_path", "") or getattr(other, "_last_checkpoint_saved", "")
-            if (other is self or other.monitor or not last or not os.path.isfile(last)
-                    or other._last_global_step_saved != self._last_global_step_saved or os.path.samefile(best, last)):
+            # an unmonitored checkpoint's best_model_path is the file it saved last (last.ckpt)
+            last = getattr(other, "last_model_path", "") or getattr(other, "best_model_path", "")
+            if (other is self or getattr(other, "monitor", None) or not last or not os.path.isfile(last)
+                    or os.path.samefile(best, last)):
+                continue
+            step = saved_at(best)
+            if step is None or step != saved_at(last):
                 continue
             partial = f"{best}.link"
             try:
@@ -205,6 +215,16 @@ class Checkpoint(ModelCheckpoint):
                 if os.path.lexists(partial):
                     os.unlink(partial)
             return
+
+
+def saved_at(path: str) -> tuple | None:
+    """(epoch, global_step) that a Lightning checkpoint file records, read without reading its tensors (they are
+    memory-mapped, not loaded); None for a file that does not load."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 -- a damaged or foreign file: no link, both copies stay
+        return None
+    return checkpoint.get("epoch"), checkpoint.get("global_step")
 
 
 class LearningRate(L.Callback):
@@ -235,10 +255,11 @@ class LearningRate(L.Callback):
 
 
 class TimeToTarget(L.Callback):
-    """``time_to_target_s`` in ``trainer.callback_metrics`` (and so in train.py's metrics.json) and in the
-    loggers: seconds from the end of the first training step to the end of the first validation where
-    ``monitor`` >= ``target``; absent when the target is never reached. The first step is left out because
-    it holds torch.compile's compiling and cuDNN's autotuning; the first validation's compile is counted."""
+    """``time_to_target_s`` in the loggers and, from the end of that training epoch, in
+    ``trainer.callback_metrics`` (and so in train.py's metrics.json): seconds from the end of the first
+    training step to the end of the first validation where ``monitor`` >= ``target``; absent when the target
+    is never reached. The first step is left out because it holds torch.compile's compiling and cuDNN's
+    autotuning; the first validation's compile is counted."""
 
     def __init__(self, monitor: str = "val/acc", target: float = 0.94) -> None:
         self.monitor, self.target = monitor, target
@@ -253,13 +274,19 @@ class TimeToTarget(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or self.start is None or value is None or float(value) < self.target:
+        if (trainer.sanity_checking or self.start is None or self.seconds is not None or value is None
+                or float(value) < self.target):
             return
-        if self.seconds is None:
-            self.seconds = time.perf_counter() - self.start
-            for logger in trainer.loggers:
-                logger.log_metrics({"time_to_target_s": self.seconds}, step=trainer.global_step)
-        trainer.callback_metrics["time_to_target_s"] = torch.tensor(self.seconds)
+        self.seconds = time.perf_counter() - self.start
+        for logger in trainer.loggers:
+            logger.log_metrics({"time_to_target_s": self.seconds}, step=trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # into trainer.callback_metrics by Lightning's logging from a callback, which on_validation_end (the first hook
+        # that sees the monitor) may not use; an epoch's validations, its final one too, run before this hook. The
+        # loggers have it already, at its own step. batch_size=1: the value as measured, not averaged over a batch
+        if self.seconds is not None:
+            pl_module.log("time_to_target_s", self.seconds, logger=False, batch_size=1)
 
 
 class StopAtStep(L.Callback):

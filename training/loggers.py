@@ -14,22 +14,24 @@
   ``metrics.csv`` when it starts, so a resumed run lost its first epochs. Here
   the rows logged before the checkpoint the run resumes from stay (rows at or
   after ``purge_step`` are dropped, as TensorBoard's ``purge_step`` does, since
-  the killed run logged them after its last checkpoint).
+  the killed run logged them after its last checkpoint): they are read before
+  Lightning's writer is made and handed back to it through its own
+  ``log_metrics`` and ``save``, the writer a custom logger's ``experiment``
+  property exposes.
+
+Both use what Lightning documents for custom loggers (overriding ``log_metrics``
+and ``experiment``, ``rank_zero_experiment``); nothing private.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
 import warnings
-from pathlib import Path
 
-from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
-
-from core.files import write_text
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 def tensorboard_tag(name: str) -> str:
@@ -50,27 +52,26 @@ class CSVLogger(LightningCSVLogger):
     def __init__(self, *args, purge_step: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.purge_step = purge_step
+        self.started = False  # whether this run's writer was made (the rows it keeps restored into it)
 
     @property
     @rank_zero_experiment
     def experiment(self):
-        if self._experiment is not None:
-            return self._experiment
+        if self.started:
+            return super().experiment
+        self.started = True
         path = os.path.join(self.log_dir, "metrics.csv")
-        kept, header = [], []
+        kept = None
         if self.purge_step is not None and os.path.isfile(path):  # a resume: read what the writer would delete
             with open(path, newline="") as file:
-                reader = csv.DictReader(file)
-                header = list(reader.fieldnames or [])
-                kept = [row for row in reader if not row.get("step") or int(float(row["step"])) < self.purge_step]
+                kept = [row for row in csv.DictReader(file)
+                        if not row.get("step") or int(float(row["step"])) < self.purge_step]
+            os.remove(path)  # the kept rows are written back below, by the writer, which then appends to them
         with warnings.catch_warnings():  # "exists and is not empty": the run dir holds the config and events too
             warnings.filterwarnings("ignore", message="Experiment logs directory")
-            writer = super().experiment  # Lightning's writer removes metrics.csv here
-        if header:
-            text = io.StringIO(newline="")
-            rows = csv.DictWriter(text, fieldnames=header)
-            rows.writeheader()
-            rows.writerows(kept)
-            write_text(Path(path), text.getvalue())  # atomic, never through a link
-            writer.metrics_keys = header  # new columns are added by rewriting the header, as Lightning does
+            writer = super().experiment  # Lightning's writer removes a metrics.csv it finds here
+        for row in kept or []:  # as read, text, empty cells too: written back as they were, under the same header
+            writer.log_metrics({key: value for key, value in row.items() if key != "step"}, row["step"])
+        if kept:
+            writer.save()
         return writer

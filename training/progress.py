@@ -23,6 +23,7 @@ import warnings
 import lightning as L
 
 from core.formatting import human
+from .lightning_internals import count_epochs_from_one
 
 log = logging.getLogger("train")
 
@@ -88,26 +89,6 @@ def metrics_table(metrics: dict, digits: int = 4, shown: tuple[str, ...] = SHOWN
                      for line in table)
 
 
-def count_epochs_from_one(bar, trainer: L.Trainer) -> None:
-    """Lightning's bars say "Epoch 0/4" for the first of 5 epochs; ours say "Epoch 1/5", as the epoch lines do."""
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-
-    def describe(current_epoch: int) -> str:
-        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        return f"Epoch {current_epoch + 1}" + (f"/{epochs}" if epochs else "")
-
-    if isinstance(bar, RichProgressBar):  # the bar's own method, replaced on this instance only
-        bar._get_train_description = lambda epoch: f"{describe(epoch):{len(bar.validation_description)}}"
-    elif isinstance(bar, TQDMProgressBar):
-        start = bar.on_train_epoch_start
-
-        def on_train_epoch_start(trainer_: L.Trainer, *args) -> None:
-            start(trainer_, *args)
-            bar.train_progress_bar.set_description(describe(trainer_.current_epoch))
-
-        bar.on_train_epoch_start = on_train_epoch_start
-
-
 class EpochLog(L.Callback):
     """``run``: a name to start each line with (a sweep's run: ``optimizer=adam: epoch 3/30 ...``)."""
 
@@ -119,7 +100,7 @@ class EpochLog(L.Callback):
         if not self.terminal and trainer.progress_bar_callback is not None:
             trainer.progress_bar_callback.disable()  # frames of a bar are noise in a file
         elif trainer.progress_bar_callback is not None:
-            count_epochs_from_one(trainer.progress_bar_callback, trainer)
+            count_epochs_from_one(trainer.progress_bar_callback, trainer)  # "Epoch 1/5", as the lines count
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.first_epoch = time.perf_counter(), trainer.current_epoch  # a resumed run starts mid-way

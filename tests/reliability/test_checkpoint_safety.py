@@ -107,4 +107,4 @@ def test_last_checkpoint_every_n_steps_knob_builds():
     finally:
         GlobalHydra.instance().clear()
     callback = instantiate(cfg.callbacks.last_checkpoint)
-    assert callback._every_n_train_steps == 5
+    assert "'every_n_train_steps': 5" in callback.state_key  # Lightning's public view of its settings
