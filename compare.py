@@ -3,6 +3,7 @@
     python compare.py dir=multirun/2025-06-01_12-00-00           # a sweep (train.py -m ...)
     python compare.py dir=outputs sort=params ascending=true      # every single run, smallest first
     python compare.py dir=multirun/<sweep> sort=wall_time_s group=false
+    python compare.py dir=multirun/<sweep> best_of.by=optimizer best_of.knob=optimizer.lr   # each at its best lr
 
 A run is a folder holding a .hydra/ folder written by train.py: what it changed comes from
 .hydra/overrides.yaml, its numbers from metrics.json, its validation curve from its TensorBoard
@@ -16,6 +17,13 @@ comparison_cells.csv (one row per cell, mean and std; only when seeds repeat), v
 accuracy per epoch, every run), test_acc_vs_params.png, test_acc_vs_macs.png and test_acc_vs_wall_time.png
 (one set per data set, ``..._<data>.png``, when the runs span several). After an Optuna
 search (hparams_search=...) the best trial from optimization_results.yaml is named too.
+
+``best_of.by=<option>`` (with ``best_of.knob=<key>``, default ``optimizer.lr``) reports instead each value
+of the option at its best knob value (reporting/best_of_grid.py): chosen by mean best validation accuracy
+over the seeds, never on test; the winners' test accuracy is reported. It writes best_of_grid.md (also
+printed), best_of_grid.json and best_of_grid_train_loss.png (each winner's train/loss per epoch) into ``dir``;
+``sort``, ``ascending`` and ``group`` do not apply to it. A ``by`` or ``knob`` that no run sets gets one line
+naming the keys the runs vary, and nothing is written.
 
 Bad settings (an unknown key, a sort column that does not exist, a dir that is not one) get one line
 before anything is read. Hydra writes nothing here: no run dir of its own, no .hydra/ folder, no log
@@ -31,6 +39,7 @@ from omegaconf import DictConfig
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import check_run
+from reporting import best_of_grid
 from reporting.comparison import (NUMBERS, OUTPUTS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
                                   sort_rows, write_csv)
 from core.files import refuse_link, write_text
@@ -48,6 +57,13 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"group={cfg.group!r} is not valid; valid: true, false")
     if not Path(cfg.dir).is_dir():
         raise UserError(f"dir={cfg.dir!r} is not a directory (a sweep dir under multirun/, or outputs/)")
+    spec = cfg.best_of
+    usage = "write best_of.by=<an option the sweep varies> [best_of.knob=<the key tuned for each>]"
+    if spec is not None and not isinstance(spec, DictConfig):
+        raise UserError(f"best_of={spec!r} is not valid; {usage}")
+    for key in ("by", "knob") if spec is not None and spec.by is not None else ():
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise UserError(f"best_of.{key}={spec[key]!r} is not a key a run overrides; {usage}")
 
 
 def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: bool = True) -> list[dict]:
@@ -89,12 +105,22 @@ def compare(root: Path, sort: str = "test_acc", ascending: str = "auto", group: 
     return runs
 
 
+def best_of(root: Path, by: str, knob: str) -> list[dict]:
+    """Write and print each value of ``by`` at its best ``knob`` (chosen on validation); returns the rows."""
+    rows, table, written = best_of_grid.report(root, by, knob)
+    print(table)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return rows
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="compare")
 @user_errors_as_lines  # bad input anywhere in the task: one line, exit 2 (Hydra would add a line of its own)
 def main(cfg: DictConfig) -> list[dict]:
     check_run(cfg, check=check)
+    if cfg.best_of is not None and cfg.best_of.by is not None:
+        return best_of(Path(cfg.dir), cfg.best_of.by, cfg.best_of.knob)
     ascending = cfg.ascending if cfg.ascending == "auto" else str(cfg.ascending).lower()  # sort_rows' words
-    return user_errors_as_lines(compare)(Path(cfg.dir), str(cfg.sort), ascending, cfg.group)
+    return compare(Path(cfg.dir), str(cfg.sort), ascending, cfg.group)
 
 
 if __name__ == "__main__":

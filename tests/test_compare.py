@@ -13,6 +13,7 @@ import yaml
 
 import compare
 from helpers import run_script
+from inprocess import digest, one_line, run_entry
 from core.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -142,7 +143,8 @@ def test_optuna_best_trial_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["color=red"], "color=red: there is no key 'color'; valid keys: ascending, dir, group, sort"),
+    (["color=red"], "color=red: there is no key 'color'; valid keys: ascending, best_of, dir, group, sort"),
+    (["best_of.by=activation"], "best_of.by='activation': no run under"),
     (["sort=accuracy"], "sort='accuracy' is not a column; valid: run, overrides"),
     (["ascending=yes"], "ascending='yes' is not valid; valid: auto, true, false"),
     (["dir=/no/such/dir"], "dir='/no/such/dir' is not a directory"),
@@ -197,3 +199,71 @@ def test_plots_label_what_varies_and_draw_each_data_set_apart(tmp_path):
             height, width = matplotlib.image.imread(tmp_path / f"{name}_{data}.png").shape[:2]
             assert 600 <= width <= 1000 and height < width, (name, data, width)  # the legend below, not beside
     assert not (tmp_path / "val_acc.png").exists()
+
+
+# best_of: each option at its best knob value (reporting/best_of_grid.py) ------------------------------------
+@pytest.fixture
+def grid(tmp_path):
+    """Two optimizers x two lrs x three seeds. sgd: lr 0.1 wins on validation, though 0.01 has the better test
+    accuracy; adam: 0.001."""
+    cells = {("sgd", "0.01"): (0.80, 0.95), ("sgd", "0.1"): (0.90, 0.85),
+             ("adam", "0.001"): (0.95, 0.93), ("adam", "0.1"): (0.20, 0.20)}
+    for (optimizer, lr), (val, test) in cells.items():
+        for seed in (1, 2, 3):
+            make_run(tmp_path, f"{optimizer}_{lr}_{seed}", ["experiment=optimizer_lr_grid", f"optimizer={optimizer}",
+                     f"optimizer.lr={lr}", f"seed={seed}"], metrics(test + 0.01 * seed, val + 0.01 * seed), seed=seed)
+    return tmp_path
+
+
+def test_best_of_picks_each_optimizers_lr_on_validation_never_on_test(grid, capsys):
+    code, err = run_entry("compare.py", [f"dir={grid}", "best_of.by=optimizer", "best_of.knob=optimizer.lr"], capsys,
+                          stage="run")
+    assert code == 0, err
+    rows = {r["optimizer"]: r for r in json.loads((grid / "best_of_grid.json").read_text())}
+    assert rows["sgd"]["optimizer.lr"] == "0.1" and rows["adam"]["optimizer.lr"] == "0.001"
+    assert rows["sgd"]["grid"] == {"0.01": 0.82, "0.1": 0.92}  # every lr's mean best val acc, in numeric order
+    assert rows["sgd"]["test_acc"] == pytest.approx(0.87) and rows["sgd"]["test_acc_std"] == pytest.approx(0.01)
+    assert rows["sgd"]["seeds"] == [1, 2, 3]
+    table = (grid / "best_of_grid.md").read_text()
+    assert "| sgd | 0.01: 0.820, 0.1: 0.920 | 0.1 | 0.8700 ± 0.0100 (3 seeds) |" in table
+    assert (grid / "best_of_grid_train_loss.png").read_bytes()[:8] == PNG
+    assert not (grid / "comparison.md").exists()  # best_of reports instead of the comparison
+
+
+def test_best_of_prints_its_table_and_breaks_ties_toward_the_smaller_value(tmp_path, capsys):
+    for lr in ("0.1", "0.01", "1e-3"):  # one mean val acc for all three: the smallest lr wins
+        make_run(tmp_path, f"lr={lr}", [f"optimizer.lr={lr}", "optimizer=adam"], metrics(0.5, 0.7))
+    compare.best_of(tmp_path, "optimizer", "optimizer.lr")
+    out = capsys.readouterr().out
+    assert "| adam | 1e-3: 0.700, 0.01: 0.700, 0.1: 0.700 | 1e-3 | 0.5000 ± 0.0000 (1 seeds) |" in out
+    assert "wrote " in out and out.count("best_of_grid") == 3
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["best_of.by=activation"], "best_of.by='activation': no run under {dir} sets it; "
+                                "valid (the keys the runs vary): optimizer, optimizer.lr"),
+    (["best_of.by=optimizer", "best_of.knob=optimizer.momentum"], "best_of.knob='optimizer.momentum': no run under"),
+    (["best_of.by=optimizer", "best_of.knob=optimizer"], "best_of.by and best_of.knob are both 'optimizer'"),
+    (["best_of.by=optimizer", "best_of.knob=seed"], "best_of.knob='seed': the seeds are what each cell's mean"),
+    (["best_of=optimizer"], "best_of='optimizer' is not valid; write best_of.by=<an option the sweep varies>"),
+    (["best_of.color=red"], "best_of.color=red: best_of has no key 'color'; valid keys of best_of: by, knob"),
+    (["best_of.by=optimizer", "dir={dir}/no_such_sweep"], "dir='{dir}/no_such_sweep' is not a directory"),
+    (["best_of.by=optimizer", "dir={dir}/empty"], "no training runs under {dir}/empty (a run dir holds the .hydra/"),
+])
+def test_bad_best_of_input_is_one_line_exit_2_and_writes_nothing(grid, capsys, argv, says):
+    (grid / "empty").mkdir()
+    before = digest(grid)
+    code, err = run_entry("compare.py", [f"dir={grid}", *(a.format(dir=grid) for a in argv)], capsys, stage="run")
+    assert code == 2 and says.format(dir=grid) in one_line(err), err
+    assert digest(grid) == before and not any((grid / "empty").iterdir())
+
+
+@pytest.mark.parametrize("name", ["best_of_grid.md", "best_of_grid_train_loss.png"])
+def test_best_of_refuses_to_write_through_a_link_and_writes_nothing(grid, tmp_path_factory, capsys, name):
+    outside = tmp_path_factory.mktemp("outside") / "target.txt"
+    outside.write_text("not the sweep's\n")
+    (grid / name).symlink_to(outside)
+    before = digest(grid)
+    code, err = run_entry("compare.py", [f"dir={grid}", "best_of.by=optimizer"], capsys, stage="run")
+    assert code == 2 and f"{grid / name} is a symbolic link" in one_line(err), err
+    assert digest(grid) == before and outside.read_text() == "not the sweep's\n"

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from helpers import run_script
+from inprocess import run_entry
 from models import create_model
 from training.diagnostics import margins, sparsity
 from training.features import (cam_grids, class_sample, feature_map_grids, filter_grid, first_conv, grad_cam, report_figures,
@@ -269,34 +270,6 @@ def test_summarize_draws_the_receptive_field_on_a_real_image(tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: rf_layer='classifier.1'")
 
 
-def fake_run(root, name: str, overrides: list[str], seed: int, val: float, test: float) -> None:
-    run = root / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(f"task_name: train\nseed: {seed}\nmodel:\n  name: lenet5\n")
-    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*overrides, f"seed={seed}"]))
-    (run / "metrics.json").write_text(json.dumps({"val/acc_best": val, "test/acc": test, "val/loss": 0.1}))
-
-
-def test_best_of_grid_picks_each_optimizers_lr_on_validation_never_on_test(tmp_path):
-    from reporting.best_of_grid import best_of_grid, main
-
-    # sgd: lr 0.1 wins on validation, though 0.01 has the better test accuracy; adam: 0.001
-    cells = {("sgd", "0.01"): (0.80, 0.99), ("sgd", "0.1"): (0.90, 0.85),
-             ("adam", "0.001"): (0.95, 0.93), ("adam", "0.1"): (0.20, 0.20)}
-    for (optimizer, lr), (val, test) in cells.items():
-        for seed in (1, 2, 3):
-            fake_run(tmp_path, f"{optimizer}_{lr}_{seed}", [f"optimizer={optimizer}", f"optimizer.lr={lr}"],
-                     seed, val + 0.01 * seed, test + 0.01 * seed)
-    rows = {r["optimizer"]: r for r in best_of_grid(tmp_path)}
-    assert rows["sgd"]["optimizer.lr"] == "0.1" and rows["adam"]["optimizer.lr"] == "0.001"
-    assert rows["sgd"]["test_acc"] == pytest.approx(0.87) and rows["sgd"]["test_acc_std"] == pytest.approx(0.01)
-    assert rows["sgd"]["seeds"] == [1, 2, 3]
-    assert main([f"dir={tmp_path}"]) == 0
-    assert "| sgd |" in (tmp_path / "best_of_grid.md").read_text()
-    assert (tmp_path / "best_of_grid_train_loss.png").is_file()
-    assert main([f"dir={tmp_path}", "by=activation"]) == 2  # no run sets activation=
-
-
 # the shortened commands of the rows that had none --------------------------------------
 def metrics_of(run_dir) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
@@ -369,18 +342,18 @@ def test_early_stopping_ends_the_overfitting_run_before_max_epochs(tmp_path):
     assert metrics["status"] == "completed" and metrics["epochs"] < 20 and "test/acc" in metrics, metrics
 
 
-def test_the_optimizer_grid_preset_runs_and_best_of_grid_reads_its_real_runs(tmp_path):
-    from reporting.best_of_grid import best_of_grid, main
-
+def test_the_optimizer_grid_preset_runs_and_best_of_grid_reads_its_real_runs(tmp_path, capsys):
     result = run_script("train.py", "-m", "experiment=optimizer_lr_grid", "optimizer=sgd,adam", "optimizer.lr=1e-3,1e-1",
                         "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=5", *SHORT,
                         f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["optimizer"]: r for r in best_of_grid(tmp_path)}
+    # the row's second command, in this process
+    code, err = run_entry("compare.py", [f"dir={tmp_path}", "best_of.by=optimizer"], capsys, stage="run")
+    assert code == 0, err
+    rows = {r["optimizer"]: r for r in json.loads((tmp_path / "best_of_grid.json").read_text())}
     assert set(rows) == {"sgd", "adam"}
     for row in rows.values():
         assert len(row["grid"]) == 2 and row["seeds"] == [1, 2] and 0 <= row["test_acc"] <= 1, row
         assert row["val_acc_best"] == pytest.approx(max(row["grid"].values()), abs=1e-4), row  # the winner: best on val
-    assert main([f"dir={tmp_path}"]) == 0
     assert "| adam |" in (tmp_path / "best_of_grid.md").read_text()
     assert (tmp_path / "best_of_grid_train_loss.png").is_file()  # the winners' curves, from the runs' own events
