@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cli.commandline import (entry_point, fail, instantiate_all, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
+from cli.commandline import (entry_point, fail, instantiate_all, instantiate_part, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
                              user_errors_as_lines)
 from cli.records import (flat_hparams, log_settings, record_failure, run_status, save_run_config, write_manifest,
                          write_metrics)
@@ -56,7 +56,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
     check_run(cfg, REQUIRED)
     datamodule = instantiate(cfg.data)
-    net = instantiate(cfg.model, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
+    net = instantiate_part(cfg.model, "model", num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built
         cfg.model.update({key: net.built_with[key] for key in cfg.model if cfg.model[key] is None and key in net.built_with})
     loss_choice = HydraConfig.get().runtime.choices.get("loss")

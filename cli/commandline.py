@@ -370,6 +370,23 @@ def log_to_file(output_dir: str | Path, name: str) -> None:
     root.addHandler(handler)
 
 
+def instantiate_part(node: DictConfig, key: str, **kwargs):
+    """A part built from the config node at ``key``; a bad value its constructor refuses (the one place that rule
+    lives) is named by its full key: the model's "dropout must be ..." reads "model.dropout must be ..." here."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        text = message(error)
+        if text.startswith(f"{key}.") or text.startswith(f"{key}="):
+            raise unwrap(error) from None
+        first = re.split(r"[ =]", text, maxsplit=1)[0]
+        raise UserError(f"{key}.{text}" if first in node else f"{key}: {text}") from None
+
+
 def instantiate_all(group: DictConfig | None, **purge) -> list:
     """Build every ``_target_`` node of a group of named parts (callbacks, loggers); ``purge``: more
     arguments for the loggers that keep a resumed run's history (``purge_step``: training/loggers.py)."""

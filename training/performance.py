@@ -149,6 +149,21 @@ def _switch(name: str, value) -> bool | str:
     return value
 
 
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")  # the usual ones; torch._dynamo lists the rest
+
+
+def check_compile_backend(backend: str | Callable) -> None:
+    """A backend name torch.compile knows (or a callable backend); the full list only for a name outside the usual ones."""
+    if callable(backend) or backend in COMPILE_BACKENDS:
+        return
+    import torch._dynamo
+
+    valid = torch._dynamo.list_backends(exclude_tags=())
+    if not isinstance(backend, str) or backend not in valid:
+        raise UserError(f"performance.compile_backend={backend!r} is not valid: it must be a torch.compile backend "
+                        f"({', '.join(valid)})")
+
+
 class PerformanceSwitches(L.Callback):
     def __init__(
         self,
@@ -172,6 +187,9 @@ class PerformanceSwitches(L.Callback):
         if compile_mode not in COMPILE_MODES:
             raise UserError(f"performance.compile_mode={compile_mode!r} is not valid; valid: null, "
                             f"{', '.join(m for m in COMPILE_MODES if m)}")
+        if not (isinstance(compile_min_steps, int) and not isinstance(compile_min_steps, bool) and compile_min_steps >= 0):
+            raise UserError(f"performance.compile_min_steps={compile_min_steps!r} is not valid: it must be an integer >= 0")
+        check_compile_backend(compile_backend)
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
         self.matmul_precision, self.compile_mode, self.compile_backend = matmul_precision, compile_mode, compile_backend

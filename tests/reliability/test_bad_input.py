@@ -20,7 +20,7 @@ CASES = [
     (["model.dropout=-0.1"], ["model.dropout", "-0.1", "[0, 1)"]),
     (["optimizer.lr=0"], ["optimizer.lr", "0", "> 0"]),
     (["optimizer.lr=-1"], ["optimizer.lr", "-1", "> 0"]),
-    (["data.batch_size=0"], ["data.batch_size", "0", ">= 1"]),
+    (["data.batch_size=0"], ["data.batch_size", "0", "a positive integer"]),
     (["trainer.max_epochs=0"], ["trainer.max_epochs", "0", ">= 1"]),
     (["activation=swoosh"], ["activation", "swoosh", "swish", "relu"]),
     (["loss=nope"], ["loss", "nope", "cross_entropy"]),
@@ -29,7 +29,7 @@ CASES = [
     (["model=resnet20", "model.stem=imagenet"], ["stem", "imagenet", "cifar"]),
     (["model=logreg", "activation=tanh"], ["activation", "tanh", "identity"]),
     (["optimizer.lr=abc"], ["optimizer.lr", "abc", "a number"]),
-    (["data.batch_size=2.5"], ["data.batch_size", "2.5", "an integer"]),
+    (["data.batch_size=2.5"], ["data.batch_size", "2.5", "a positive integer"]),
 ]
 
 
