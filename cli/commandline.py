@@ -381,7 +381,7 @@ def instantiate_part(node: DictConfig, key: str, **kwargs):
         if not is_user_error(error):
             raise
         text = message(error)
-        if text.startswith(f"{key}.") or text.startswith(f"{key}="):
+        if text.startswith((f"{key}.", f"{key}=", f"{key} ")):  # named already
             raise unwrap(error) from None
         first = re.split(r"[ =]", text, maxsplit=1)[0]
         raise UserError(f"{key}.{text}" if first in node else f"{key}: {text}") from None
