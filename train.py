@@ -50,11 +50,16 @@ REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<
 
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
-    """Every part from its config; bad input fails here, before any download or training."""
+    """Every part from its config, seeded; bad input fails here, before any download or training."""
+    check_run(cfg, REQUIRED)  # before torch is imported: a bad seed, trainer.* or callbacks.* value answers in a second
+    import lightning as L
+
     from training.checkpoints import RunCheckpointIO  # atomic saves; deletes inside the run's checkpoint dir only
     from training.module import ImageClassifier
+    from training.progress import quiet
 
-    check_run(cfg, REQUIRED)
+    quiet(cfg.verbose)  # before the Trainer is built: its banners
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     net = instantiate_part(cfg.model, "model", num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built
@@ -84,17 +89,15 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 
 @user_errors_as_lines  # a write that fails (full disk, read-only) anywhere in the run: one line
 def train(cfg: DictConfig) -> float | None:
-    import lightning as L
+    datamodule, module, trainer = build(cfg)
     import torch
 
     from analysis.introspection import count_parameters_and_macs
-    from training.callbacks import DivergenceError
     from core.files import WriteError
+    from training.callbacks import DivergenceError
     from training.performance import precision_line
     from training.progress import metrics_table, model_line
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, module, trainer = build(cfg)
     claim_run_dir(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
     log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
     save_run_config(cfg)
@@ -143,9 +146,6 @@ def train(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     RESOLVERS.register()  # named here, so that joblib's workers, which run this function and not the module, get them
-    from training.progress import quiet
-
-    quiet(cfg.verbose)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return train(cfg)
     try:  # in a sweep, a failed run says so in one line, is recorded, and the launcher goes on with the others
