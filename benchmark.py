@@ -34,8 +34,6 @@ import platform
 from pathlib import Path
 from types import SimpleNamespace
 
-from typing import TYPE_CHECKING
-
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -48,9 +46,6 @@ from cli.validation import check_benchmark, check_run
 from core.files import write_text
 from core.hardware import cpu, cpu_has_amx_bf16
 
-if TYPE_CHECKING:  # annotations only
-    from torch import nn
-
 
 def import_heavy() -> None:
     """torch, Lightning, the zoo and the harness, imported once the command line is checked (in main):
@@ -62,8 +57,18 @@ def import_heavy() -> None:
 
     from datamodules import RandomImagesDataModule
     from models import list_models
-    from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, model_throughput,
-                                       packing, peaks, speedrun, three_paths)
+    from reporting.benchmarking import (
+        ALLOCATOR_ENVIRONMENT,
+        data_paths,
+        defaults_vs_off,
+        gpu,
+        markdown,
+        model_throughput,
+        packing,
+        peaks,
+        speedrun,
+        three_paths,
+    )
     from training.performance import check_precision, default_threads
 
 

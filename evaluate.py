@@ -103,10 +103,10 @@ def make_trainer(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     from cli.weights import export
+    from core.figures import confusion_matrix_figure, confusion_matrix_text
+    from core.files import save_figure
     from models.weights import read_card
     from training.checkpoints import run_dir_of
-    from core.files import save_figure
-    from core.figures import confusion_matrix_figure, confusion_matrix_text
     from training.progress import metrics_table
 
     path, datamodule, module, trainer = build(cfg)

@@ -26,6 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from core.errors import UserError
+
 from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -36,7 +37,7 @@ RETIRED = frozenset({"lightning.pytorch.loggers.TensorBoardLogger", "lightning.p
                      "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.ModelCheckpoint"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def named_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
     """Every ``_target_`` that a file of ``configs/`` names."""
     found: set[str] = set()
@@ -56,7 +57,7 @@ def named_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
     return frozenset(found | RETIRED)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data_options(config_dir: Path = CONFIG_DIR) -> dict[str, dict]:
     """``configs/data/<option>.yaml`` -> its keys and values, with the option it extends merged in."""
 

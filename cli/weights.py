@@ -30,12 +30,12 @@ from pathlib import Path
 
 import yaml
 
+from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 
 from .trust import build_datamodule, model_spec, stored_config
 from .validation import MAX_IMAGE_SIZE
@@ -46,7 +46,8 @@ KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32
 KNOWN_DATA = {"cifar10-jpeg": "cifar10"}  # the data set such a copy is
 
 
-def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:
+# nn: torch.nn, never imported at the top of cli/ (tests/test_architecture.py); the annotation is a string
+def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:  # noqa: F821
     """(correct, total) of ``net`` on the data module's test split, in eval mode on the CPU."""
     import torch
 

@@ -3,7 +3,7 @@ that shows a count (parameters, MACs, images/s) shows it in one way, whichever r
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def human(n: float) -> str:

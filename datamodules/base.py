@@ -31,7 +31,7 @@ both paths, for inspection and for ``evaluate.py``.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import lightning as L
 import torch
@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.errors import check_choice
 
 from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
-from .transforms import AUGMENTATIONS, DataError, NORMALIZATIONS, build_transforms, channel_stats
+from .transforms import AUGMENTATIONS, NORMALIZATIONS, DataError, build_transforms, channel_stats
 
 PIPELINES = ("auto", "tensor", "torchvision")
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import importlib
 import inspect
 import pkgutil
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -74,8 +74,17 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, check_stem, make_activation,
-                     norm2d, variants)
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_number,
+    check_stem,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 

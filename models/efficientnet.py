@@ -89,8 +89,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_number, check_stem, make_activation, make_divisible,
-                     variants)
+from .layers import (
+    ActivationArg,
+    ConvNormAct,
+    check_choice,
+    check_dropout,
+    check_number,
+    check_stem,
+    make_activation,
+    make_divisible,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 PAPER_BN = (1e-3, 0.01)  # (eps, momentum): the reference code's, torchvision's B5-B7

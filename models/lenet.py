@@ -70,8 +70,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, make_activation, norm2d, variants
-
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_number,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "modern")
 DOWNSAMPLES = ("pool", "stride")  # S2/S4 as pooling, or C1/C3 with stride 2 instead

@@ -73,7 +73,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_stem, make_activation, norm2d, variants
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_stem,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 SHORTCUTS = ("A", "B")

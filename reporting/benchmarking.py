@@ -20,26 +20,25 @@ import ctypes
 import functools
 import io
 import json
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
-import resource
-import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from core.formatting import markdown_table
 from training.module import ImageClassifier
 from training.performance import PerformanceSwitches
-
-from core.formatting import markdown_table
 
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
 ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")  # how this process allocates memory: a report names it
@@ -112,7 +111,7 @@ class MemoryPeak:
         except (OSError, StopIteration):
             return None
 
-    def __enter__(self) -> "MemoryPeak":
+    def __enter__(self) -> MemoryPeak:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -479,7 +478,7 @@ def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
         loader, per_repeat = datamodule.train_dataloader(), []
         for _ in range(args.repeats):
             batches = iter(loader)
-            for _, (x, _) in zip(range(args.warmup), batches):  # worker start-up excluded
+            for _, (_x, _) in zip(range(args.warmup), batches):  # worker start-up excluded
                 pass
             synchronize(device)
             start, images = time.perf_counter(), 0

@@ -22,7 +22,6 @@ from pathlib import Path
 import yaml
 
 from core.files import save_figure, write_text
-
 from core.formatting import human, markdown_table
 
 # table column: metrics.json key written by train.py
@@ -258,11 +257,12 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
         colors = colormaps["tab10" if len(cells) <= 10 else "tab20"]
         columns = min(len(cells), 4)
 
+        # called within this iteration only: the title, columns and suffix it reads are this iteration's (B023)
         def finish(figure, axes, name: str) -> None:
             if axes.get_legend_handles_labels()[0]:
-                axes.legend(title=title or None, fontsize=8, title_fontsize=8, ncol=columns, loc="upper center",
-                            bbox_to_anchor=(0.5, -0.14), frameon=False)
-            written.append(root / f"{name}{suffix}.png")
+                axes.legend(title=title or None, fontsize=8, title_fontsize=8, ncol=columns,  # noqa: B023
+                            loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+            written.append(root / f"{name}{suffix}.png")  # noqa: B023
             save_figure(figure, written[-1], dpi=100, bbox_inches="tight")
 
         figure = Figure(figsize=(8, 5))

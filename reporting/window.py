@@ -34,7 +34,6 @@ from pathlib import Path
 from core.files import write_json, write_text
 
 from .benchmarking import best_k
-from .peer import PUBLISHED
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("data", "benchmark", "peer", "speedrun", "zoo", "gpu_tests", "compare")
@@ -124,8 +123,8 @@ class Window:
         return self.report
 
     def data(self) -> dict:
-        from datamodules import ImageFolderDataModule
         from core.hardware import usable_cores
+        from datamodules import ImageFolderDataModule
 
         from .peer import write_airbench_data
 

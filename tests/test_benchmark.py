@@ -66,8 +66,9 @@ def test_bad_input_is_one_line(override, expected, tmp_path):
 
 def benchmark_settings(*overrides: str, amx: bool = False, monkeypatch=None):
     """benchmark.py's settings as its task function derives them from this command line."""
-    import benchmark
     from hydra import compose, initialize_config_dir
+
+    import benchmark
 
     benchmark.import_heavy()  # what main() does first: torch, the zoo's registry
     monkeypatch.setattr(benchmark, "cpu_has_amx_bf16", lambda: amx)

@@ -22,7 +22,7 @@ def test_help_lists_the_groups_and_their_options():
     assert result.returncode == 0
     for group, option in [("model", "lenet5"), ("model", "resnet18"), ("data", "digits"), ("optimizer", "adam"),
                           ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"), ("activation", "tanh")]:
-        line = next((l for l in result.stdout.splitlines() if l.startswith(f"{group}:")), "")
+        line = next((out for out in result.stdout.splitlines() if out.startswith(f"{group}:")), "")
         assert option in line, (group, option, result.stdout[:3000])
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import compare
+from core.errors import UserError
 from helpers import run_script
 from inprocess import digest, one_line, run_entry
-from core.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -47,8 +47,8 @@ def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs)
     # vanishing: with sigmoid the first layer gets far less than the last, with ReLU not
     sigmoid_last = [10 ** e.value for e in sigmoid.Scalars(LAST)]
     relu_last = [10 ** e.value for e in relu.Scalars(LAST)]
-    assert max(f / l for f, l in zip(sigmoid_first, sigmoid_last)) < 1e-3
-    assert min(f / l for f, l in zip(relu_first, relu_last)) > 1e-2
+    assert max(first / last for first, last in zip(sigmoid_first, sigmoid_last)) < 1e-3
+    assert min(first / last for first, last in zip(relu_first, relu_last)) > 1e-2
 
 
 def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):

@@ -5,7 +5,6 @@ GPU's report too; airbench's data files are checked against the layout its loade
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest

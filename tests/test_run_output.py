@@ -165,7 +165,7 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
     start = lines.index("confusion matrix (rows: true, columns: predicted)")
     matrix = [[int(c) for c in line.split()[1:]] for line in lines[start + 2:start + 12]]
     assert matrix == report["confusion_matrix"]
-    per_class = {line.split()[0]: float(line.split()[1]) for line in lines[lines.index(next(l for l in lines if l.startswith("class "))) + 1:start - 1]}
+    per_class = {line.split()[0]: float(line.split()[1]) for line in lines[lines.index(next(row for row in lines if row.startswith("class "))) + 1:start - 1]}
     assert per_class == {c: pytest.approx(a, abs=5e-5) for c, a in report["per_class_acc"].items()}
     assert lines[-1] == f"run dir: {run_dir}" and "GPU available" not in result.stdout + result.stderr
 

@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
-from reporting.comparison import val_curve
 from helpers import run_script
+from reporting.comparison import val_curve
 
 TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")

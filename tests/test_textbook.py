@@ -12,13 +12,21 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+from analysis.introspection import count_parameters_and_macs, summarize
 from helpers import run_script
 from inprocess import run_entry
 from models import create_model
 from training.diagnostics import margins, sparsity
-from training.features import (cam_grids, class_sample, feature_map_grids, filter_grid, first_conv, grad_cam, report_figures,
-                               stage_outputs)
-from analysis.introspection import count_parameters_and_macs, summarize
+from training.features import (
+    cam_grids,
+    class_sample,
+    feature_map_grids,
+    filter_grid,
+    first_conv,
+    grad_cam,
+    report_figures,
+    stage_outputs,
+)
 from training.losses import OneHotMAE
 from training.regularization import WeightPenalty
 

@@ -17,11 +17,12 @@ import pytest
 import torch
 import torchvision
 
-from helpers import ROOT, final_metrics, run_script
-from models import create_model, weights as weights_module
-from models.weights import WeightsError, read_card, sha256, shipped
 from cli.weights import card_datamodule
 from cli.weights import test_accuracy as accuracy_on_test_split  # (a test_* name would be collected)
+from helpers import ROOT, final_metrics, run_script
+from models import create_model
+from models import weights as weights_module
+from models.weights import WeightsError, read_card, sha256, shipped
 
 CARDS = sorted(shipped().items())
 

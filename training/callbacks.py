@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from .checkpoints import RunCheckpointIO
 from core.errors import check_number
+
+from .checkpoints import RunCheckpointIO
 
 
 class DivergenceError(RuntimeError):

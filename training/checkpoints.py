@@ -230,7 +230,7 @@ class RunCheckpointIO(TorchCheckpointIO):
         self.folders = list(dict.fromkeys(Path(os.path.realpath(folder)) for folder in folders))
 
     @classmethod
-    def of(cls, callbacks: list) -> "RunCheckpointIO":
+    def of(cls, callbacks: list) -> RunCheckpointIO:
         """For the checkpoint dirs of the ``ModelCheckpoint`` callbacks among ``callbacks``."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 

@@ -38,7 +38,7 @@ one validation batch.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -46,10 +46,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from models.layers import ACTIVATIONS
-
 from core.errors import check_number
 from core.figures import confusion_matrix_figure
+from models.layers import ACTIVATIONS
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)

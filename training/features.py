@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 from core.errors import UserError
 from core.files import save_figure
+
+from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:

@@ -16,7 +16,6 @@ import functools
 from typing import Any
 
 import lightning as L
-
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -28,8 +27,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from .callbacks import steps_planned
 from core.errors import UserError
+
+from .callbacks import steps_planned
 from .schedulers import complete
 
 

@@ -52,16 +52,17 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 
 from core import hardware
-from .callbacks import steps_planned
 from core.errors import UserError
 from core.hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
+
+from .callbacks import steps_planned
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 CPU_CONV_PRECISIONS = (None, "ieee", "bf16")

@@ -23,6 +23,7 @@ import warnings
 import lightning as L
 
 from core.formatting import human
+
 from .lightning_internals import count_epochs_from_one
 
 log = logging.getLogger("train")

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import create_model, list_models
 from analysis.introspection import (
     FeatureMapVanishes,
     Window,
@@ -21,6 +20,7 @@ from analysis.introspection import (
     summarize,
 )
 from empirical import empirical_receptive_field
+from models import create_model, list_models
 
 
 def build(name: str, size: int = 32, **options) -> nn.Module:

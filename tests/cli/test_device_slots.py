@@ -11,8 +11,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from helpers import ROOT, run_script
 from cli.device_slots import claim_device
+from helpers import ROOT, run_script
 
 
 def _claim_and_hold(lock_dir: str, devices: int, results, ready, release, per_device: int = 1) -> None:

@@ -129,7 +129,7 @@ def test_validation_and_test_batches_are_the_untouched_images_of_the_torchvision
         for _ in range(2):  # again, and again the same
             batches = list(getattr(tensor, f"{split}_dataloader")())
             assert [len(x) for x, _ in batches] == [len(x) for x in expected]
-            for (x, y), x_ref in zip(batches, expected):
+            for (x, _), x_ref in zip(batches, expected):
                 assert x.dtype == torch.float32 and torch.allclose(x, x_ref, atol=1e-5)
     labels = torch.cat([y for _, y in tensor.test_dataloader()])
     assert torch.equal(labels, tensor.test_set.source.targets)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from checks import meta
 from torch import nn
 
+from checks import meta
 from models import densenet
 from models.layers import ModelOptionError
 

@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-from checks import assert_same_logits, meta, torchvision_pair
 from torch import nn
 
+from checks import assert_same_logits, meta, torchvision_pair
 from models import layers, model_reference
 from models.efficientnet import MODELS, SCALING, STAGES, MBConv, SqueezeExcitation, StochasticDepth
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checks import assert_trains
 from torch import nn
 
+from checks import assert_trains
 from models.layers import LeCunTanh
 from models.lenet import C3_TABLE, MODELS, LeNet5, LeNet5Paper, Subsampling, TableConv2d
 

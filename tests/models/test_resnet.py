@@ -7,9 +7,9 @@ weights for resnet18 and resnet50 (a basic and a bottleneck net) by default, the
 
 import pytest
 import torch
-from checks import assert_same_logits, meta, torchvision_pair
 from torch import nn
 
+from checks import assert_same_logits, meta, torchvision_pair
 from models import layers
 from models.resnet import MODELS, BasicBlock, Bottleneck, PadShortcut, ResNet
 

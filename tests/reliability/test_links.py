@@ -15,8 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from inprocess import copy_run, digest, one_line, run_entry
 from core.files import LinkRefused, atomic_write, write_text
+from inprocess import copy_run, digest, one_line, run_entry
 
 
 @pytest.mark.parametrize("name", ["train.log", "metrics.json", "manifest.json", ".hydra/config.yaml", "checkpoints"])

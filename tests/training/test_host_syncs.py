@@ -9,9 +9,6 @@ benchmark.py counts the real synchronizations with torch.cuda.set_sync_debug_mod
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir

@@ -13,10 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from models import create_model
-from training.module import ImageClassifier
-from reporting.benchmarking import MemoryPeak
 from core.hardware import cpu_has_bf16
+from models import create_model
+from reporting.benchmarking import MemoryPeak
+from training.module import ImageClassifier
 from training.performance import PerformanceSwitches, check_precision, default_threads, precision_line, usable_precision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

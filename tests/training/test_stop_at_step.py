@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from cli.commandline import instantiate_trainer
+from core.errors import UserError
 from models import create_model
 from training.callbacks import StopAtStep, steps_planned
-from core.errors import UserError
 from training.module import ImageClassifier
 
 
