@@ -18,5 +18,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence], right: Itera
     """A markdown table's lines; the columns numbered in ``right`` are right-aligned, a ``|`` in a cell escaped."""
     right = set(right)
     cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i in right else "---"
+                                                              for i in range(len(header))) + "|"]
     return lines + ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
