@@ -156,7 +156,8 @@ COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")  # the usual
 
 
 def check_compile_backend(backend: str | Callable) -> None:
-    """A backend name torch.compile knows (or a callable backend); the full list only for a name outside the usual ones."""
+    """A backend name torch.compile knows (or a callable backend); the full list only for a name
+    outside the usual ones."""
     if callable(backend) or backend in COMPILE_BACKENDS:
         return
     import torch._dynamo
@@ -192,8 +193,10 @@ class PerformanceSwitches(L.Callback):
         if compile_mode not in COMPILE_MODES:
             raise UserError(f"performance.compile_mode={compile_mode!r} is not valid; valid: null, "
                             f"{', '.join(m for m in COMPILE_MODES if m)}")
-        if not (isinstance(compile_min_steps, int) and not isinstance(compile_min_steps, bool) and compile_min_steps >= 0):
-            raise UserError(f"performance.compile_min_steps={compile_min_steps!r} is not valid: it must be an integer >= 0")
+        if not (isinstance(compile_min_steps, int) and not isinstance(compile_min_steps, bool)
+                and compile_min_steps >= 0):
+            raise UserError(f"performance.compile_min_steps={compile_min_steps!r} is not valid: "
+                            "it must be an integer >= 0")
         check_compile_backend(compile_backend)
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
