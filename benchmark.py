@@ -1,7 +1,7 @@
 """Measure the zoo's speed against the machine it runs on: warm-up excluded, repeats, medians.
 
-    python benchmark.py quick=true threads=1        # lenet5 and resnet20: the README's table (the test suite runs a smaller one)
-    python benchmark.py quick=true models=[densenet_bc_100]   # quick's protocol, other models: what the command line sets wins
+    python benchmark.py quick=true threads=1        # lenet5, resnet20: the README's table (the tests run a smaller one)
+    python benchmark.py quick=true models=[densenet_bc_100]   # quick's protocol, other models: the command line wins
     python benchmark.py                             # five models and the defaults against performance=off
     python benchmark.py device=cuda report=gpu.md   # a GPU: everything below plus the speedrun, in one report
 
@@ -34,8 +34,6 @@ import platform
 from pathlib import Path
 from types import SimpleNamespace
 
-from typing import TYPE_CHECKING
-
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -48,22 +46,29 @@ from cli.validation import check_benchmark, check_run
 from core.files import write_text
 from core.hardware import cpu, cpu_has_amx_bf16
 
-if TYPE_CHECKING:  # annotations only
-    from torch import nn
-
 
 def import_heavy() -> None:
     """torch, Lightning, the zoo and the harness, imported once the command line is checked (in main):
     --help and a mistyped key answer before them. They are this module's globals from then on."""
-    global L, torch, RandomImagesDataModule, list_models, ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown
-    global model_throughput, packing, peaks, speedrun, three_paths, check_precision, default_threads
+    global L, torch, RandomImagesDataModule, list_models, ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu
+    global markdown, model_throughput, packing, peaks, speedrun, three_paths, check_precision, default_threads
     import lightning as L
     import torch
 
     from datamodules import RandomImagesDataModule
     from models import list_models
-    from reporting.benchmarking import (ALLOCATOR_ENVIRONMENT, data_paths, defaults_vs_off, gpu, markdown, model_throughput,
-                                       packing, peaks, speedrun, three_paths)
+    from reporting.benchmarking import (
+        ALLOCATOR_ENVIRONMENT,
+        data_paths,
+        defaults_vs_off,
+        gpu,
+        markdown,
+        model_throughput,
+        packing,
+        peaks,
+        speedrun,
+        three_paths,
+    )
     from training.performance import check_precision, default_threads
 
 
@@ -113,12 +118,15 @@ def settings(cfg: DictConfig, given: set[str] = frozenset()) -> SimpleNamespace:
     s["batch_sizes"] = s["batch_sizes"] or ([256, 512] if device.type == "cuda" else [128])
     s["threads"] = s["threads"] or default_threads()
     s["workers"] = min(s["workers"], os.cpu_count() or 1)
-    s["defaults_check"]["enabled"] = (not s["quick"]) if s["defaults_check"]["enabled"] is None else s["defaults_check"]["enabled"]
-    s["speedrun"]["enabled"] = (device.type == "cuda" and not s["quick"]) if s["speedrun"]["enabled"] is None else s["speedrun"]["enabled"]
+    s["defaults_check"]["enabled"] = ((not s["quick"]) if s["defaults_check"]["enabled"] is None
+                                      else s["defaults_check"]["enabled"])
+    s["speedrun"]["enabled"] = ((device.type == "cuda" and not s["quick"]) if s["speedrun"]["enabled"] is None
+                                else s["speedrun"]["enabled"])
     s["packing"]["precision"] = s["packing"]["precision"] or ("bf16-mixed" if device.type == "cuda" else "32-true")
     check_precision(s["packing"]["precision"], device.type)
     largest = max(s["batch_sizes"] + [s["defaults_check"]["batch_size"]])
-    s["data_size"] = max(s["data_size"], 2 * (s["warmup"] + s["steps"] + 2) * largest)  # the Lightning steps stay in one epoch
+    # the Lightning steps stay in one epoch
+    s["data_size"] = max(s["data_size"], 2 * (s["warmup"] + s["steps"] + 2) * largest)
     return SimpleNamespace(**s, device_=device, torch_default_threads=torch.get_num_threads())
 
 
@@ -129,14 +137,17 @@ def measure(args: SimpleNamespace, variant: dict, batch_size: int) -> SimpleName
 def run(args: SimpleNamespace, out: Path) -> dict:
     device = args.device_
     torch.set_num_threads(args.threads)
-    machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "gpu": gpu(device) if device.type == "cuda" else None,
+    machine = {"cpu": cpu(), "torch_threads": torch.get_num_threads(),
+               "gpu": gpu(device) if device.type == "cuda" else None,
                "allocator": {key: os.environ[key] for key in ALLOCATOR_ENVIRONMENT if os.environ.get(key)},
                "device_type": device.type, "torch": torch.__version__, "lightning": L.__version__,
                "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
     peak = peaks(device, {v["precision"] for v in args.variants}, machine["cpu"], args.threads)
-    report = {"machine": machine, "peak": peak, "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
+    report = {"machine": machine, "peak": peak,
+              "settings": {k: v for k, v in vars(args).items() if not k.endswith("_")}}
     build = lambda name: zoo_model(name, args.stem)  # noqa: E731
-    report["models"] = [{"variant": v["name"], "batch_size": b, **model_throughput(m, build(m), measure(args, v, b), device)}
+    report["models"] = [{"variant": v["name"], "batch_size": b,
+                         **model_throughput(m, build(m), measure(args, v, b), device)}
                         for v in args.variants for b in args.batch_sizes for m in args.models]
     paths_args = measure(args, args.variants[args.paths_variant], args.batch_sizes[0])
     datamodule = RandomImagesDataModule(args.data_size, batch_size=paths_args.batch_size, num_workers=args.workers)
@@ -150,11 +161,13 @@ def run(args: SimpleNamespace, out: Path) -> dict:
     if check["enabled"]:
         check_args = measure(args, args.variants[0], check["batch_size"])
         datamodule.batch_size = check["batch_size"]
-        runs = {name: functools.partial(instantiate, train_config(*overrides).performance) for name, overrides in check["runs"].items()}
+        runs = {name: functools.partial(instantiate, train_config(*overrides).performance)
+                for name, overrides in check["runs"].items()}
         report["defaults"] = {"model": check["model"], "batch_size": check["batch_size"],
                               **defaults_vs_off(build(check["model"]), check_args, device, datamodule, runs)}
     if args.packing["enabled"]:
-        report["packing"] = packing(build(args.packing["model"]), SimpleNamespace(**args.packing), device, args.packing["k"])
+        report["packing"] = packing(build(args.packing["model"]), SimpleNamespace(**args.packing), device,
+                                    args.packing["k"])
     if args.speedrun["enabled"]:
         report["speedrun"] = speedrun(CONFIG_DIR.parent / "train.py", args.speedrun["overrides"], out)
     machine["load_average_at_end"] = os.getloadavg()[0]  # other processes on the machine skew timings

@@ -39,10 +39,21 @@ from omegaconf import DictConfig
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
 from cli.validation import check_run
-from reporting import best_of_grid
-from reporting.comparison import (NUMBERS, OUTPUTS, TEXT, cells, find_runs, label_runs, markdown, optuna_best, plots,
-                                  sort_rows, write_csv)
 from core.files import refuse_link, write_text
+from reporting import best_of_grid
+from reporting.comparison import (
+    NUMBERS,
+    OUTPUTS,
+    TEXT,
+    cells,
+    find_runs,
+    label_runs,
+    markdown,
+    optuna_best,
+    plots,
+    sort_rows,
+    write_csv,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

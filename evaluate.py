@@ -34,7 +34,8 @@ from cli.validation import check_run
 # torch, Lightning and the zoo are imported in the functions below: --help and a mistyped key answer before them
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-FROM_CHECKPOINT = "evaluate.py takes the model and its training settings from the checkpoint (ckpt_path=) or the card (weights=)"
+FROM_CHECKPOINT = ("evaluate.py takes the model and its training settings from the checkpoint (ckpt_path=) "
+                   "or the card (weights=)")
 HINTS = {key: FROM_CHECKPOINT for key in ("model", "optimizer", "scheduler", "loss", "regularization", "activation",
                                          "experiment", "callbacks", "seed", "resume")}
 REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run dir>"}
@@ -103,10 +104,10 @@ def make_trainer(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     from cli.weights import export
+    from core.figures import confusion_matrix_figure, confusion_matrix_text
+    from core.files import save_figure
     from models.weights import read_card
     from training.checkpoints import run_dir_of
-    from core.files import save_figure
-    from core.figures import confusion_matrix_figure, confusion_matrix_text
     from training.progress import metrics_table
 
     path, datamodule, module, trainer = build(cfg)
@@ -143,8 +144,8 @@ def evaluate(cfg: DictConfig) -> dict:
                               scale=getattr(datamodule, "scale", None), classes=report["classes"], model=model):
             print(f"wrote {png}")
     if cfg.export:
-        card = user_errors_as_lines(export)(run_dir_of(path), cfg.export, data_dir=cfg.data.data_dir or cfg.paths.data_dir,
-                                            force=cfg.force)
+        card = user_errors_as_lines(export)(run_dir_of(path), cfg.export,
+                                            data_dir=cfg.data.data_dir or cfg.paths.data_dir, force=cfg.force)
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
     print(f"run dir: {output_dir}")
     return report

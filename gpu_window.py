@@ -41,7 +41,8 @@ def check(cfg: DictConfig) -> None:
                         "(<root>/train/<class>/*, <root>/test/<class>/*), such as the CIFAR-10 JPEG copy")
     out = Path(cfg.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"out={cfg.out!r} exists and is not an empty folder; give a new one (a window writes every part there)")
+        raise UserError(f"out={cfg.out!r} exists and is not an empty folder; give a new one (a window writes "
+                        "every part there)")
     for key in ("budget_s", "reserve_s"):
         if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool) or cfg[key] < 0:
             raise UserError(f"{key}={cfg[key]!r} must be a number of seconds >= 0")
@@ -49,7 +50,8 @@ def check(cfg: DictConfig) -> None:
         import torch  # only here: --help and typos answer before torch is imported
 
         if not torch.cuda.is_available():
-            raise UserError("device=cuda: no CUDA device is visible here; valid here: cpu (window=dry_run device=cpu, the dry run)")
+            raise UserError("device=cuda: no CUDA device is visible here; valid here: cpu (window=dry_run "
+                            "device=cpu, the dry run)")
     target = cfg.speedrun.target
     if target not in ("peer_tta", "peer") and not (isinstance(target, float) and 0 < target <= 1):
         raise UserError(f"speedrun.target={target!r} is not valid; valid: peer_tta, peer, or an accuracy in (0, 1]")

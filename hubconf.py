@@ -22,7 +22,8 @@ def _entry(name: str):
         return _create_model(name, weights=weights, **options)
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"models.create_model({name!r}, weights=..., **options): see models/weights.py for the weights names."
+    entry.__doc__ = (f"models.create_model({name!r}, weights=..., **options): "
+                     "see models/weights.py for the weights names.")
     return entry
 
 

@@ -38,8 +38,8 @@ def input_size(cfg: DictConfig) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
         raise UserError(f"input_size must be a positive integer or [height, width], got {cfg.input_size!r}")
     if max(size) > MAX_IMAGE_SIZE:  # checked before any tensor exists: 20000 pixels a side asks for hundreds of GB
-        raise UserError(f"input_size={cfg.input_size if cfg.input_size is not None else size[0]}: at most {MAX_IMAGE_SIZE} "
-                        f"pixels a side (one feature map of a larger input needs gigabytes)")
+        raise UserError(f"input_size={cfg.input_size if cfg.input_size is not None else size[0]}: at most "
+                        f"{MAX_IMAGE_SIZE} pixels a side (one feature map of a larger input needs gigabytes)")
     return size[0], size[1]
 
 
@@ -79,7 +79,8 @@ def build(cfg: DictConfig):
         smallest = introspection.smallest_input_size(net, datamodule.in_channels, max(height, width))
         raise UserError(error.describe(cfg.model.name, smallest)) from None
     except RuntimeError as error:  # e.g. a classifier sized for another input: the chosen size does not fit
-        raise UserError(f"{cfg.model.name} cannot take a {height}x{width} input: {str(error).splitlines()[0]}") from None
+        raise UserError(f"{cfg.model.name} cannot take a {height}x{width} input: "
+                        f"{str(error).splitlines()[0]}") from None
 
 
 def draw_receptive_field(cfg: DictConfig, rows, totals) -> Path:
@@ -125,7 +126,8 @@ def main(cfg: DictConfig) -> dict:
 
         path = Path(cfg.paths.output_dir) / "receptive_field.png"
         shape = "x".join(map(str, totals.input_shape[1:]))
-        receptive_field_profile(rows, totals, path, f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
+        receptive_field_profile(rows, totals, path,
+                                f"{cfg.model.name} at {shape}: receptive field and resolution by depth")
         print(f"wrote {path}", file=sys.stderr)
     if cfg.rf_image:
         print(f"wrote {user_errors_as_lines(draw_receptive_field)(cfg, rows, totals)}", file=sys.stderr)

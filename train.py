@@ -30,10 +30,26 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cli.commandline import (entry_point, fail, instantiate_all, instantiate_part, instantiate_trainer, log_to_file, name_sweep_runs, resume_argv,
-                             user_errors_as_lines)
-from cli.records import (flat_hparams, log_settings, record_failure, run_status, save_run_config, write_manifest,
-                         write_metrics)
+from cli.commandline import (
+    entry_point,
+    fail,
+    instantiate_all,
+    instantiate_part,
+    instantiate_trainer,
+    log_to_file,
+    name_sweep_runs,
+    resume_argv,
+    user_errors_as_lines,
+)
+from cli.records import (
+    flat_hparams,
+    log_settings,
+    record_failure,
+    run_status,
+    save_run_config,
+    write_manifest,
+    write_metrics,
+)
 from cli.resolvers import RESOLVERS
 from cli.rundir import claim_run_dir
 from cli.trust import start_from
@@ -61,12 +77,15 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     quiet(cfg.verbose)  # before the Trainer is built: its banners
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    net = instantiate_part(cfg.model, "model", num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
+    net = instantiate_part(cfg.model, "model", num_classes=datamodule.num_classes,
+                           in_channels=datamodule.in_channels).train()  # weights= return it in eval mode
     with open_dict(cfg.model):  # a null option is the builder's default (or the weights' card's): recorded as built
-        cfg.model.update({key: net.built_with[key] for key in cfg.model if cfg.model[key] is None and key in net.built_with})
+        cfg.model.update({key: net.built_with[key] for key in cfg.model if cfg.model[key] is None
+                          and key in net.built_with})
     loss_choice = HydraConfig.get().runtime.choices.get("loss")
     if getattr(net, "paper_loss", loss_choice) != loss_choice:
-        logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its paper; this run uses loss={loss_choice}")
+        logging.getLogger(__name__).warning(f"model={cfg.model.name} is fitted with loss={net.paper_loss} in its "
+                                            f"paper; this run uses loss={loss_choice}")
     module = ImageClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
@@ -79,9 +98,10 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
     )
     purge = start_from(cfg, module)  # resume= or ckpt_path=: checked, the weights loaded; purge_step for the loggers
     loggers = instantiate_all(cfg.logger, **purge)
-    callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # speed switches: training/performance.py
-    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False,  # precision: auto resolved, bf16 checked
-                                  enable_model_summary=cfg.verbose, plugins=[RunCheckpointIO.of(callbacks)])  # summary: ours (train())
+    callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # training/performance.py's switches
+    # precision: auto resolved, bf16 checked; the model summary: ours (train())
+    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                  enable_model_summary=cfg.verbose, plugins=[RunCheckpointIO.of(callbacks)])
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
     return datamodule, module, trainer
@@ -104,7 +124,7 @@ def train(cfg: DictConfig) -> float | None:
     write_manifest(cfg)
     size = datamodule.image_size
     params, macs = count_parameters_and_macs(module.net, (datamodule.in_channels, size, size))  # MACs per image
-    module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning's summary: shapes, FLOPs
+    module.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)  # Lightning summary: shapes, FLOPs
     if not cfg.verbose and trainer.is_global_zero:
         print(model_line(cfg.model.name, params, macs, (datamodule.in_channels, size, size)))
         if cfg.trainer.precision == "auto":  # what it chose here, and why
@@ -123,7 +143,8 @@ def train(cfg: DictConfig) -> float | None:
                 write_metrics(cfg, {"status": status, "error": str(error), "epochs": trainer.current_epoch})
         fail(str(error), status=1 if status == "diverged" else 2)
     seconds = time.perf_counter() - start
-    steps = trainer.global_step - module.segment_start_step  # this segment's own: a resumed run's earlier steps took other time
+    # this segment's own: a resumed run's earlier steps took other time
+    steps = trainer.global_step - module.segment_start_step
 
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.test:
@@ -131,7 +152,8 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=cfg.verbose)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
         metrics["best_checkpoint"] = best
-    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2), precision=trainer.precision,
+    metrics.update(params=params, macs=macs, epochs=trainer.current_epoch, wall_time_s=round(seconds, 2),
+                   precision=trainer.precision,
                    train_images_per_s=round(steps * cfg.data.batch_size / seconds, 1))  # val included
     metrics["status"] = run_status(cfg, metrics)  # completed, diverged, or debug (fast_dev_run, overfit_batches)
     for logger in trainer.loggers:

@@ -69,8 +69,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +97,7 @@ class Field:
     def size(self) -> Pair:
         return (self.hi[0] - self.lo[0] + 1, self.hi[1] - self.lo[1] + 1)
 
-    def through(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> "Field":
+    def through(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> Field:
         """After a convolution or pooling window (the recursion in the module docstring)."""
         return Field(
             lo=tuple(self.lo[a] - padding[a] * self.jump[a] for a in (0, 1)),
@@ -106,13 +106,13 @@ class Field:
             is_global=self.is_global,
         )
 
-    def spread(self, spatial: Pair) -> "Field":
+    def spread(self, spatial: Pair) -> Field:
         """Every unit of a map of ``spatial`` size mixed into one (global pooling, flatten)."""
         hi = tuple(self.hi[a] + (spatial[a] - 1) * self.jump[a] for a in (0, 1))
         return Field(self.lo, hi, self.jump, is_global=True)
 
     @staticmethod
-    def union(fields: Sequence["Field"]) -> "Field":
+    def union(fields: Sequence[Field]) -> Field:
         return Field(
             lo=tuple(min(f.lo[a] for f in fields) for a in (0, 1)),
             hi=tuple(max(f.hi[a] for f in fields) for a in (0, 1)),

@@ -1,1 +1,1 @@
-"""The Hydra glue of the entry points: command-line checks, value validation, the trust boundary, run records, resolvers."""
+"""The entry points' Hydra glue: command-line checks, value validation, the trust boundary, run records, resolvers."""

@@ -21,17 +21,16 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hydra.errors import HydraException, InstantiationException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from core.errors import UserError
 
 from .resolvers import register_resolvers, remove_empty_run_dirs
 from .rundir import check_run_dir_arguments
-
 
 # flags after which the command line is left to Hydra alone (help, printing the config, shell completion)
 HYDRA_FLAGS = ("-m", "--multirun")
@@ -239,13 +238,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     original = [a for a in original if not isinstance(a, str) or keep(a)]
     check_untrusted_overrides([a for a in original if a not in argv], str(source))
     original = drop_stored_locations(original, argv, str(source))
-    quoted = lambda path: "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731  a sweep run's dir: optimizer=sgd,seed=1
-    return original + [a for a in argv if keep(a)] + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"]
+    # a sweep run's dir: optimizer=sgd,seed=1
+    quoted = lambda path: "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731
+    return (original + [a for a in argv if keep(a)]
+            + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"])
 
 
 # the last part of a key that says where something is written or read from disk (callbacks.*.dirpath,
-# logger.*.save_dir, trainer.default_root_dir, ...); with paths.* and logger.*.name / version / sub_dir (folders below save_dir)
-LOCATION_KEYS = ("dirpath", "filename", "save_dir", "data_dir", "root_dir", "output_dir", "log_dir", "default_root_dir", "dir")
+# logger.*.save_dir, trainer.default_root_dir, ...); with paths.* and logger.*.name / version / sub_dir
+# (folders below save_dir)
+LOCATION_KEYS = ("dirpath", "filename", "save_dir", "data_dir", "root_dir", "output_dir", "log_dir", "default_root_dir",
+                 "dir")
 
 
 def names_a_location(key: str) -> bool:
@@ -285,7 +288,8 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
         if isinstance(entry, dict):
             (key, value), = entry.items()
             group = key.removeprefix("optional ")
-            if not group.startswith(("override ", "_", "hydra")) and "${" not in str(value):  # recipe: ${model}, internal
+            # recipe: ${model}, internal
+            if not group.startswith(("override ", "_", "hydra")) and "${" not in str(value):
                 read.append(group)
     options = group_options(config_dir)
     lines = [*usage, ""]
@@ -300,8 +304,8 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
         raise UserError(message(error)) from None
     finally:
         GlobalHydra.instance().clear()
-    lines += ["== Config ==", "Override anything in the config (foo.bar=value)", "", OmegaConf.to_yaml(cfg).rstrip(), "",
-              "--cfg job prints the config alone; --hydra-help lists Hydra's own flags."]
+    lines += ["== Config ==", "Override anything in the config (foo.bar=value)", "", OmegaConf.to_yaml(cfg).rstrip(),
+              "", "--cfg job prints the config alone; --hydra-help lists Hydra's own flags."]
     return "\n".join(lines)
 
 
@@ -439,7 +443,8 @@ def check_untrusted_overrides(overrides: list, source: str) -> None:
         value = None if override.is_delete() else override.value()
         plain = [value] if not isinstance(value, list) else value
         if key.split("/")[0].split(".")[0] == "hydra" or any(p.startswith("_") for p in re.split(r"[./@]", key)):
-            raise UserError(f"{source}: {text!r} sets {key}, which a run dir may not set (refused: a run dir names options, not code)")
+            raise UserError(f"{source}: {text!r} sets {key}, which a run dir may not set (refused: a run dir names "
+                            "options, not code)")
         if override.is_sweep_override() or not all(v is None or isinstance(v, (str, int, float, bool)) for v in plain):
             raise UserError(f"{source}: {text!r} is not a plain value (refused: a run dir names options, not code)")
         if any(isinstance(v, str) and "${" in v for v in plain):

@@ -59,8 +59,8 @@ def claim_device(lock_dir: str | os.PathLike, devices: int, per_device: int = 1)
             return device
     device = os.getpid() % devices
     warnings.warn(f"device_slot: every one of the {devices * per_device} slots ({devices} devices x {per_device} runs) "
-                  f"is held by another run of this sweep; sharing device {device} (set hydra.launcher.n_jobs to at most "
-                  f"{devices * per_device})")
+                  f"is held by another run of this sweep; sharing device {device} (set "
+                  f"hydra.launcher.n_jobs to at most {devices * per_device})")
     return device
 
 

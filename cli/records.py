@@ -13,9 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from reporting.manifest import manifest
-
 from core.files import write_json, write_text
+from reporting.manifest import manifest
 
 # TensorBoard's HPARAMS tab: the option chosen in each group below, these knobs and every key the run overrides
 HPARAMS = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "data.augment",

@@ -118,7 +118,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
     OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
-    OmegaConf.register_new_resolver("model_of", model_of, replace=True)  # evaluate.yaml's run dir: the model, before torch
+    # evaluate.yaml's run dir: the model, before torch
+    OmegaConf.register_new_resolver("model_of", model_of, replace=True)
 
 
 class Resolvers:

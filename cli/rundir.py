@@ -29,7 +29,8 @@ def check_run_dir(folder: str | Path, what: str = "run dir") -> None:
     read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
     if read_only or not os.access(probe, os.W_OK | os.X_OK):
         reason = "a read-only file system" if read_only else "not writable (permission denied)"
-        raise UserError(f"{what} {folder} cannot be written: {probe} is {reason}; give a writable folder (hydra.run.dir=<folder>)")
+        raise UserError(f"{what} {folder} cannot be written: {probe} is {reason}; give a writable folder "
+                        "(hydra.run.dir=<folder>)")
 
 
 def claim_run_dir(folder: str | Path) -> None:

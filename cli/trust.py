@@ -26,6 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from core.errors import UserError
+
 from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -36,7 +37,7 @@ RETIRED = frozenset({"lightning.pytorch.loggers.TensorBoardLogger", "lightning.p
                      "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.ModelCheckpoint"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def named_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
     """Every ``_target_`` that a file of ``configs/`` names."""
     found: set[str] = set()
@@ -56,7 +57,7 @@ def named_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
     return frozenset(found | RETIRED)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data_options(config_dir: Path = CONFIG_DIR) -> dict[str, dict]:
     """``configs/data/<option>.yaml`` -> its keys and values, with the option it extends merged in."""
 
@@ -78,7 +79,8 @@ def check_no_code(node: Any, source: str, path: str = "config") -> None:
             where = f"{path}.{key}"
             if key == "_target_" and value not in named_targets():
                 raise UserError(f"{source}: its stored {where}={value!r} is not a part our configs name ({REFUSED})")
-            if isinstance(key, str) and key.startswith("_") and key.endswith("_") and key not in ("_target_", "_partial_"):
+            if (isinstance(key, str) and key.startswith("_") and key.endswith("_")
+                    and key not in ("_target_", "_partial_")):
                 raise UserError(f"{source}: its stored {where} is a Hydra instruction, not an option ({REFUSED})")
             check_no_code(value, source, where)
     elif isinstance(node, list):
@@ -119,11 +121,13 @@ def model_spec(config: dict, source: str) -> tuple[str, dict]:
     name = node.pop("name", None)
     node.pop("weights", None)  # a fine-tune's starting weights (+model.weights=): the checkpoint holds what it became
     if name not in list_models():
-        raise UserError(f"{source}: its stored config.model.name={name!r} is not a model of the zoo; valid: {', '.join(list_models())}")
+        raise UserError(f"{source}: its stored config.model.name={name!r} is not a model of the zoo; valid: "
+                        f"{', '.join(list_models())}")
     valid = model_options(name)
     for key in node:
         if key not in valid:
-            raise UserError(f"{source}: its stored config.model.{key} is not an option of {name}; valid: {', '.join(valid)}")
+            raise UserError(f"{source}: its stored config.model.{key} is not an option of {name}; valid: "
+                            f"{', '.join(valid)}")
     check_config(OmegaConf.create({"model": plain(node, source, "config.model")}))
     return name, node
 
@@ -134,7 +138,8 @@ def data_spec(config: dict, source: str, replace: dict | None = None) -> tuple[s
     node = dict(config["data"])
     target = node.pop("_target_", None)
     matches = [name for name, option in data_options().items()
-               if option.get("_target_") == target and option.get("dataset") == node.get("dataset", option.get("dataset"))]
+               if option.get("_target_") == target
+               and option.get("dataset") == node.get("dataset", option.get("dataset"))]
     if not matches:
         raise UserError(f"{source}: its stored config.data._target_={target!r} matches no data option of configs/data/ "
                         f"({', '.join(data_options())}; {REFUSED})")
@@ -205,10 +210,12 @@ def check_unfinished(cfg, checkpoint: dict) -> None:
     stopped = any(isinstance(state, dict) and state.get("stopped_epoch") for key, state in
                   (checkpoint.get("callbacks") or {}).items() if str(key).startswith("EarlyStopping"))
     if status == "completed" and (epochs >= cfg.trainer.max_epochs or stopped):
-        why = "early stopping ended it" if stopped and epochs < cfg.trainer.max_epochs else f"{epochs} of {cfg.trainer.max_epochs} epochs done"
-        raise UserError(f"resume={cfg.resume}: this run is finished ({why}; metrics.json: completed), so nothing was run or "
-                        "changed; to train longer give trainer.max_epochs=<more> (a schedule without a run length), "
-                        "or start a new run from its weights: ckpt_path=<run dir> trainer.max_epochs=<more>")
+        why = ("early stopping ended it" if stopped and epochs < cfg.trainer.max_epochs
+               else f"{epochs} of {cfg.trainer.max_epochs} epochs done")
+        raise UserError(f"resume={cfg.resume}: this run is finished ({why}; metrics.json: completed), so "
+                        "nothing was run or changed; to train longer give trainer.max_epochs=<more> (a schedule "
+                        "without a run length), or start a new run from its weights: ckpt_path=<run dir> "
+                        "trainer.max_epochs=<more>")
 
 
 def evaluation_data(cfg, config: dict, source: str) -> dict:
@@ -221,8 +228,9 @@ def evaluation_data(cfg, config: dict, source: str) -> dict:
     for key, value in given.items():
         if key not in stored:
             name = data_spec(config, source)[0]
-            raise UserError(f"data.{key}={value!r}: {source} was trained on data={name}, which has no {key}; "
-                            f"valid here: {', '.join(k for k in ('data_dir', 'root', 'batch_size', 'num_workers', 'pipeline') if k in stored)}")
+            raise UserError(
+                f"data.{key}={value!r}: {source} was trained on data={name}, which has no {key}; valid here: "
+                f"{', '.join(k for k in ('data_dir', 'root', 'batch_size', 'num_workers', 'pipeline') if k in stored)}")
     if "data_dir" in stored:
         given["data_dir"] = str(given.get("data_dir") or cfg.paths.data_dir)
     return given

@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -54,7 +55,8 @@ def _batches(value: Any) -> bool:  # limit_*_batches: a count, or a fraction of 
 
 
 def _some_batches(value: Any) -> bool:  # limit_train_batches: 0 would train nothing and still "succeed"
-    return value is None or (_integer(value) and value >= 1) or (_number(value) and not _integer(value) and 0 < value <= 1)
+    return (value is None or (_integer(value) and value >= 1)
+            or (_number(value) and not _integer(value) and 0 < value <= 1))
 
 
 
@@ -149,7 +151,8 @@ def check_benchmark(cfg: DictConfig) -> None:
         count("threads", 1, 4096)
     if cfg.batch_sizes is not None and (not OmegaConf.is_list(cfg.batch_sizes) or not len(cfg.batch_sizes)
                                         or not all(_integer(b) and 1 <= b <= 65536 for b in cfg.batch_sizes)):
-        raise UserError(f"batch_sizes={cfg.batch_sizes!r} is not valid: it must be null or a list of integers in [1, 65536], e.g. [128]")
+        raise UserError(f"batch_sizes={cfg.batch_sizes!r} is not valid: it must be null or a list of integers "
+                        "in [1, 65536], e.g. [128]")
     count("image_size", 8, MAX_IMAGE_SIZE)
     for key, low in (("warmup", 0), ("steps", 1), ("repeats", 1), ("data_size", 1), ("workers", 0)):
         count(key, low)
@@ -198,7 +201,8 @@ def arguments_of(target: str) -> list[str] | None:
             parameters = inspect.signature(function).parameters.values()
         except (TypeError, ValueError):
             return None
-        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name != "self"}
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             return sorted(names)
     return None
@@ -226,7 +230,8 @@ def check_additions(cfg: DictConfig, overrides: list[str]) -> None:
             did = f" (did you mean {near[0]}?)" if near else ""
             raise UserError(f"{arg}: {owner._target_} takes no argument {parts[-1]!r}{did}; valid: {', '.join(valid)}")
         if any(isinstance(node, DictConfig) and "_target_" in node
-               for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None) for i in range(1, len(parts) - 1))):
+               for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
+                            for i in range(1, len(parts) - 1))):
             continue  # deeper inside a part's argument (a dict it takes)
         parent = ".".join(parts[:-1])
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
@@ -246,7 +251,8 @@ def check_run(cfg: DictConfig, required: dict[str, str] | None = None, unset: tu
     from hydra.core.hydra_config import HydraConfig
 
     check_required(cfg, required)
-    check_additions(cfg, OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])  # unresolved
+    check_additions(cfg, (OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+                          else []))  # unresolved
     check_config(cfg, unset)
     check_interpolations(cfg)
     if check is not None:

@@ -30,23 +30,25 @@ from pathlib import Path
 
 import yaml
 
+from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
 from models import create_model
 from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
-from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 
 from .trust import build_datamodule, model_spec, stored_config
 from .validation import MAX_IMAGE_SIZE
 
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
-                "../shared/data/cifar10-jpeg.tar.gz, sha256 45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
+                "../shared/data/cifar10-jpeg.tar.gz, sha256 "
+                "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
 KNOWN_DATA = {"cifar10-jpeg": "cifar10"}  # the data set such a copy is
 
 
-def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:
+# nn: torch.nn, never imported at the top of cli/ (tests/test_architecture.py); the annotation is a string
+def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple[int, int]:  # noqa: F821
     """(correct, total) of ``net`` on the data module's test split, in eval mode on the CPU."""
     import torch
 
@@ -71,9 +73,11 @@ def card_data(card: dict, source: object = "the card") -> dict:
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
         raise WeightsError(f"{source}: its data.image_size is {size!r}; expected an integer in [1, {MAX_IMAGE_SIZE}] "
                            "(a larger image needs gigabytes)")
-    numbers = lambda v: isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)  # noqa: E731
+    numbers = lambda v: isinstance(v, list) and v and all(  # noqa: E731
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
     if not isinstance(norm, dict) or not numbers(norm.get("shift")) or not numbers(norm.get("scale")):
-        raise WeightsError(f"{source}: its data.normalization is {norm!r}; expected method, shift and scale (lists of numbers)")
+        raise WeightsError(f"{source}: its data.normalization is {norm!r}; expected method, shift and scale "
+                           "(lists of numbers)")
     if not isinstance(split, dict) or isinstance(split.get("seed"), bool) or not isinstance(split.get("seed"), int):
         raise WeightsError(f"{source}: its data.split is {split!r}; expected the seed and sizes of the split")
     if not isinstance(data.get("name"), str):
@@ -88,8 +92,8 @@ def card_datamodule(card: dict, root: str | None = None, data_dir: str = "data",
     copy in ``data_dir``."""
     data = card_data(card)
     common = dict(data_dir=data_dir, batch_size=batch_size, image_size=data["image_size"], augment="none",
-                  normalize=data["normalization"].get("method"), stats=data["normalization"], seed=data["split"]["seed"],
-                  val_size=data["split"].get("val"), pipeline="tensor")
+                  normalize=data["normalization"].get("method"), stats=data["normalization"],
+                  seed=data["split"]["seed"], val_size=data["split"].get("val"), pipeline="tensor")
     if root:
         return ImageFolderDataModule(root=root, num_workers=0, **common)
     if data["name"] == "digits":
@@ -104,8 +108,8 @@ def evaluate_card(card_path: Path, root: str | None = None, data_dir: str = "dat
     card = read_card(card_path)
     net = create_model(card["model"]["name"], weights=str(card_path.with_name(card["file"])))
     correct, total = test_accuracy(net, card_datamodule(card, root, data_dir, download))
-    return {"weights": str(card_path), "model": card["model"]["name"], "test/acc": correct / total, "test_images": total,
-            "card_test_acc": card["metrics"]["test_acc"]}
+    return {"weights": str(card_path), "model": card["model"]["name"], "test/acc": correct / total,
+            "test_images": total, "card_test_acc": card["metrics"]["test_acc"]}
 
 
 def run_record(run_dir: Path) -> dict:
@@ -180,14 +184,17 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
     record = run_record(run_dir)
     metrics, manifest = record["metrics"], record["manifest"]
     if metrics.get("status") != "completed":
-        raise WeightsError(f"{run_dir} is not a completed train.py run (status {metrics.get('status')!r}); only finished runs are exported")
+        raise WeightsError(f"{run_dir} is not a completed train.py run (status {metrics.get('status')!r}); only "
+                           "finished runs are exported")
     checkpoint_path = resolve_checkpoint(run_dir)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = stored_config(checkpoint, str(checkpoint_path))  # options only: a stored _target_ we do not name is refused
+    # options only: a stored _target_ we do not name is refused
+    config = stored_config(checkpoint, str(checkpoint_path))
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
     data_cfg = {k: v for k, v in config["data"].items() if k not in ("_target_", "data_dir")}
-    datamodule = build_datamodule(config, str(checkpoint_path), {"data_dir": data_dir} if "data_dir" in config["data"] else {})
+    datamodule = build_datamodule(config, str(checkpoint_path),
+                                  {"data_dir": data_dir} if "data_dir" in config["data"] else {})
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_name, options = model_spec(config, str(checkpoint_path))
@@ -210,22 +217,26 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
             "format": CARD_FORMAT,
             "model": {"name": model_name, "options": options},
             "data": {"name": data, "copy": data_copy(data_cfg), "image_size": datamodule.image_size,
-                     "split": {"train": len(datamodule.train_set), "val": len(datamodule.val_set), "test": len(datamodule.test_set),
-                               "seed": datamodule.seed, "how": "stratified validation split of train/, drawn with the seed"},
-                     "normalization": {"method": datamodule.normalize, "shift": datamodule.shift, "scale": datamodule.scale,
+                     "split": {"train": len(datamodule.train_set), "val": len(datamodule.val_set),
+                               "test": len(datamodule.test_set), "seed": datamodule.seed,
+                               "how": "stratified validation split of train/, drawn with the seed"},
+                     "normalization": {"method": datamodule.normalize, "shift": datamodule.shift,
+                                       "scale": datamodule.scale,
                                        "applied_as": "(x / 255 - shift) / scale, per channel"},
                      "classes": list(map(str, datamodule.classes))},
             "recipe": {"experiment": record["choices"].get("experiment"), "overrides": portable(record["overrides"]),
-                       "command": manifest.get("command") and shlex.join(portable(shlex.split(manifest["command"]))), "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
+                       "command": manifest.get("command") and shlex.join(portable(shlex.split(manifest["command"]))),
+                       "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
             "seed": config.get("seed"),
             "epochs": metrics.get("epochs"),
             "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",
             "source": {"checkpoint": checkpoint_path.name, "checkpoint_sha256": source},
             "metrics": {"val_acc": metrics.get("val/acc_best"), "run_test_acc": metrics.get("test/acc")},
-            "training": {"wall_time_s": metrics.get("wall_time_s"), "cpu": manifest.get("cpu"), "devices": manifest.get("devices"),
-                         "torch_threads": manifest.get("torch_threads"), "resumed": len(manifest.get("resumes", [])),
-                         "platform": manifest.get("platform")},
-            "software": {"python": manifest.get("python"), **(manifest.get("packages") or {}), "cuda": manifest.get("cuda")},
+            "training": {"wall_time_s": metrics.get("wall_time_s"), "cpu": manifest.get("cpu"),
+                         "devices": manifest.get("devices"), "torch_threads": manifest.get("torch_threads"),
+                         "resumed": len(manifest.get("resumes", [])), "platform": manifest.get("platform")},
+            "software": {"python": manifest.get("python"), **(manifest.get("packages") or {}),
+                         "cuda": manifest.get("cuda")},
             "commit": (manifest.get("git") or {}).get("commit"), "dirty": (manifest.get("git") or {}).get("dirty"),
             "file": file.name,
             "bytes": file.stat().st_size,
@@ -234,7 +245,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
         # verified as a user meets it: the card read back, the sha256 checked, the file loaded into the model it names;
         # then measured exactly as evaluate.py weights= and the tests measure it: the card's statistics, the staged file
         staged_card = write_json(file.with_suffix(".json"), card)
-        test_data = card_datamodule(read_card(staged_card), root=data_cfg.get("root"), data_dir=data_dir, download=False)
+        test_data = card_datamodule(read_card(staged_card), root=data_cfg.get("root"),
+                                    data_dir=data_dir, download=False)
         correct, total = test_accuracy(create_model(model_name, weights=str(file), **options), test_data)
         card["metrics"].update(test_acc=correct / total, test_correct=correct, test_images=total)
         write_json(staged_card, card)

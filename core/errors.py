@@ -7,7 +7,7 @@ nothing else is turned into one line, so bugs keep their tracebacks.
 """
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 
 class UserError(ValueError):

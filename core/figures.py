@@ -64,7 +64,8 @@ def _suptitle(figure, text: str, fontsize: int = 11) -> None:
     """A title wrapped to the figure's width (about 9 pixels a character at 11 points)."""
     import textwrap
 
-    figure.suptitle(textwrap.fill(text, width=int(figure.get_figwidth() * figure.dpi / (0.8 * fontsize))), fontsize=fontsize)
+    figure.suptitle(textwrap.fill(text, width=int(figure.get_figwidth() * figure.dpi / (0.8 * fontsize))),
+                    fontsize=fontsize)
 
 
 def _picture(axes, image, title: str = "", fontsize: int = 9) -> None:

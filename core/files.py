@@ -21,8 +21,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from .errors import UserError
 
@@ -104,8 +105,8 @@ def links_inside(folder: Path, limit: int = 3) -> list[Path]:
 def refuse_links_inside(folder: Path) -> None:
     links = links_inside(folder)
     if links:
-        raise LinkRefused(f"refused to write into {folder}: {links[0]} is a symbolic link (to {os.readlink(links[0])}); "
-                          "nothing in a run dir is written through a link: remove it")
+        raise LinkRefused(f"refused to write into {folder}: {links[0]} is a symbolic link (to "
+                          f"{os.readlink(links[0])}); nothing in a run dir is written through a link: remove it")
 
 
 def _mode() -> int:
@@ -174,7 +175,8 @@ def write_json(path: Path, value, root: Path | None = None) -> Path:
 def save_figure(figure, path: Path, root: Path | None = None, **options) -> Path:
     """A matplotlib figure written atomically, in the format its suffix names (``.png``)."""
     path = Path(path)
-    return atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix.lstrip(".") or "png", **options), root)
+    return atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix.lstrip(".") or "png", **options),
+                        root)
 
 
 def safe_name(text: object, fallback: str = "model", limit: int = 100) -> str:

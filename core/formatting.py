@@ -3,7 +3,7 @@ that shows a count (parameters, MACs, images/s) shows it in one way, whichever r
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def human(n: float) -> str:
@@ -18,5 +18,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence], right: Itera
     """A markdown table's lines; the columns numbered in ``right`` are right-aligned, a ``|`` in a cell escaped."""
     right = set(right)
     cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i in right else "---"
+                                                              for i in range(len(header))) + "|"]
     return lines + ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]

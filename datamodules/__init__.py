@@ -6,4 +6,5 @@ from .image_folder import ImageFolderDataModule
 from .synthetic import RandomImagesDataModule
 from .torchvision_sets import TorchvisionDataModule
 
-__all__ = ["ClassificationDataModule", "DataError", "DigitsDataModule", "ImageFolderDataModule", "RandomImagesDataModule", "TorchvisionDataModule"]
+__all__ = ["ClassificationDataModule", "DataError", "DigitsDataModule", "ImageFolderDataModule",
+           "RandomImagesDataModule", "TorchvisionDataModule"]

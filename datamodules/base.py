@@ -31,7 +31,7 @@ both paths, for inspection and for ``evaluate.py``.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import lightning as L
 import torch
@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.errors import check_choice
 
 from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
-from .transforms import AUGMENTATIONS, DataError, NORMALIZATIONS, build_transforms, channel_stats
+from .transforms import AUGMENTATIONS, NORMALIZATIONS, DataError, build_transforms, channel_stats
 
 PIPELINES = ("auto", "tensor", "torchvision")
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ class ClassificationDataModule(L.LightningDataModule):
             raise DataError(f"data.batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(val_size, bool) or (not (isinstance(val_size, int) and val_size >= 0)
                                           and not (isinstance(val_size, float) and 0 < val_size < 1)):
-            raise DataError(f"data.val_size must be a count >= 0 (0: no validation split) or a fraction in (0, 1), got {val_size!r}")
+            raise DataError("data.val_size must be a count >= 0 (0: no validation split) or a fraction in (0, 1), "
+                            f"got {val_size!r}")
         if "${" in str(data_dir):  # a config read without resolving it: the folder would be named after the text
             raise DataError(f"data.data_dir={data_dir!r} is an unresolved interpolation; give a folder")
         self.data_dir, self.batch_size, self.num_workers = str(data_dir), batch_size, num_workers
@@ -172,7 +173,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if holdout >= len(targets):
             raise DataError(f"data.val_size={self.val_size} leaves no training images out of {len(targets)}")
         train_idx, val_idx = stratified_split(targets, holdout, self.seed)
-        self.shift, self.scale = self.fixed_stats or channel_stats(self.train_images_for_stats(pool, train_idx), self.normalize)
+        self.shift, self.scale = self.fixed_stats or channel_stats(self.train_images_for_stats(pool, train_idx),
+                                                                   self.normalize)
         common = dict(shift=self.shift, scale=self.scale, image_size=self.image_size, resize=self.resize,
                       crop_padding=self.crop_padding, cutout_size=self.cutout_size)
         train_tf = build_transforms(self.augment, **common)
@@ -190,7 +192,8 @@ class ClassificationDataModule(L.LightningDataModule):
         """``source``'s images and labels on ``device``, copied there once (train and val share the pool)."""
         if name not in self._on_device or self._on_device[name][0] != device:
             if not isinstance(source, TensorImages):
-                raise TypeError(f"{type(self).__name__}: the tensor path needs TensorImages, got {type(source).__name__}")
+                raise TypeError(f"{type(self).__name__}: the tensor path needs TensorImages, got "
+                                f"{type(source).__name__}")
             self._on_device[name] = (device, source.images.to(device), source.targets.to(device))
             log.info(f"data.pipeline=tensor: {name} images {tuple(source.images.shape)} uint8 held on {device}")
         return self._on_device[name][1:]
@@ -220,7 +223,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if self.tensor_path:
             return self._device_loader(self.train_set, "pool", train=True)
         if self.pipeline == "auto":
-            log.info(f"data.pipeline=auto: data.augment={self.augment} has no batched form, so the torchvision path serves it")
+            log.info(f"data.pipeline=auto: data.augment={self.augment} has no batched form, so the "
+                     "torchvision path serves it")
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | DeviceLoader:

@@ -137,7 +137,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         for split in ("train", "test"):
             if not (self.root / split).is_dir():
                 raise DataError(
-                    f"data.root={root!r} has no {split}/ folder; expected {root}/train/<class>/* and {root}/test/<class>/*"
+                    f"data.root={root!r} has no {split}/ folder; expected {root}/train/<class>/* and "
+                    f"{root}/test/<class>/*"
                 )
         self.classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir() and not p.is_symlink())
         tested = sorted(p.name for p in (self.root / "test").iterdir() if p.is_dir() and not p.is_symlink())
@@ -169,7 +170,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         links = LinkFreeImageFolder.skipped_links
         if links:
             log.warning(f"data.root={str(self.root)!r}: {len(links)} symbolic links in {split}/ not followed "
-                        f"(first: {os.path.relpath(links[0], self.root)}); only the files and folders of the tree are read")
+                        f"(first: {os.path.relpath(links[0], self.root)}); only the files and folders of "
+                        "the tree are read")
         return found
 
     def check(self, checked: Checked) -> list:
@@ -187,7 +189,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         decoded_bytes = (len(train) + len(test)) * self.in_channels * self.image_size**2
         self._fits_in_memory = decoded_bytes <= self.tensor_max_bytes
         if self.pipeline == "auto" and not self._fits_in_memory:
-            log.info(f"data.pipeline=auto: {self.root} would take {decoded_bytes / 2**30:.1f} GiB decoded; torchvision path")
+            log.info(f"data.pipeline=auto: {self.root} would take {decoded_bytes / 2**30:.1f} GiB decoded; "
+                     "torchvision path")
         if self.tensor_path:
             train, test = self.decoded(train, test)
         else:  # decoded lazily at every epoch: check every file now, not in the middle of training
@@ -208,7 +211,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         cached = torch.load(path, weights_only=True) if path.is_file() else None
         if cached is not None:
             if cached["files"] == files.hexdigest() and cached["image_size"] == self.image_size:
-                return TensorImages(cached["train"], cached["train_targets"]), TensorImages(cached["test"], cached["test_targets"])
+                return (TensorImages(cached["train"], cached["train_targets"]),
+                        TensorImages(cached["test"], cached["test_targets"]))
             log.info(f"{path} is stale ({self.root} changed); decoding again")
         log.info(f"decoding {len(train) + len(test)} images of {self.root} once into {path}")
         splits = {}
@@ -218,9 +222,11 @@ class ImageFolderDataModule(ClassificationDataModule):
             splits[f"{name}_targets"] = torch.tensor([target for _, targets, _ in batches for target in targets])
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")  # renamed when complete: no half-written cache
-        torch.save({"root": str(self.root.resolve()), "image_size": self.image_size, "files": files.hexdigest(), **splits}, partial)
+        torch.save({"root": str(self.root.resolve()), "image_size": self.image_size, "files": files.hexdigest(),
+                    **splits}, partial)
         partial.replace(path)
-        return TensorImages(splits["train"], splits["train_targets"]), TensorImages(splits["test"], splits["test_targets"])
+        return (TensorImages(splits["train"], splits["train_targets"]),
+                TensorImages(splits["test"], splits["test_targets"]))
 
     def train_images_for_stats(self, pool, indices):
         generator = torch.Generator().manual_seed(self.seed)

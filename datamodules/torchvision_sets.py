@@ -18,10 +18,13 @@ from .base import ClassificationDataModule, DataError, TensorImages
 
 # name -> (torchvision class, classes, channels, native size, where it lands under data_dir, source)
 DATASETS = {
-    "cifar10": (datasets.CIFAR10, 10, 3, 32, "cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": (datasets.CIFAR100, 100, 3, 32, "cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    "cifar10": (datasets.CIFAR10, 10, 3, 32, "cifar-10-batches-py",
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": (datasets.CIFAR100, 100, 3, 32, "cifar-100-python",
+                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
     "mnist": (datasets.MNIST, 10, 1, 28, "MNIST/raw", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
-    "fashion_mnist": (datasets.FashionMNIST, 10, 1, 28, "FashionMNIST/raw", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    "fashion_mnist": (datasets.FashionMNIST, 10, 1, 28, "FashionMNIST/raw",
+                      "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
 }
 
 
@@ -41,7 +44,8 @@ class TorchvisionDataModule(ClassificationDataModule):
             raise DataError(f"data.dataset={dataset!r} is not valid; valid: {', '.join(DATASETS)}")
         super().__init__(**kwargs)
         self.name, self.download = dataset, download
-        self.dataset_class, self.num_classes, self.in_channels, self.native_size, self.folder, self.url = DATASETS[dataset]
+        (self.dataset_class, self.num_classes, self.in_channels, self.native_size, self.folder,
+         self.url) = DATASETS[dataset]
 
     def _open(self, train: bool, download: bool):
         return self.dataset_class(self.data_dir, train=train, download=download)

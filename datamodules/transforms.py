@@ -64,7 +64,8 @@ def channel_stats(images: torch.Tensor, normalize: str) -> tuple[list[float], li
         return [0.0] * channels, [1.0 / 255.0] * channels
     per_channel = images.transpose(0, 1).reshape(channels, -1)  # (C, N*H*W) uint8
     if normalize == "standardize":
-        total, total_sq, count = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), 0
+        total, total_sq, count = (torch.zeros(channels, dtype=torch.float64),
+                                  torch.zeros(channels, dtype=torch.float64), 0)
         for chunk in per_channel.split(1 << 22, dim=1):  # bounded memory on 50k images
             chunk = chunk.double() / 255.0
             total += chunk.sum(1)

@@ -19,7 +19,7 @@ import importlib
 import inspect
 import pkgutil
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -36,7 +36,8 @@ def _discover() -> dict[str, Callable[..., nn.Module]]:
         table = getattr(family, "MODELS", None) or {}
         for name, builder in table.items():
             if name in found:
-                raise ImportError(f"model {name!r} is in the MODELS tables of both {_family_of(found[name])} and {module.name}")
+                raise ImportError(f"model {name!r} is in the MODELS tables of both {_family_of(found[name])} "
+                                  f"and {module.name}")
             found[name] = builder
         stray = sorted(set(getattr(family, "PARAMS", {})) - set(table))
         if stray:
@@ -131,13 +132,15 @@ def create_model(name: str, weights: str | None = None, **options) -> nn.Module:
     card_path = _weights.find_card(name, weights)
     card, state = _weights.load_state_dict(card_path)
     if card["model"].get("name") != name:
-        raise WeightsError(f"weights={weights!r} ({card_path.name}) are for model {card['model'].get('name')!r}, not {name!r}")
+        raise WeightsError(f"weights={weights!r} ({card_path.name}) are for model "
+                           f"{card['model'].get('name')!r}, not {name!r}")
     stored = card["model"].get("options", {})
     bad = sorted(set(stored) - set(valid))
     if bad:
         raise WeightsError(f"{card_path.name} names options that model {name!r} does not have: {', '.join(bad)}")
     net = _build(builder, {**stored, **options})
-    _weights.load_into(net, state, card_path.with_name(card["file"]).name, f"model={name} built with {options or 'its card options'}")
+    _weights.load_into(net, state, card_path.with_name(card["file"]).name,
+                       f"model={name} built with {options or 'its card options'}")
     return net.eval()
 
 

@@ -155,17 +155,18 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))  # (N, num_classes)
 
 
-def alexnet(*, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu", batchnorm: bool = False,
-            dropout: float = 0.5, stem: str = "imagenet", form: str = "paper") -> AlexNet:
+def alexnet(*, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu",
+            batchnorm: bool = False, dropout: float = 0.5, stem: str = "imagenet", form: str = "paper") -> AlexNet:
     """AlexNet (Krizhevsky et al. 2012), in the paper's form or torchvision's (``form``)."""
-    return AlexNet(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                   stem=stem, form=form)
+    return AlexNet(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                   dropout=dropout, stem=stem, form=form)
 
 
 MODELS = variants(alexnet)
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "alexnet": (61_100_840, "torchvision's docs (num_params)", {"form": "torchvision"}),
 }
-PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Krizhevsky et al., ImageNet Classification with Deep CNNs', "year": 2012}

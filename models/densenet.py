@@ -74,8 +74,17 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, check_stem, make_activation,
-                     norm2d, variants)
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_number,
+    check_stem,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 
@@ -220,7 +229,7 @@ def cifar_densenet(name: str, *, num_classes: int = 10, in_channels: int = 3, ac
 MODELS = (variants(densenet, DENSENETS, lambda name: {"growth_rate": DENSENETS[name][0]})
           | variants(cifar_densenet, CIFAR_DENSENETS, lambda name: {"growth_rate": CIFAR_DENSENETS[name][0]}))
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "densenet121": (7_978_856, "torchvision's docs (num_params)", {"form": "torchvision"}),
     "densenet161": (28_681_000, "torchvision's docs (num_params)", {"form": "torchvision"}),
@@ -228,4 +237,5 @@ PARAMS = {
     "densenet201": (20_013_928, "torchvision's docs (num_params)", {"form": "torchvision"}),
     "densenet_bc_100": (769_162, "Huang et al. 2017, Table 2: 0.8M", {}),
 }
-PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Huang et al., Densely Connected Convolutional Networks', "year": 2017}

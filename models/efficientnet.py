@@ -89,8 +89,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import (ActivationArg, ConvNormAct, check_choice, check_dropout, check_number, check_stem, make_activation, make_divisible,
-                     variants)
+from .layers import (
+    ActivationArg,
+    ConvNormAct,
+    check_choice,
+    check_dropout,
+    check_number,
+    check_stem,
+    make_activation,
+    make_divisible,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 PAPER_BN = (1e-3, 0.01)  # (eps, momentum): the reference code's, torchvision's B5-B7
@@ -133,7 +142,7 @@ SCALING = {
     "efficientnet_b6": (1.8, 2.6, 528, 0.5),
     "efficientnet_b7": (2.0, 3.1, 600, 0.5),
 }
-PORTED = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")  # torchvision's weights ported from TF: its BN is the paper's
+PORTED = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")  # torchvision's weights ported from TF: paper's BN
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of compound scaling
 
 
@@ -268,8 +277,8 @@ def efficientnet(*, phi: float = 0.0, num_classes: int = 1000, in_channels: int 
 
 
 def published(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "silu",
-              batchnorm: bool = True, dropout: float | None = None, stem: str = "imagenet", stochastic_depth: float = 0.2,
-              form: str = "paper") -> EfficientNet:
+              batchnorm: bool = True, dropout: float | None = None, stem: str = "imagenet",
+              stochastic_depth: float = 0.2, form: str = "paper") -> EfficientNet:
     """EfficientNet-B0..B7 by the published table (SCALING); ``dropout=None``: the row's."""
     width_mult, depth_mult, resolution, row_dropout = SCALING[name]
     torchvision_bn = PAPER_BN if name in PORTED else PYTORCH_BN
@@ -281,7 +290,10 @@ def published(name: str, *, num_classes: int = 1000, in_channels: int = 3, activ
 
 MODELS = variants(efficientnet) | variants(published, SCALING, lambda name: {"dropout": SCALING[name][3]})
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
-PARAMS = {name: (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M", {"form": "torchvision"})
-          for name, n in zip(SCALING, (5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960))}
-PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}  # the zoo table (summarize.py table=zoo)
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
+PARAMS = {name: (n, "torchvision's docs (num_params); Table 2 rounds them, its B2 9.2M is 9.1M",
+                 {"form": "torchvision"})
+          for name, n in zip(SCALING, (5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784,
+                                       43_040_704, 66_347_960))}
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Tan & Le, EfficientNet: Rethinking Model Scaling', "year": 2019}

@@ -176,8 +176,8 @@ class AuxHead(nn.Sequential):
 
 
 class GoogLeNet(nn.Module):
-    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
-                 stem: str, form: str, aux_logits: bool, aux_dropout: float) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, stem: str, form: str, aux_logits: bool, aux_dropout: float) -> None:
         super().__init__()
         check_choice("form", form, FORMS)
         check_stem(stem)
@@ -191,7 +191,8 @@ class GoogLeNet(nn.Module):
             return nn.MaxPool2d(k, stride=2, ceil_mode=True)
 
         def inception(cin: int, name: str) -> Inception:
-            return Inception(cin, INCEPTION[name], activation=activation, batchnorm=batchnorm, big_kernel=5 if paper else 3)
+            return Inception(cin, INCEPTION[name], activation=activation, batchnorm=batchnorm,
+                             big_kernel=5 if paper else 3)
 
         def aux_head(cin: int) -> AuxHead | None:
             # the paper's 5x5/3 average pool turns 14x14 maps (224x224 inputs) into
@@ -286,6 +287,8 @@ def googlenet(*, num_classes: int = 1000, in_channels: int = 3, activation: Acti
 
 MODELS = variants(googlenet)
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
-PARAMS = {"googlenet": (6_624_904, "torchvision's docs (num_params), no auxiliary heads", {"form": "torchvision", "aux_logits": False})}
-PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}  # the zoo table (summarize.py table=zoo)
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
+PARAMS = {"googlenet": (6_624_904, "torchvision's docs (num_params), no auxiliary heads",
+                        {"form": "torchvision", "aux_logits": False})}
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Szegedy et al., Going Deeper with Convolutions', "year": 2014}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Iterable, Union
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -57,7 +57,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,  # a linear network: for ablations only
 }
 
-ActivationArg = Union[str, Callable[[], nn.Module]]
+ActivationArg = str | Callable[[], nn.Module]
 
 STEMS = ("cifar", "imagenet")
 

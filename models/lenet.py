@@ -70,8 +70,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_number, make_activation, norm2d, variants
-
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_number,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "modern")
 DOWNSAMPLES = ("pool", "stride")  # S2/S4 as pooling, or C1/C3 with stride 2 instead
@@ -136,11 +144,12 @@ class TableConv2d(nn.Module):
 
 
 class LeNet5(nn.Module):
-    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
-                 image_size: int, downsample: str) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, image_size: int, downsample: str) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
-        check_number("image_size", image_size, "an integer >= 16 (LeNet-5's smallest input: 16x16 pixels)", lambda s: s >= 16, integer=True)
+        check_number("image_size", image_size, "an integer >= 16 (LeNet-5's smallest input: 16x16 pixels)",
+                     lambda s: s >= 16, integer=True)
         pool = downsample == "pool"
         stride = 1 if pool else 2  # "stride": C1 and C3 subsample, S2 and S4 become Identity
         feature_size = ((image_size - 4) // 2 - 4) // 2 if pool else ((image_size - 5) // 2 - 4) // 2 + 1  # 5 at 32x32
@@ -172,8 +181,8 @@ class LeNet5(nn.Module):
 class LeNet5Paper(nn.Module):
     """LeNet-5 as in section II.B of the paper (see the module docstring)."""
 
-    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
-                 image_size: int) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, image_size: int) -> None:
         super().__init__()
         dropout = check_dropout(dropout)
         check_number("image_size", image_size, "an integer >= 32 (the paper's LeNet-5's smallest input: 32x32 pixels)",
@@ -225,8 +234,8 @@ LENETS = {"lenet5": ("modern", "relu"), "lenet5_paper": ("paper", "lecun_tanh")}
 
 
 def lenet(name: str, *, num_classes: int = 10, in_channels: int = 1, activation: ActivationArg | None = None,
-          batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32, form: str | None = None,
-          downsample: str = "pool") -> nn.Module:
+          batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32,
+          form: str | None = None, downsample: str = "pool") -> nn.Module:
     """LeNet-5 (LeCun et al. 1998): ``lenet5`` the modern form (61,706 parameters at 1x32x32, 10 classes),
     ``lenet5_paper`` the paper's (60,850); ``form`` and ``activation`` None: the row's."""
     row_form, row_activation = LENETS[name]
@@ -237,17 +246,19 @@ def lenet(name: str, *, num_classes: int = 10, in_channels: int = 1, activation:
         raise ModelOptionError(f"LeNet-5 has no stem to choose: stem must be 'cifar', got {stem!r}")
     if form == "paper":
         if downsample != "pool":
-            raise ModelOptionError(f"the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', got {downsample!r}")
-        return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                           image_size=image_size)
-    return LeNet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                  image_size=image_size, downsample=downsample)
+            raise ModelOptionError("the paper form of LeNet-5 subsamples with S2 and S4: downsample must be 'pool', "
+                                   f"got {downsample!r}")
+        return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                           dropout=dropout, image_size=image_size)
+    return LeNet5(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                  dropout=dropout, image_size=image_size, downsample=downsample)
 
 
 MODELS = variants(lenet, LENETS, lambda name: dict(zip(("form", "activation"), LENETS[name])))
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "lenet5_paper": (60_850, "LeCun et al. 1998: 60,000 trainable parameters up to F6, + 850 in the linear output", {}),
 }
-PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'LeCun et al., Gradient-Based Learning Applied to Document Recognition', "year": 1998}

@@ -88,18 +88,21 @@ class KernelSVM(nn.Module):
 
 def _check_linear(name: str, activation, batchnorm, stem) -> None:
     if activation != "identity":
-        raise ModelOptionError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got {activation!r})")
+        raise ModelOptionError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got "
+                               f"{activation!r})")
     if batchnorm:
         raise ModelOptionError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
     if stem != "cifar":
         raise ModelOptionError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")
 
 
-PAPER_LOSSES = {"logreg": "cross_entropy", "ovr_logreg": "one_vs_rest", "linear_svm": "hinge"}  # name -> its paper's loss
+# name -> its paper's loss
+PAPER_LOSSES = {"logreg": "cross_entropy", "ovr_logreg": "one_vs_rest", "linear_svm": "hinge"}
 
 
 def linear(name: str, *, num_classes: int = 10, in_channels: int = 3, activation: str = "identity",
-           batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar", image_size: int = 32) -> LinearClassifier:
+           batchnorm: bool = False, dropout: float = 0.0, stem: str = "cifar",
+           image_size: int = 32) -> LinearClassifier:
     """A linear classifier on flattened pixels, fitted with the loss of ``name``'s paper (PAPER_LOSSES)."""
     _check_linear(name, activation, batchnorm, stem)
     return LinearClassifier(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
@@ -121,4 +124,5 @@ def rff_svm(*, num_classes: int = 10, in_channels: int = 3, activation: str = "i
 
 
 MODELS = variants(linear, PAPER_LOSSES) | variants(rff_svm)
-PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Cox 1958 (logistic regression); Weston & Watkins 1999 (multi-class SVM)', "year": 1958}

@@ -134,8 +134,8 @@ class DepthwiseSeparable(nn.Sequential):
 
 
 class MobileNetV1(nn.Module):
-    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
-                 stem: str, width_mult: float) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, stem: str, width_mult: float) -> None:
         super().__init__()
         dropout, stem, width_mult = check_dropout(dropout), check_stem(stem), _check_width(width_mult)
 
@@ -201,8 +201,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool, dropout: float,
-                 stem: str, width_mult: float) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
+                 batchnorm: bool, dropout: float, stem: str, width_mult: float) -> None:
         super().__init__()
         dropout, stem, width_mult = check_dropout(dropout), check_stem(stem), _check_width(width_mult)
         channels = make_divisible(V2_STEM_CHANNELS * width_mult, 8)
@@ -239,8 +239,8 @@ def mobilenet_v1(*, num_classes: int = 1000, in_channels: int = 3, activation: A
                  batchnorm: bool = True, dropout: float = 0.0, stem: str = "imagenet",
                  width_mult: float = 1.0) -> MobileNetV1:
     """MobileNet-v1 (Howard et al. 2017): 4,231,976 parameters at alpha=1.0, 1000 classes."""
-    return MobileNetV1(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                       stem=stem, width_mult=width_mult)
+    return MobileNetV1(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                       dropout=dropout, stem=stem, width_mult=width_mult)
 
 
 def mobilenet_v2(*, num_classes: int = 1000, in_channels: int = 3, activation: ActivationArg = "relu6",
@@ -248,15 +248,16 @@ def mobilenet_v2(*, num_classes: int = 1000, in_channels: int = 3, activation: A
                  width_mult: float = 1.0) -> MobileNetV2:
     """MobileNet-v2 (Sandler et al. 2018): 3,504,872 parameters at width 1.0, 1000 classes
     (torchvision's ``mobilenet_v2``)."""
-    return MobileNetV2(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm, dropout=dropout,
-                       stem=stem, width_mult=width_mult)
+    return MobileNetV2(num_classes=num_classes, in_channels=in_channels, activation=activation, batchnorm=batchnorm,
+                       dropout=dropout, stem=stem, width_mult=width_mult)
 
 
 MODELS = variants(mobilenet_v1) | variants(mobilenet_v2)
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "mobilenet_v1": (4_231_976, "Howard et al. 2017, Table 8: 4.2M", {}),
     "mobilenet_v2": (3_504_872, "torchvision's docs (num_params)", {}),
 }
-PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Howard et al. 2017 (v1); Sandler et al. 2018 (v2)', "year": 2017}

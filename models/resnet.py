@@ -73,7 +73,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ModelOptionError, check_choice, check_dropout, check_stem, make_activation, norm2d, variants
+from .layers import (
+    ActivationArg,
+    ModelOptionError,
+    check_choice,
+    check_dropout,
+    check_stem,
+    make_activation,
+    norm2d,
+    variants,
+)
 
 FORMS = ("paper", "torchvision")
 SHORTCUTS = ("A", "B")
@@ -228,7 +237,8 @@ class ResNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (N, widths[-1] * expansion): 512, 2048, or 64 (CIFAR)
+        # (N, widths[-1] * expansion): 512, 2048, or 64 (CIFAR)
+        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)
         return self.fc(self.dropout(x))
 
 
@@ -259,7 +269,8 @@ def cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, acti
                  shortcut_padding: str = "end", zero_init_residual: bool = False) -> ResNet:
     """A CIFAR ResNet of section 4.2 (He et al. 2015), option A; its 3x3, 16-channel stem is fixed."""
     if stem != "cifar":
-        raise ModelOptionError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be 'cifar', got {stem!r}")
+        raise ModelOptionError(f"{name} is a CIFAR ResNet (fixed 3x3, 16-channel stem): stem must be "
+                               f"'cifar', got {stem!r}")
     n = CIFAR_RESNETS[name]
     return ResNet(BasicBlock, (n, n, n), (16, 32, 64), num_classes=num_classes, in_channels=in_channels,
                   activation=activation, batchnorm=batchnorm, dropout=dropout, stem=stem, form="paper",
@@ -268,7 +279,7 @@ def cifar_resnet(name: str, *, num_classes: int = 10, in_channels: int = 3, acti
 
 MODELS = variants(resnet, RESNETS) | variants(cifar_resnet, CIFAR_RESNETS)
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "resnet18": (11_689_512, "torchvision's docs (num_params)", {"form": "torchvision"}),
     "resnet34": (21_797_672, "torchvision's docs (num_params)", {"form": "torchvision"}),
@@ -281,4 +292,5 @@ PARAMS = {
     "resnet56": (853_018, "He et al. 2015, Table 6: 0.85M", {}),
     "resnet110": (1_727_962, "He et al. 2015, Table 6: 1.7M", {}),
 }
-PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'He et al., Deep Residual Learning for Image Recognition', "year": 2015}

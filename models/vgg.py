@@ -145,7 +145,7 @@ def vgg(name: str, *, num_classes: int = 1000, in_channels: int = 3, activation:
 
 MODELS = variants(vgg, VGGS, lambda name: {"batchnorm": VGGS[name][1]})
 
-# name -> (parameters as published, where, the options they count): stated here only, tests/models/test_registry.py counts
+# name -> (parameters as published, where, the options counted): stated here only, tests/models/test_registry.py counts
 PARAMS = {
     "vgg11": (132_863_336, "torchvision's docs (num_params)", {}),
     "vgg11_bn": (132_868_840, "torchvision's docs (num_params)", {}),
@@ -156,4 +156,5 @@ PARAMS = {
     "vgg19": (143_667_240, "torchvision's docs (num_params)", {}),
     "vgg19_bn": (143_678_248, "torchvision's docs (num_params)", {}),
 }
-PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}  # the zoo table (summarize.py table=zoo)
+# the zoo table (summarize.py table=zoo)
+PAPER = {"title": 'Simonyan & Zisserman, Very Deep Convolutional Networks', "year": 2014}

@@ -69,14 +69,16 @@ def find_card(model: str, weights: str | Path) -> Path:
         if not Path(text).exists():
             raise WeightsError(f"weights={text!r} does not exist")
         if not card.is_file():
-            raise WeightsError(f"weights={text!r} has no card beside it ({card.name}): its sha256 and model cannot be checked")
+            raise WeightsError(f"weights={text!r} has no card beside it ({card.name}): its sha256 and model "
+                               "cannot be checked")
         return card
     available = shipped()
     for key in (f"{model}-{text}", text):
         if key in available:
             return available[key]
     if not model:  # evaluate.py weights=<name>: any shipped file
-        raise WeightsError(f"weights={text!r} is not shipped; valid: {', '.join([*available, 'a path to a .pth file with its card'])}")
+        raise WeightsError(f"weights={text!r} is not shipped; valid: "
+                           f"{', '.join([*available, 'a path to a .pth file with its card'])}")
     names = [name.split("-", 1)[1] for name in available if name.startswith(f"{model}-")]
     valid = ", ".join(names + ["imagenet", "a path to a .pth file with its card"])
     raise WeightsError(f"weights={text!r} is not shipped for model {model!r}; valid: {valid}")
@@ -100,11 +102,14 @@ def check_card_fields(card: Path, data: dict) -> None:
     """A card is data: its ``file`` is a plain file name beside it (never a path: ``../x.pth``,
     ``/etc/x``), its ``model`` a name with options, its ``sha256`` a digest; else one line."""
     model, file, digest = data["model"], data["file"], data["sha256"]
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("options", {}), dict):
-        raise WeightsError(f"{card}: its model is {model!r}; expected {{\"name\": <a zoo model>, \"options\": {{...}}}}")
+    if (not isinstance(model, dict) or not isinstance(model.get("name"), str)
+            or not isinstance(model.get("options", {}), dict)):
+        raise WeightsError(f"{card}: its model is {model!r}; expected {{\"name\": <a zoo model>, "
+                           "\"options\": {...}}")
     if (not isinstance(file, str) or file != Path(file).name or file in ("", ".", "..") or "\\" in file
             or not file.endswith((".pth", ".pt"))):
-        raise WeightsError(f"{card}: its file is {file!r}; expected the name of a .pth file beside the card, not a path")
+        raise WeightsError(f"{card}: its file is {file!r}; expected the name of a .pth file beside the "
+                           "card, not a path")
     if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise WeightsError(f"{card}: its sha256 is {digest!r}; expected 64 hexadecimal digits")
 
@@ -117,12 +122,13 @@ def load_state_dict(card_path: Path) -> tuple[dict, dict]:
         raise WeightsError(f"{file} is missing (named by {card_path.name})")
     found = sha256(file)
     if found != card["sha256"]:
-        raise WeightsError(f"{file} does not match its card: sha256 {found[:16]}..., the card says {card['sha256'][:16]}...; "
-                           "the file is corrupted or was replaced")
+        raise WeightsError(f"{file} does not match its card: sha256 {found[:16]}..., the card says "
+                           f"{card['sha256'][:16]}...; the file is corrupted or was replaced")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 -- any unpickling failure of a file whose hash matched
-        raise WeightsError(f"{file} is not a readable state_dict: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise WeightsError(f"{file} is not a readable state_dict: "
+                           f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{file} is not a plain state_dict (name -> tensor)")
     return card, state
@@ -135,15 +141,17 @@ def load_into(net: nn.Module, state: dict, source: str, described: str) -> None:
     unexpected = [k for k in state if k not in mine]
     wrong = [k for k in mine if k in state and mine[k].shape != state[k].shape]
     if missing or unexpected or wrong:
-        first = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file, {tuple(mine[wrong[0]].shape)} in the model" if wrong
+        first = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file, "
+                 f"{tuple(mine[wrong[0]].shape)} in the model" if wrong
                  else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
-        raise WeightsError(f"{source} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} unexpected, "
-                           f"{len(wrong)} of another shape (first: {first})")
+        raise WeightsError(f"{source} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} "
+                           f"unexpected, {len(wrong)} of another shape (first: {first})")
     net.load_state_dict(state, strict=True)
 
 
 def imagenet_state_dict(model: str) -> dict:
-    """torchvision's ImageNet weights for ``model`` (its weights enum's DEFAULT), from torch's hub cache or downloaded."""
+    """torchvision's ImageNet weights for ``model`` (its weights enum's DEFAULT),
+    from torch's hub cache or downloaded."""
     import torchvision  # only here: the rest of models/ needs torch alone
 
     try:
@@ -205,8 +213,8 @@ def read_community(path: str | Path, model: str | None = None) -> tuple[dict, di
     if not (isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state)
             and all(isinstance(v, torch.Tensor) for v in state.values()) and "module.linear.weight" in state):
         known = "; ".join(f"{project}: {spec['layout']}" for project, spec in COMMUNITY.items())
-        raise WeightsError(f"weights={str(path)!r} has no card beside it ({path.with_suffix('.json').name}) and is not a "
-                           f"checkpoint this project recognises ({known})")
+        raise WeightsError(f"weights={str(path)!r} has no card beside it ({path.with_suffix('.json').name}) "
+                           f"and is not a checkpoint this project recognises ({known})")
     project = "akamaster/pytorch_resnet_cifar10"
     spec = COMMUNITY[project]
     mapped = {re.sub(r"^linear\.", "fc.", key[len("module."):]): value for key, value in state.items()}
@@ -215,7 +223,8 @@ def read_community(path: str | Path, model: str | None = None) -> tuple[dict, di
     n = len({key.split(".")[1] for key in mapped if key.startswith("layer1.")})
     name = f"resnet{6 * n + 2}"
     if model and model != name:
-        raise WeightsError(f"weights={str(path)!r} holds {project}'s ResNet-{6 * n + 2} ({n} blocks per stage), not {model}")
+        raise WeightsError(f"weights={str(path)!r} holds {project}'s ResNet-{6 * n + 2} ({n} blocks per "
+                           f"stage), not {model}")
     best = raw.get("best_prec1")
     card = {"model": {"name": name, "options": dict(spec["options"])}, "file": path.name, "sha256": sha256(path),
             "source": project, "licence": spec["licence"], "data": dict(spec["data"], split={"seed": 0, "val": 5000}),

@@ -1,8 +1,8 @@
 """How ``benchmark.py`` measures speed: clocks synchronized with the device
 at the start and the end of the timed steps (never between them: a wait per
 step would keep the host from queueing the next step while the device runs
-this one, and add every step's host overhead to its time), peak memory, the machine's measured peak (sgemm), a bare training step as
-the reference, and the measurements it reports (the bare step per model, the
+this one, and add every step's host overhead to its time), peak memory, the machine's measured peak (sgemm), a bare
+training step as the reference, and the measurements it reports (the bare step per model, the
 same step through our Lightning module and through a plain torchvision
 loop, the data paths, the defaults against ``performance=off``), each timed
 after a warm-up, over several repeats, as medians.
@@ -20,29 +20,29 @@ import ctypes
 import functools
 import io
 import json
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
-import resource
-import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
+from core.formatting import markdown_table
 from training.module import ImageClassifier
 from training.performance import PerformanceSwitches
 
-from core.formatting import markdown_table
-
 MEMORY = ("training: peak RSS growth (MiB)", "training: peak allocated (MiB)")  # CPU, CUDA
-ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")  # how this process allocates memory: a report names it
+# how this process allocates memory: a report names it
+ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")
 
 
 def synchronize(device: torch.device) -> None:
@@ -112,7 +112,7 @@ class MemoryPeak:
         except (OSError, StopIteration):
             return None
 
-    def __enter__(self) -> "MemoryPeak":
+    def __enter__(self) -> MemoryPeak:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -359,7 +359,8 @@ def defaults_vs_off(build: Callable[[], nn.Module], args, device, datamodule, ru
             torch.set_num_threads(args.torch_default_threads)
             torch._dynamo.reset()
             switches = runs[name]()
-            clock = lightning_steps(copy.deepcopy(initial).to(device), args, device, datamodule.train_dataloader(), [switches])
+            clock = lightning_steps(copy.deepcopy(initial).to(device), args, device,
+                                    datamodule.train_dataloader(), [switches])
             medians[name].append(step_time(clock.times, args.warmup))
             applied[name] = switches.applied
     torch.set_num_threads(args.threads)
@@ -409,15 +410,18 @@ def packed_run(build: Callable[[], nn.Module], settings, device: str, threads: i
         datamodule = RandomImagesDataModule(settings.data_size, batch_size=settings.batch_size, num_workers=0)
         datamodule.device = device_
         datamodule.setup()
-        switches = PerformanceSwitches(settings.channels_last, False, cudnn_benchmark=True, matmul_precision="high", threads=threads)
-        net = switches.apply(build().to(device_))  # as performance=default sets them, compile left out (as the zoo's runs)
+        switches = PerformanceSwitches(settings.channels_last, False, cudnn_benchmark=True, matmul_precision="high",
+                                       threads=threads)
+        # as performance=default sets them, compile left out (as the zoo's runs)
+        net = switches.apply(build().to(device_))
         window = PackedWindow(barrier, settings.warmup, settings.seconds)
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with tempfile.TemporaryDirectory() as log_dir, quiet[0], quiet[1]:
             trainer = L.Trainer(accelerator=device_.type, devices=[device_.index or 0] if device_.type == "cuda" else 1,
-                                precision=settings.precision, max_epochs=10**6, logger=TensorBoardLogger(log_dir, name="", version=""),
-                                callbacks=[*train_callbacks(), window], enable_checkpointing=False, enable_model_summary=False,
-                                enable_progress_bar=False, log_every_n_steps=50)
+                                precision=settings.precision, max_epochs=10**6,
+                                logger=TensorBoardLogger(log_dir, name="", version=""),
+                                callbacks=[*train_callbacks(), window], enable_checkpointing=False,
+                                enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=50)
             trainer.fit(ImageClassifier(net, optimizer=functools.partial(sgd), num_classes=10),
                         train_dataloaders=datamodule.train_dataloader())
         results.put({"steps": window.steps, "seconds": window.elapsed})
@@ -439,7 +443,8 @@ def packing(build: Callable[[], nn.Module], settings, device: torch.device, ks: 
     for k in ks:
         barrier, results = context.Barrier(k), context.Queue()
         threads = max(1, usable_cores() // k)
-        runs = [context.Process(target=packed_run, args=(build, settings, str(device), threads, barrier, results), daemon=True)
+        runs = [context.Process(target=packed_run, args=(build, settings, str(device), threads, barrier, results),
+                                daemon=True)
                 for _ in range(k)]
         for run in runs:
             run.start()
@@ -479,7 +484,7 @@ def data_paths(datamodule: L.LightningDataModule, args, device) -> dict:
         loader, per_repeat = datamodule.train_dataloader(), []
         for _ in range(args.repeats):
             batches = iter(loader)
-            for _, (x, _) in zip(range(args.warmup), batches):  # worker start-up excluded
+            for _, (_x, _) in zip(range(args.warmup), batches):  # worker start-up excluded
                 pass
             synchronize(device)
             start, images = time.perf_counter(), 0
@@ -508,8 +513,8 @@ def machine_lines(report: dict) -> list[str]:
     c = m["cpu"]
     clock = f", {c['mhz'] / 1e3:.2f} GHz nominal" if c["mhz"] else ""
     lines = [f"Machine: CPU {c['model']} ({c['vendor']} family {c['family']}; {' '.join(c['flags'])}; "
-             f"bf16 instructions: {'yes' if c['bf16'] else 'no'}), {c['cores_usable']} of {c['cores_total']} cores usable"
-             f"{clock}; torch threads {m['torch_threads']}."]
+             f"bf16 instructions: {'yes' if c['bf16'] else 'no'}), {c['cores_usable']} of {c['cores_total']} "
+             f"cores usable{clock}; torch threads {m['torch_threads']}."]
     if m["gpu"]:
         g = m["gpu"]
         lines.append(f"GPU: {g['name']} (compute capability {g['capability']}, {g['memory_gib']:.0f} GiB, "
@@ -534,12 +539,15 @@ def peak_line(peak: dict, c: dict, threads: int, device_type: str) -> str:
     if not theory:
         return f"Peak: measured {measured}."
     if device_type == "cuda":
-        return f"Peak: measured {measured}; data sheet " + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in theory.items()) + "."
-    unit = {"fp32": f"{c.get('fp32_flops_per_cycle')} FLOP/cycle of FMA", "bf16": f"{c.get('bf16_flops_per_cycle'):,} FLOP/cycle of AMX"
+        return (f"Peak: measured {measured}; data sheet "
+                + ", ".join(f"{k} {_g(v)} GFLOP/s" for k, v in theory.items()) + ".")
+    unit = {"fp32": f"{c.get('fp32_flops_per_cycle')} FLOP/cycle of FMA",
+            "bf16": f"{c.get('bf16_flops_per_cycle'):,} FLOP/cycle of AMX"
             if c.get("bf16_flops_per_cycle") else ""}
-    nominal = ", ".join(f"{k} {_g(v)} GFLOP/s ({unit[k]} x {threads} thread{'s' if threads != 1 else ''})" for k, v in theory.items())
-    return (f"Peak: measured {measured}; nominal (at the {c['mhz'] / 1e3:.2f} GHz /proc/cpuinfo reports, which cores under "
-            f"load exceed, so a measurement can be higher): {nominal}.")
+    nominal = ", ".join(f"{k} {_g(v)} GFLOP/s ({unit[k]} x {threads} thread{'s' if threads != 1 else ''})"
+                        for k, v in theory.items())
+    return (f"Peak: measured {measured}; nominal (at the {c['mhz'] / 1e3:.2f} GHz /proc/cpuinfo reports, which "
+            f"cores under load exceed, so a measurement can be higher): {nominal}.")
 
 
 def paths_tables(report: dict) -> list[str]:
@@ -548,16 +556,20 @@ def paths_tables(report: dict) -> list[str]:
     lines = [f"(b) The same step three ways, interleaved ({paths['variant']}, batch {paths['batch_size']}); data time: "
              "the tensor pipeline's time per batch as a fraction of the Lightning step:", ""]
     syncs = device_type == "cuda"  # counted on CUDA only (torch.cuda.set_sync_debug_mode)
-    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s", "Lightning / bare",
-                    "torchvision / bare", "data time", *(["host syncs per Lightning step"] if syncs else [])], [
+    lines += table(["model", "bare img/s", "train.py's Lightning step img/s", "torchvision loop img/s",
+                    "Lightning / bare", "torchvision / bare", "data time",
+                    *(["host syncs per Lightning step"] if syncs else [])], [
         [r["model"], f"{r['bare_img_s']:,.0f}", f"{r['lightning_img_s']:,.0f}", f"{r['torchvision_img_s']:,.0f}",
          f"{r['lightning_img_s'] / r['bare_img_s']:.2f}", f"{r['torchvision_img_s'] / r['bare_img_s']:.2f}",
          f"{paths['batch_size'] / d['tensor_img_s'] / (r['lightning_ms'] / 1e3):.1%}",
-         *([f"{r['lightning_syncs_per_step']:.2f}" if r.get("lightning_syncs_per_step") is not None else "?"] if syncs else [])]
+         *([f"{r['lightning_syncs_per_step']:.2f}" if r.get("lightning_syncs_per_step") is not None else "?"]
+           if syncs else [])]
         for r in paths["rows"]])
-    return lines + table([f"(c) data path alone (training loader, augment={d['augment']}, {d['images']:,} images)", "images/s"], [
+    return lines + table([f"(c) data path alone (training loader, augment={d['augment']}, "
+                          f"{d['images']:,} images)", "images/s"], [
         [f"tensor (on {device_type})", f"{d['tensor_img_s']:,.0f}"],
-        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"], ["speed-up", f"{d['speedup']:.1f}x"]])
+        [f"torchvision ({d['workers']} workers)", f"{d['torchvision_img_s']:,.0f}"],
+        ["speed-up", f"{d['speedup']:.1f}x"]])
 
 
 def markdown(report: dict) -> str:
@@ -569,34 +581,39 @@ def markdown(report: dict) -> str:
     rows = []
     for r in report["models"]:
         gflops = r["train_img_s"] * r["train_flops_per_image"] / 1e9
-        rows.append([r["model"], r["variant"], r["batch_size"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}", f"{gflops:,.1f}",
-                     f"{gflops / peak_of(precisions[r['variant']]):.0%}", f"{r['infer_img_s']:,.0f}", f"{r['train_peak_mem_mib']:,.0f}"])
-    lines += ["(a) The bare training step (one batch on the device); of peak: its GFLOP/s as a fraction of the measured "
-              "matrix product of the precision it ran in (fp32 or bf16):", ""]
+        rows.append([r["model"], r["variant"], r["batch_size"], f"{r['params']:,}", f"{r['train_img_s']:,.0f}",
+                     f"{gflops:,.1f}", f"{gflops / peak_of(precisions[r['variant']]):.0%}", f"{r['infer_img_s']:,.0f}",
+                     f"{r['train_peak_mem_mib']:,.0f}"])
+    lines += ["(a) The bare training step (one batch on the device); of peak: its GFLOP/s as a fraction of "
+              "the measured matrix product of the precision it ran in (fp32 or bf16):", ""]
     lines += table(["model", "variant", "batch", "params", "train img/s", "GFLOP/s (6 x MACs)", "of peak",
                     "inference img/s", memory], rows)
     lines += paths_tables(report) if "paths" in report else []
     if "defaults" in report:
         dc = report["defaults"]
-        lines += [f"(d) train.py's Lightning step of {dc['model']} (batch {dc['batch_size']}, tensor pipeline) per performance "
-                  "option, interleaved; compile time is in the warm-up:", ""]
+        lines += [f"(d) train.py's Lightning step of {dc['model']} (batch {dc['batch_size']}, tensor pipeline) per "
+                  "performance option, interleaved; compile time is in the warm-up:", ""]
         lines += table(["performance", "threads", "channels_last", "compile", "ms/step", "img/s", "speed-up"], [
-            [r["name"], r["applied"].get("threads", "torch's"), r["applied"].get("channels_last"), r["applied"].get("compile"),
-             f"{r['ms']:.1f}", f"{r['img_s']:,.0f}", f"{r['speedup']:.2f}x"] for r in dc["runs"]])
+            [r["name"], r["applied"].get("threads", "torch's"), r["applied"].get("channels_last"),
+             r["applied"].get("compile"), f"{r['ms']:.1f}", f"{r['img_s']:,.0f}", f"{r['speedup']:.2f}x"]
+            for r in dc["runs"]])
     if "packing" in report:
         pk = report["packing"]
-        lines += [f"(f) {pk['model']} trained by k runs at once on one {m['device_type']} device (k processes, each train.py's "
-                  f"Lightning step over the tensor pipeline, batch {pk['batch_size']}, {pk['precision']}"
-                  f"{', channels_last' if pk['channels_last'] else ''}, timed over the same {pk['seconds']} s after a warm-up):", ""]
-        lines += table(["runs at once (k)", "threads per run", "images/s, all runs", "images/s per run", "speed-up over k = 1"], [
+        lines += [f"(f) {pk['model']} trained by k runs at once on one {m['device_type']} device (k processes, "
+                  f"each train.py's Lightning step over the tensor pipeline, batch {pk['batch_size']}, "
+                  f"{pk['precision']}{', channels_last' if pk['channels_last'] else ''}, timed over the same "
+                  f"{pk['seconds']} s after a warm-up):", ""]
+        lines += table(["runs at once (k)", "threads per run", "images/s, all runs", "images/s per run",
+                        "speed-up over k = 1"], [
             [r["k"], r["threads_per_run"], _g(r["images_per_s"]),
              " ".join(f"{v:,.0f}" for v in r["per_run_images_per_s"]) or r["error"][:80],
              f"{r['speedup']:.2f}x" if r["speedup"] else "?"] for r in pk["rows"]])
     if "speedrun" in report:
         sr = report["speedrun"]
         lines += [f"(e) Speedrun (`{sr['command']}`): exit {sr['returncode']}, time to 94 % val accuracy "
-                  f"{sr['time_to_target_s']} s (compile excluded), test accuracy {sr['test/acc']}, wall time {sr['wall_time_s']} s "
-                  f"for {sr['epochs']} epochs. Published: airbench94 2.59-3.83 s, a ResNet-18 about 7 min, on an A100.", ""]
+                  f"{sr['time_to_target_s']} s (compile excluded), test accuracy {sr['test/acc']}, wall time "
+                  f"{sr['wall_time_s']} s for {sr['epochs']} epochs. Published: airbench94 2.59-3.83 s, a ResNet-18 "
+                  "about 7 min, on an A100.", ""]
         lines += [sr["error"]] if sr["error"] else []
     return "\n".join(lines)
 
@@ -608,5 +625,7 @@ def speedrun(train_script: Path, overrides: list[str], out: Path) -> dict:
                "trainer.enable_progress_bar=false", *overrides]
     done = subprocess.run(command, capture_output=True, text=True)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    return {"command": " ".join(command[1:]), "returncode": done.returncode, "error": done.stderr[-2000:] if done.returncode else "",
-            **{key: metrics.get(key) for key in ("time_to_target_s", "test/acc", "val/acc_best", "epochs", "wall_time_s")}}
+    return {"command": " ".join(command[1:]), "returncode": done.returncode,
+            "error": done.stderr[-2000:] if done.returncode else "",
+            **{key: metrics.get(key)
+               for key in ("time_to_target_s", "test/acc", "val/acc_best", "epochs", "wall_time_s")}}

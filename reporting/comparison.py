@@ -22,7 +22,6 @@ from pathlib import Path
 import yaml
 
 from core.files import save_figure, write_text
-
 from core.formatting import human, markdown_table
 
 # table column: metrics.json key written by train.py
@@ -35,8 +34,9 @@ HEADERS = {"overrides": "overrides", "model": "model", "seed": "seed", "runs": "
            "epochs": "epochs", "wall_time_s": "wall time (s)", "train_images_per_s": "train images/s"}
 
 
-OUTPUTS = ("comparison.md", "comparison.csv", "comparison_cells.csv", "val_acc*.png", "test_acc_vs_*.png")  # what compare.py
-# writes into the dir it reads (the figures once per data set: val_acc_<data>.png when a sweep holds several)
+# what compare.py writes into the dir it reads (the figures once per data set: val_acc_<data>.png
+# when a sweep holds several)
+OUTPUTS = ("comparison.md", "comparison.csv", "comparison_cells.csv", "val_acc*.png", "test_acc_vs_*.png")
 STATUSES = ("completed", "debug", "diverged", "failed", "unreadable")  # debug: fast_dev_run, overfit_batches (train.py)
 LIMIT = 1e15  # the largest number a metrics.json column may hold (parameters, MACs, seconds, images/s)
 
@@ -49,7 +49,8 @@ def load_yaml(path: Path):
     try:
         return yaml.safe_load(path.read_text()) if path.is_file() else None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise Unreadable(f"{path.name} is unreadable: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise Unreadable(f"{path.name} is unreadable: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
 def load_json(path: Path):
@@ -63,7 +64,8 @@ def read_run(hydra_dir: Path) -> tuple[dict, dict | None, dict, list, str]:
     """(config, metrics, Hydra's choices, overrides, why a file is unreadable or "")."""
     parts: dict = {"config": {}, "metrics": None, "hydra": {}, "overrides": []}
     problem = ""
-    for key, read, path in (("config", load_yaml, hydra_dir / "config.yaml"), ("hydra", load_yaml, hydra_dir / "hydra.yaml"),
+    for key, read, path in (("config", load_yaml, hydra_dir / "config.yaml"),
+                            ("hydra", load_yaml, hydra_dir / "hydra.yaml"),
                             ("overrides", load_yaml, hydra_dir / "overrides.yaml"),
                             ("metrics", load_json, hydra_dir.parent / "metrics.json")):
         try:
@@ -100,7 +102,8 @@ def number(value, column: str) -> tuple[float | int | None, str]:
         return value, ""
     top = 1.0 if "acc" in column else LIMIT
     if not 0 <= value <= top:
-        shown = f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) and abs(value) > 1e300 else f"{value:.4g}"
+        shown = (f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) and abs(value) > 1e300
+                 else f"{value:.4g}")
         return None, f"{shown} is out of range (0 to {top:g})"
     return value, ""
 
@@ -231,7 +234,8 @@ def short_labels(cells: list[dict]) -> tuple[str, list[str]]:
     keys = [k for k in dict.fromkeys(k for s in settings for k in s) if len({s.get(k) for s in settings}) > 1]
     if not keys:
         return "", [c["overrides"][:40] for c in cells]
-    name = lambda key: key.rsplit(".", 1)[-1] if sum(k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] for k in keys) == 1 else key  # noqa: E731
+    name = lambda key: (key.rsplit(".", 1)[-1]  # noqa: E731
+                        if sum(k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1] for k in keys) == 1 else key)
     if all(all(k in s for k in keys) for s in settings):
         return ", ".join(map(name, keys)), [", ".join(s[k] for k in keys)[:40] for s in settings]
     return "", [" ".join(f"{name(k)}={s[k]}" for k in keys if k in s)[:40] or "(the shared settings)" for s in settings]
@@ -258,11 +262,12 @@ def plots(root: Path, table: list[dict]) -> list[Path]:
         colors = colormaps["tab10" if len(cells) <= 10 else "tab20"]
         columns = min(len(cells), 4)
 
+        # called within this iteration only: the title, columns and suffix it reads are this iteration's (B023)
         def finish(figure, axes, name: str) -> None:
             if axes.get_legend_handles_labels()[0]:
-                axes.legend(title=title or None, fontsize=8, title_fontsize=8, ncol=columns, loc="upper center",
-                            bbox_to_anchor=(0.5, -0.14), frameon=False)
-            written.append(root / f"{name}{suffix}.png")
+                axes.legend(title=title or None, fontsize=8, title_fontsize=8, ncol=columns,  # noqa: B023
+                            loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+            written.append(root / f"{name}{suffix}.png")  # noqa: B023
             save_figure(figure, written[-1], dpi=100, bbox_inches="tight")
 
         figure = Figure(figsize=(8, 5))

@@ -15,7 +15,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from core.hardware import cpu_has_bf16, cpu_model, usable_cores  # noqa: F401 (cpu_model, usable_cores: this module's API too)
+# cpu_model, usable_cores: this module's API too
+from core.hardware import cpu_has_bf16, cpu_model, usable_cores  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")

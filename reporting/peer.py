@@ -25,17 +25,20 @@ from pathlib import Path
 
 import torch
 
-PUBLISHED = {"tta_acc": 0.9401, "seconds": 3.83, "hardware": "one NVIDIA A100", "data": "CIFAR-10 (the lossless originals)",
+PUBLISHED = {"tta_acc": 0.9401, "seconds": 3.83, "hardware": "one NVIDIA A100",
+             "data": "CIFAR-10 (the lossless originals)",
              "source": "airbench 0.1.8 README: airbench94.py, mean of 1000 runs"}
 
 
-def write_airbench_data(folder: Path, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], classes: list[str]) -> list[Path]:
+def write_airbench_data(folder: Path, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                        classes: list[str]) -> list[Path]:
     """``train.pt`` and ``test.pt`` in airbench's layout from uint8 (N, 3, 32, 32) images and their labels."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for split, (images, labels) in splits.items():
         if images.dtype != torch.uint8 or images.shape[1:] != (3, 32, 32):
-            raise ValueError(f"airbench needs uint8 32x32 RGB images; the {split} split is {images.dtype} {tuple(images.shape)}")
+            raise ValueError(f"airbench needs uint8 32x32 RGB images; the {split} split is {images.dtype} "
+                             f"{tuple(images.shape)}")
         path = folder / f"{split}.pt"
         torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels.to(torch.int64).clone(),
                     "classes": list(classes)}, path)

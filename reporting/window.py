@@ -34,7 +34,6 @@ from pathlib import Path
 from core.files import write_json, write_text
 
 from .benchmarking import best_k
-from .peer import PUBLISHED
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("data", "benchmark", "peer", "speedrun", "zoo", "gpu_tests", "compare")
@@ -46,7 +45,8 @@ class Window:
 
     def __init__(self, cfg: dict, out: Path, command: str) -> None:
         self.cfg, self.out, self.start = cfg, out, time.perf_counter()
-        self.cache, self.root = out / "data", str(Path(cfg["data_root"]).resolve())  # the parts run from the repository root
+        # the parts run from the repository root
+        self.cache, self.root = out / "data", str(Path(cfg["data_root"]).resolve())
         self.report = {"command": command, "started": datetime.datetime.now().isoformat(timespec="seconds"),
                        "device": cfg["device"], "data_root": cfg["data_root"], "settings": cfg, "machine": {},
                        "parts": {name: {"status": "pending"} for name in PARTS}}
@@ -67,7 +67,8 @@ class Window:
         self.report["parts"][name] = result
         self.write()
         print(f"[window {self.elapsed():5.0f} s] {name}: {result['status']} in {result['seconds']} s"
-              + (f" ({result.get('error') or result.get('reason')})" if result["status"] != "completed" else ""), flush=True)
+              + (f" ({result.get('error') or result.get('reason')})" if result["status"] != "completed" else ""),
+              flush=True)
         return result
 
     def start_command(self, name: str, argv: list[str], cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
@@ -76,8 +77,10 @@ class Window:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), environment.get("PYTHONPATH", "")) if p)
         with open(self.out / "logs" / f"{name}.log", "w") as log:  # the child keeps its own copy of the file
-            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        process.command = " ".join(["python", *map(str, argv[1:])])  # what the report shows, run from the repository root
+            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        # what the report shows, run from the repository root
+        process.command = " ".join(["python", *map(str, argv[1:])])
         return process
 
     def finish(self, process: subprocess.Popen, timeout: float) -> dict:
@@ -124,16 +127,18 @@ class Window:
         return self.report
 
     def data(self) -> dict:
-        from datamodules import ImageFolderDataModule
         from core.hardware import usable_cores
+        from datamodules import ImageFolderDataModule
 
         from .peer import write_airbench_data
 
         folder = ImageFolderDataModule(root=self.root, data_dir=str(self.cache), pipeline="tensor",
                                        num_workers=min(8, usable_cores()))
-        train, _, test = folder.load()  # decoded once, into the cache that train.py's runs read (same root, same data_dir)
-        written = write_airbench_data(self.out / "peer" / "cifar10", {"train": (train.images, train.targets),
-                                                                       "test": (test.images, test.targets)}, folder.classes)
+        # decoded once, into the cache that train.py's runs read (same root, same data_dir)
+        train, _, test = folder.load()
+        written = write_airbench_data(self.out / "peer" / "cifar10",
+                                      {"train": (train.images, train.targets), "test": (test.images, test.targets)},
+                                      folder.classes)
         return {"status": "completed", "train_images": len(train), "test_images": len(test), "classes": folder.classes,
                 "airbench_files": [str(p.relative_to(self.out)) for p in written]}
 
@@ -150,21 +155,24 @@ class Window:
                  "ratio": r["lightning_img_s"] / r["bare_img_s"], "target": TARGETS.get(r["model"]),
                  "syncs_per_step": r.get("lightning_syncs_per_step")} for r in bench["paths"]["rows"]]
         packed = bench.get("packing")
-        return {**result, "batch_size": bench["paths"]["batch_size"], "variant": bench["paths"]["variant"], "ratio": rows,
-                "packing": packed, "best_k": best_k(packed) if packed else None}
+        return {**result, "batch_size": bench["paths"]["batch_size"], "variant": bench["paths"]["variant"],
+                "ratio": rows, "packing": packed, "best_k": best_k(packed) if packed else None}
 
     def peer(self) -> dict:
         import importlib.util
 
         if self.cfg["device"] != "cuda":
-            return {"status": "skipped", "reason": "airbench94 runs on CUDA only (it puts its data and network on the GPU)"}
+            return {"status": "skipped",
+                    "reason": "airbench94 runs on CUDA only (it puts its data and network on the GPU)"}
         if importlib.util.find_spec("airbench") is None:
-            return {"status": "skipped", "reason": "airbench is not installed here: carry its wheel (README 'The GPU path')"}
+            return {"status": "skipped",
+                    "reason": "airbench is not installed here: carry its wheel (README 'The GPU path')"}
         from importlib import metadata
 
         from .peer import command, parse
 
-        result = self.command("peer", [sys.executable, "-c", command(self.cfg["peer"]["runs"])], self.cfg["peer"]["timeout_s"],
+        result = self.command("peer", [sys.executable, "-c", command(self.cfg["peer"]["runs"])],
+                              self.cfg["peer"]["timeout_s"],
                               cwd=self.out / "peer")  # airbench reads cifar10/ under its working directory
         if result["status"] == "completed":
             try:
@@ -183,7 +191,9 @@ class Window:
             return float(chosen), "speedrun.target"
         key = {"peer_tta": "tta_acc", "peer": "acc"}[chosen]
         if peer.get("status") == "completed" and key in peer:
-            return round(peer[key]["mean"], 4), f"the peer's mean test accuracy {'with' if key == 'tta_acc' else 'without'} its test-time augmentation"
+            return (round(peer[key]["mean"], 4),
+                    f"the peer's mean test accuracy {'with' if key == 'tta_acc' else 'without'} "
+                    "its test-time augmentation")
         return float(self.cfg["speedrun"]["fallback"]), "speedrun.fallback (the peer did not run)"
 
     def speedrun(self) -> dict:
@@ -203,7 +213,8 @@ class Window:
         if chosen != "auto":
             return int(chosen), "zoo.runs_per_gpu"
         k = self.report["parts"]["benchmark"].get("best_k")
-        return (k, "benchmark (f): the fewest runs at once within 5 % of the best images/s") if k else (4, "no packing result: 4")
+        return ((k, "benchmark (f): the fewest runs at once within 5 % of the best images/s") if k
+                else (4, "no packing result: 4"))
 
     def zoo(self) -> dict:
         from core.hardware import usable_cores
@@ -214,7 +225,8 @@ class Window:
         placement = (["trainer=gpu_sweep", f"trainer.devices='${{device_slot:${{hydra:sweep.dir}},1,{k}}}'"] if cuda
                      else ["trainer=cpu"])
         argv = [sys.executable, "train.py", "-m", "experiment=compare_architectures", "hydra.sweeper.params=null",
-                f"seed={','.join(map(str, z['seeds']))}", f"model={','.join(z['models'])}", f"trainer.max_epochs={z['epochs']}",
+                f"seed={','.join(map(str, z['seeds']))}", f"model={','.join(z['models'])}",
+                f"trainer.max_epochs={z['epochs']}",
                 "data=image_folder", f"data.root={self.root}", f"paths.data_dir={self.cache}", *placement,
                 "hydra/launcher=joblib", f"hydra.launcher.n_jobs={k}", f"hydra.sweep.dir={sweep}",
                 "trainer.enable_progress_bar=false", *z["overrides"]]
@@ -228,20 +240,24 @@ class Window:
         self.report["parts"]["gpu_tests"] = self.gpu_tests(tests)
         finished = [json.loads(p.read_text()).get("status") for p in sweep.glob("*/metrics.json")]
         return {**result, "runs_per_gpu": k, "runs_per_gpu_source": why, "epochs": z["epochs"], "models": z["models"],
-                "seeds": z["seeds"], "runs": len(z["models"]) * len(z["seeds"]), "completed": finished.count("completed")}
+                "seeds": z["seeds"], "runs": len(z["models"]) * len(z["seeds"]),
+                "completed": finished.count("completed")}
 
     def start_gpu_tests(self) -> subprocess.Popen | None:
         if self.cfg["device"] != "cuda":
             return None
         self.tests_started = time.perf_counter()
-        argv = [sys.executable, "-m", "pytest", *self.cfg["gpu_tests"]["args"], f"--junitxml={self.out / 'gpu_tests.xml'}", "-q"]
+        argv = [sys.executable, "-m", "pytest", *self.cfg["gpu_tests"]["args"],
+                f"--junitxml={self.out / 'gpu_tests.xml'}", "-q"]
         return self.start_command("gpu_tests", argv, env={"ZOO_DATA_ROOT": self.root})
 
     def gpu_tests(self, process: subprocess.Popen | None) -> dict:
         if process is None:
-            return {"status": "skipped", "reason": "the gpu tests need CUDA (tests/test_gpu.py skips itself without it)", "seconds": 0}
+            return {"status": "skipped",
+                    "reason": "the gpu tests need CUDA (tests/test_gpu.py skips itself without it)", "seconds": 0}
         ran = time.perf_counter() - self.tests_started  # they end with the zoo's time box at the latest
-        timeout = min(self.cfg["gpu_tests"]["timeout_s"] - ran, self.cfg["budget_s"] - self.cfg["reserve_s"] - self.elapsed())
+        timeout = min(self.cfg["gpu_tests"]["timeout_s"] - ran,
+                      self.cfg["budget_s"] - self.cfg["reserve_s"] - self.elapsed())
         done = self.finish(process, timeout)
         outcome = junit(self.out / "gpu_tests.xml")
         status = ("timed out" if done["timed_out"] else
@@ -253,7 +269,8 @@ class Window:
         sweep = self.out / "zoo"
         if not sweep.is_dir():
             return {"status": "skipped", "reason": "no zoo sweep dir"}
-        result = self.command("compare", [sys.executable, "compare.py", f"dir={sweep}"], max(30, self.cfg["budget_s"] - self.elapsed()))
+        result = self.command("compare", [sys.executable, "compare.py", f"dir={sweep}"],
+                              max(30, self.cfg["budget_s"] - self.elapsed()))
         table = sweep / "comparison.md"
         return {**result, "table": table.read_text() if table.is_file() else "",
                 "figures": sorted(str(p.relative_to(self.out)) for p in sweep.glob("*.png"))}
@@ -268,8 +285,9 @@ def machine(device: str) -> dict:
     from .benchmarking import gpu
 
     c = cpu()
-    return {"cpu": f"{c['model']} ({c['cores_usable']} cores usable)", "torch": torch.__version__, "lightning": L.__version__,
-            "python": platform.python_version(), "gpu": gpu(torch.device("cuda")) if device == "cuda" else None}
+    return {"cpu": f"{c['model']} ({c['cores_usable']} cores usable)", "torch": torch.__version__,
+            "lightning": L.__version__, "python": platform.python_version(),
+            "gpu": gpu(torch.device("cuda")) if device == "cuda" else None}
 
 
 def junit(path: Path) -> dict:
@@ -292,7 +310,8 @@ def _f(value, digits: int = 4, unit: str = "") -> str:
 def _mean_std(summary: dict | None, digits: int = 4) -> str:
     if not summary:
         return "—"
-    return f"{summary['mean']:.{digits}f}" + (f" ± {summary['std']:.{digits}f}" if summary.get("std") is not None else "")
+    return (f"{summary['mean']:.{digits}f}"
+            + (f" ± {summary['std']:.{digits}f}" if summary.get("std") is not None else ""))
 
 
 def markdown(report: dict) -> str:
@@ -300,18 +319,22 @@ def markdown(report: dict) -> str:
     m, parts = report["machine"], report["parts"]
     g = m.get("gpu")
     on = (f"{g['name']} ({g['memory_gib']:.0f} GiB, driver {g['driver']}, CUDA {g['cuda']}, cuDNN {g['cudnn']})" if g
-          else f"the CPU ({m.get('cpu', '?')}): a dry run" if report["device"] == "cpu" else "a CUDA GPU (not read yet)")
+          else f"the CPU ({m.get('cpu', '?')}): a dry run" if report["device"] == "cpu"
+          else "a CUDA GPU (not read yet)")
     lines = [f"# GPU window: {on}", "",
              f"Command: `{report['command']}`, started {report['started']}, {report.get('elapsed_s', 0):.0f} s in all.",
-             f"Host: {m.get('cpu', '?')}; torch {m.get('torch', '?')}, lightning {m.get('lightning', '?')}, python {m.get('python', '?')}.",
+             f"Host: {m.get('cpu', '?')}; torch {m.get('torch', '?')}, lightning {m.get('lightning', '?')}, python "
+             f"{m.get('python', '?')}.",
              f"Data: `{report['data_root']}` ({_f(parts['data'].get('train_images'))} training and "
              f"{_f(parts['data'].get('test_images'))} test images), read by every part.", "", "## Parts", "",
              "| part | status | seconds | note |", "|---|---|---:|---|"]
     for name in PARTS:
         p = parts[name]
-        lines.append(f"| {name} | {p['status']} | {_f(p.get('seconds'), 1)} | {(p.get('error') or p.get('reason') or '').replace('|', '/')} |")
+        lines.append(f"| {name} | {p['status']} | {_f(p.get('seconds'), 1)} | "
+                     f"{(p.get('error') or p.get('reason') or '').replace('|', '/')} |")
     commands = [f"{name}: {parts[name]['command']}" for name in PARTS if parts[name].get("command")]
-    lines += ["", "Each part's command, run from the repository root (its output: logs/<part>.log):", "", "```", *commands, "```", ""]
+    lines += ["", "Each part's command, run from the repository root (its output: logs/<part>.log):", "", "```",
+              *commands, "```", ""]
     lines += _peer(parts["peer"]) + _speedrun(parts["speedrun"], parts["peer"]) + _benchmark(parts["benchmark"])
     lines += _zoo(parts["zoo"], parts["compare"], on) + _tests(parts["gpu_tests"])
     return "\n".join(lines) + "\n"
@@ -323,24 +346,28 @@ def _peer(p: dict) -> list[str]:
         return lines + [f"Not run: {p.get('reason') or p.get('error') or p.get('status')}.", ""]
     pub = p["published"]
     return lines + [
-        f"airbench {p.get('airbench') or '?'}, {len(p['runs'])} runs after its warm-up, {p['train_images']:,} training and "
-        f"{p['test_images']:,} test images of this copy:", "",
-        "| | test accuracy, its test-time augmentation | without it | seconds (its own clock) |", "|---|---:|---:|---:|",
+        f"airbench {p.get('airbench') or '?'}, {len(p['runs'])} runs after its warm-up, {p['train_images']:,} "
+        f"training and {p['test_images']:,} test images of this copy:", "",
+        "| | test accuracy, its test-time augmentation | without it | seconds (its own clock) |",
+        "|---|---:|---:|---:|",
         f"| here | {_mean_std(p['tta_acc'])} | {_mean_std(p['acc'])} | {_mean_std(p['seconds'], 2)} |",
         f"| published ({pub['hardware']}, {pub['data']}) | {pub['tta_acc']:.4f} | — | {pub['seconds']:.2f} |", "",
-        f"The difference in accuracy is the measured cost of this copy of the images for a known recipe ({pub['source']}).", ""]
+        "The difference in accuracy is the measured cost of this copy of the images for a known recipe "
+        f"({pub['source']}).", ""]
 
 
 def _speedrun(s: dict, peer: dict) -> list[str]:
     lines = ["## The speedrun, against the peer's accuracy", ""]
     if s.get("status") == "pending" or "target" not in s:
         return lines + [f"Not run: {s.get('reason') or s.get('error') or s.get('status')}.", ""]
-    reached = (f"reached it in **{s['time_to_target_s']:.1f} s** (from the end of its first step)" if s.get("time_to_target_s")
-               else "did not reach it")
-    anchor = (f" The peer took {_mean_std(peer['seconds'], 2)} s on the same GPU." if peer.get("status") == "completed" else "")
-    return lines + [f"`train.py experiment=speedrun` ({s.get('run_status') or s['status']}), target {s['target']} val accuracy ({s['target_source']}): "
-                    f"{reached}; best val {_f(s.get('val/acc_best'))}, test {_f(s.get('test/acc'))}, {_f(s.get('epochs'))} epochs, "
-                    f"{_f(s.get('wall_time_s'), 1)} s of fit, {_f(s.get('train_images_per_s'), 0)} images/s.{anchor}", ""]
+    reached = (f"reached it in **{s['time_to_target_s']:.1f} s** (from the end of its first step)"
+               if s.get("time_to_target_s") else "did not reach it")
+    anchor = (f" The peer took {_mean_std(peer['seconds'], 2)} s on the same GPU." if peer.get("status") == "completed"
+              else "")
+    return lines + [f"`train.py experiment=speedrun` ({s.get('run_status') or s['status']}), target {s['target']} val "
+                    f"accuracy ({s['target_source']}): {reached}; best val {_f(s.get('val/acc_best'))}, test "
+                    f"{_f(s.get('test/acc'))}, {_f(s.get('epochs'))} epochs, {_f(s.get('wall_time_s'), 1)} s of fit, "
+                    f"{_f(s.get('train_images_per_s'), 0)} images/s.{anchor}", ""]
 
 
 def _benchmark(b: dict) -> list[str]:
@@ -348,14 +375,16 @@ def _benchmark(b: dict) -> list[str]:
     if not b.get("ratio"):
         return lines + [f"Not measured: {b.get('reason') or b.get('error') or b.get('status')}.", ""]
     lines += [f"benchmark.py (b), {b['variant']}, batch {b['batch_size']}; the report is benchmark/benchmark.md:", "",
-              "| model | bare img/s | Lightning img/s | Lightning / bare | target | host syncs per step |", "|---|---:|---:|---:|---:|---:|"]
+              "| model | bare img/s | Lightning img/s | Lightning / bare | target | host syncs per step |",
+              "|---|---:|---:|---:|---:|---:|"]
     for r in b["ratio"]:
         lines.append(f"| {r['model']} | {r['bare_img_s']:,.0f} | {r['lightning_img_s']:,.0f} | {r['ratio']:.2f} | "
                      f"{_f(r['target'], 2)} | {_f(r['syncs_per_step'], 2)} |")
     packed = b.get("packing")
     if packed:
-        lines += ["", f"Packing, benchmark.py (f): {packed['model']} trained by k runs at once (batch {packed['batch_size']}, "
-                  f"{packed['precision']}), aggregate images/s:", "", "| k | images/s, all runs | speed-up |", "|---:|---:|---:|"]
+        lines += ["", f"Packing, benchmark.py (f): {packed['model']} trained by k runs at once "
+                  f"(batch {packed['batch_size']}, {packed['precision']}), aggregate images/s:", "",
+                  "| k | images/s, all runs | speed-up |", "|---:|---:|---:|"]
         lines += [f"| {r['k']} | {'—' if r['images_per_s'] is None else format(r['images_per_s'], ',.0f')} | "
                   f"{_f(r['speedup'], 2, 'x')} |" for r in packed["rows"]]
         lines += ["", f"The zoo's runs at once chosen from it: k = {b.get('best_k')}."]
@@ -367,10 +396,11 @@ def _zoo(z: dict, c: dict, on: str) -> list[str]:
     if "epochs" not in z:
         return lines + [f"Not run: {z.get('reason') or z.get('error') or z.get('status')}.", ""]
     lines += [f"{z['completed']} of {z['runs']} runs completed ({z['status']}): {len(z['models'])} models x seeds "
-              f"{', '.join(map(str, z['seeds']))}, **{z['epochs']} epochs** of compare_architectures' recipe (SGD + Nesterov, "
-              f"lr 0.05, warm-up + cosine, batch 128, crop + flip; test accuracy of the best-validation checkpoint), "
-              f"{z['runs_per_gpu']} runs at once ({z['runs_per_gpu_source']}) on {on}. Wall times are those of runs "
-              "sharing the device. compare.py's table and figures (zoo/comparison.md, " + ", ".join(c.get("figures", [])) + "):", ""]
+              f"{', '.join(map(str, z['seeds']))}, **{z['epochs']} epochs** of compare_architectures' recipe "
+              "(SGD + Nesterov, lr 0.05, warm-up + cosine, batch 128, crop + flip; test accuracy of the "
+              f"best-validation checkpoint), {z['runs_per_gpu']} runs at once ({z['runs_per_gpu_source']}) on {on}. "
+              "Wall times are those of runs sharing the device. compare.py's table and figures (zoo/comparison.md, "
+              + ", ".join(c.get("figures", [])) + "):", ""]
     return lines + [c.get("table", "").strip() or f"(compare.py: {c.get('status')})", ""]
 
 

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from analysis.introspection import count_parameters_and_macs
-from models import ModelOptionError, create_model, list_models, model_family, model_paper
-
 from core.formatting import human, markdown_table
+from models import ModelOptionError, create_model, list_models, model_family, model_paper
 
 SIZES = (("cifar", 32, 10), ("imagenet", 224, 1000))  # (stem, input side, classes) of the two column pairs
 HEADER = ["model", "paper", "year", "params 32x32, 10 cl.", "MACs 32x32", "params 224x224, 1000 cl.", "MACs 224x224"]

@@ -15,7 +15,8 @@ def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: i
                flags: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python <flags> <script> <overrides>`` in a subprocess, with ``env`` added to the environment; output
     captured as text."""
-    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "2", "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "2", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
         [sys.executable, *flags, str(ROOT / script), *overrides],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
@@ -55,11 +56,13 @@ def host_reads():
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             name = getattr(func, "__name__", "")
-            bool_index = name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in args[1:2])
+            bool_index = name == "__getitem__" and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool
+                                                       for a in args[1:2])
             to_cpu = name == "to" and "cpu" in [*args[1:], *(kwargs or {}).values()]  # .to("cpu"); not .to(root device)
             if self.counting and (name in reads or bool_index or to_cpu):
                 frames = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename][-3:]
-                self.calls.append((name, " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames))))
+                self.calls.append((name, " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}"
+                                                     for f in reversed(frames))))
             return func(*args, **(kwargs or {}))
 
     return HostReads()

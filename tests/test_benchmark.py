@@ -28,7 +28,8 @@ def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path):
     assert machine["cpu"]["cores_usable"] >= 1 and machine["torch_threads"] == 1 and machine["device_type"] == "cpu"
     assert peak["measured"]["fp32"] > 0 and report["settings"]["warmup"] == 1
     variants = ["fp32 eager"] + (["bf16 + channels_last"] if cpu_has_amx_bf16() else [])  # bf16 where the CPU has AMX
-    assert [(r["variant"], r["model"]) for r in report["models"]] == [(v, m) for v in variants for m in ("resnet20", "lenet5")]
+    assert [(r["variant"], r["model"]) for r in report["models"]] == [(v, m) for v in variants
+                                                                      for m in ("resnet20", "lenet5")]
     assert ("bf16" in peak["measured"]) == cpu_has_amx_bf16()
     for row in report["models"]:
         assert row["train_img_s"] > 0 and row["infer_img_s"] > 0 and row["train_peak_mem_mib"] >= 0
@@ -66,8 +67,9 @@ def test_bad_input_is_one_line(override, expected, tmp_path):
 
 def benchmark_settings(*overrides: str, amx: bool = False, monkeypatch=None):
     """benchmark.py's settings as its task function derives them from this command line."""
-    import benchmark
     from hydra import compose, initialize_config_dir
+
+    import benchmark
 
     benchmark.import_heavy()  # what main() does first: torch, the zoo's registry
     monkeypatch.setattr(benchmark, "cpu_has_amx_bf16", lambda: amx)
@@ -79,7 +81,8 @@ def benchmark_settings(*overrides: str, amx: bool = False, monkeypatch=None):
 def test_quick_keeps_what_the_command_line_sets(monkeypatch):
     quick = benchmark_settings("quick=true", "device=cpu", monkeypatch=monkeypatch)
     assert quick.models == ["lenet5", "resnet20"] and (quick.warmup, quick.steps, quick.repeats) == (1, 3, 2)
-    given = benchmark_settings("quick=true", "models=[densenet_bc_100]", "repeats=5", "device=cpu", monkeypatch=monkeypatch)
+    given = benchmark_settings("quick=true", "models=[densenet_bc_100]", "repeats=5", "device=cpu",
+                               monkeypatch=monkeypatch)
     assert given.models == ["densenet_bc_100"] and given.repeats == 5 and (given.warmup, given.steps) == (1, 3)
     assert not given.defaults_check["enabled"]
 
@@ -97,25 +100,30 @@ def test_a_cpu_with_amx_adds_a_bf16_channels_last_variant(amx, expected, monkeyp
 def test_the_cpu_peak_is_labelled_nominal_and_each_model_is_a_fraction_of_its_precisions_peak():
     from reporting.benchmarking import markdown
 
-    cpu = {"model": "Xeon", "vendor": "GenuineIntel", "family": 6, "flags": ["amx_bf16"], "bf16": True, "cores_usable": 2,
-           "cores_total": 2, "mhz": 2600.0, "fp32_flops_per_cycle": 64, "bf16_flops_per_cycle": 1024}
-    variants = [{"name": "fp32 eager", "precision": "32-true"}, {"name": "bf16 + channels_last", "precision": "bf16-mixed"}]
+    cpu = {"model": "Xeon", "vendor": "GenuineIntel", "family": 6, "flags": ["amx_bf16"], "bf16": True,
+           "cores_usable": 2, "cores_total": 2, "mhz": 2600.0, "fp32_flops_per_cycle": 64, "bf16_flops_per_cycle": 1024}
+    variants = [{"name": "fp32 eager", "precision": "32-true"},
+                {"name": "bf16 + channels_last", "precision": "bf16-mixed"}]
     row = {"model": "resnet20", "batch_size": 128, "params": 269722, "train_img_s": 1000.0, "infer_img_s": 1.0,
            "train_peak_mem_mib": 1.0, "train_flops_per_image": 1e8}  # 100 GFLOP/s
-    paths = {"model": "resnet20", **{f"{p}_{k}": 1.0 for p in ("bare", "lightning", "torchvision") for k in ("ms", "img_s")}}
-    report = {"machine": {"cpu": cpu, "torch_threads": 2, "gpu": None, "device_type": "cpu", "torch": "2", "lightning": "2",
-                          "python": "3", "load_average_at_start": 0.0, "load_average_at_end": 0.0},
+    paths = {"model": "resnet20", **{f"{p}_{k}": 1.0 for p in ("bare", "lightning", "torchvision")
+                                     for k in ("ms", "img_s")}}
+    report = {"machine": {"cpu": cpu, "torch_threads": 2, "gpu": None, "device_type": "cpu", "torch": "2",
+                          "lightning": "2", "python": "3", "load_average_at_start": 0.0, "load_average_at_end": 0.0},
               "peak": {"measured": {"fp32": 400.0, "bf16": 2000.0}, "measured_size": {"fp32": 1024, "bf16": 2048},
                        "theoretical": {"fp32": 332.8, "bf16": 5324.8}},
-              "settings": {"variants": variants, "warmup": 1, "steps": 3, "repeats": 2, "image_size": 32, "stem": "cifar"},
+              "settings": {"variants": variants, "warmup": 1, "steps": 3, "repeats": 2, "image_size": 32,
+                           "stem": "cifar"},
               "models": [{**row, "variant": "fp32 eager"}, {**row, "variant": "bf16 + channels_last"}],
               "paths": {"variant": "fp32 eager", "batch_size": 128, "rows": [paths]},
-              "data_paths": {"images": 1, "augment": "standard", "workers": 2, "tensor_img_s": 1.0, "torchvision_img_s": 1.0, "speedup": 1.0}}
+              "data_paths": {"images": 1, "augment": "standard", "workers": 2, "tensor_img_s": 1.0,
+                             "torchvision_img_s": 1.0, "speedup": 1.0}}
     text = markdown(report)
     peak = next(line for line in text.splitlines() if line.startswith("Peak:"))
     assert "theoretical" not in peak and "nominal (at the 2.60 GHz" in peak
     assert "fp32 400 GFLOP/s (1024x1024 matrix product), bf16 2,000 GFLOP/s (2048x2048 matrix product)" in peak
-    assert "fp32 333 GFLOP/s (64 FLOP/cycle of FMA x 2 threads), bf16 5,325 GFLOP/s (1,024 FLOP/cycle of AMX x 2 threads)" in peak
+    assert ("fp32 333 GFLOP/s (64 FLOP/cycle of FMA x 2 threads), "
+            "bf16 5,325 GFLOP/s (1,024 FLOP/cycle of AMX x 2 threads)" in peak)
     assert "| resnet20 | fp32 eager | 128 | 269,722 | 1,000 | 100.0 | 25% |" in text  # of the fp32 sgemm
     assert "| resnet20 | bf16 + channels_last | 128 | 269,722 | 1,000 | 100.0 | 5% |" in text  # of the bf16 matmul
 

@@ -21,8 +21,9 @@ def test_help_lists_the_groups_and_their_options():
     result = run_script("train.py", "--help")
     assert result.returncode == 0
     for group, option in [("model", "lenet5"), ("model", "resnet18"), ("data", "digits"), ("optimizer", "adam"),
-                          ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"), ("activation", "tanh")]:
-        line = next((l for l in result.stdout.splitlines() if l.startswith(f"{group}:")), "")
+                          ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"),
+                          ("activation", "tanh")]:
+        line = next((out for out in result.stdout.splitlines() if out.startswith(f"{group}:")), "")
         assert option in line, (group, option, result.stdout[:3000])
 
 
@@ -70,7 +71,8 @@ def test_bad_value_of_a_known_option_is_one_line(tmp_path):
 def test_a_command_that_fails_its_checks_or_only_prints_leaves_no_run_dir(tmp_path):
     """Each of these created an empty outputs/<time>_... dir (22 of 70 after a README walk-through)."""
     commands = [("train.py", "experiment=smoke", "trainer=gpu"),  # no GPU here
-                ("train.py", "experiment=smoke", "data=cifar10", "data.download=false", f"paths.data_dir={tmp_path / 'none'}"),
+                ("train.py", "experiment=smoke", "data=cifar10", "data.download=false",
+                 f"paths.data_dir={tmp_path / 'none'}"),
                 ("evaluate.py", "weights=no-such-weights"), ("evaluate.py",),
                 ("summarize.py", "model=lenet5", "data=digits")]  # prints its table, writes nothing
     for script, *overrides in commands:
@@ -93,10 +95,12 @@ def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(s
     result = run_script(script, "--help", cwd=tmp_path, flags=("-X", "importtime"))  # every import on stderr
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    groups = lines[lines.index("== Configuration groups ==") + 3:lines.index("== Config ==") - 1] if HELP_GROUPS[script] else []
+    groups = (lines[lines.index("== Configuration groups ==") + 3:lines.index("== Config ==") - 1]
+              if HELP_GROUPS[script] else [])
     assert [line.split(":")[0] for line in groups] == HELP_GROUPS[script]
     assert "== Config ==" in lines and f"python {script}" in lines[0]
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     assert not (tmp_path / "outputs").exists()
 
@@ -112,7 +116,8 @@ def test_a_mistyped_model_is_answered_with_the_model_meant(typed, meant):
     from cli.commandline import hydra_error_line
     from helpers import ROOT
 
-    with pytest.raises(MissingConfigException) as error, initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+    with (pytest.raises(MissingConfigException) as error,
+          initialize_config_dir(str(ROOT / "configs"), version_base="1.3")):
         compose("train", overrides=[f"model={typed}"])
     line = hydra_error_line(error.value, {})
     assert line.startswith(f"model={typed!r} is not a model option (did you mean {meant}?); valid: alexnet,"), line
@@ -128,7 +133,8 @@ def test_matplotlibs_font_cache_line_is_not_shown_on_a_first_run(caplog, monkeyp
     from helpers import ROOT
 
     def main():
-        logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache; this may take a moment.")
+        logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache; this "
+                                                             "may take a moment.")
         logging.getLogger("matplotlib.font_manager").error("a real error still shows")
 
     monkeypatch.setattr(sys, "argv", ["compare.py"])

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import compare
+from core.errors import UserError
 from helpers import run_script
 from inprocess import digest, one_line, run_entry
-from core.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -47,8 +47,10 @@ def rows(path):
 def sweep(tmp_path):
     """Two optimizers x two seeds, one diverged run, one crashed run and an evaluate.py run dir."""
     shared = ["experiment=smoke", "trainer.max_epochs=3"]
-    make_run(tmp_path, "optimizer=adam,seed=1", [*shared, "optimizer=adam", "seed=1"], metrics(0.90, params=2000), seed=1)
-    make_run(tmp_path, "optimizer=adam,seed=2", [*shared, "optimizer=adam", "seed=2"], metrics(0.80, params=2000), seed=2)
+    make_run(tmp_path, "optimizer=adam,seed=1", [*shared, "optimizer=adam", "seed=1"],
+             metrics(0.90, params=2000), seed=1)
+    make_run(tmp_path, "optimizer=adam,seed=2", [*shared, "optimizer=adam", "seed=2"],
+             metrics(0.80, params=2000), seed=2)
     make_run(tmp_path, "optimizer=sgd,seed=1", [*shared, "optimizer=sgd", "seed=1"], metrics(0.60), seed=1)
     make_run(tmp_path, "optimizer=sgd,seed=2", [*shared, "optimizer=sgd", "seed=2"], metrics(0.70), seed=2)
     make_run(tmp_path, "optimizer.lr=1e6", [*shared, "optimizer.lr=1e6"], metrics(0.1, loss=float("nan")))
@@ -87,7 +89,8 @@ def test_a_failed_status_and_error_written_by_train_py_are_shown(tmp_path):
     make_run(tmp_path, "b", ["optimizer.lr=0.1"], metrics(0.5))
     compare.compare(tmp_path)
     listed = {row["overrides"]: row for row in rows(tmp_path / "comparison.csv")}
-    assert (listed["optimizer.lr=-1"]["status"], listed["optimizer.lr=-1"]["error"]) == ("failed", "Invalid learning rate: -1")
+    assert (listed["optimizer.lr=-1"]["status"],
+            listed["optimizer.lr=-1"]["error"]) == ("failed", "Invalid learning rate: -1")
 
 
 def test_seeds_of_one_cell_are_merged_into_mean_and_std(sweep):
@@ -162,8 +165,8 @@ def test_the_command_line_writes_into_dir_and_nothing_else(sweep):
     result = run_script("compare.py", f"dir={sweep}", "sort=params", "ascending=true", "group=false")
     assert result.returncode == 0, result.stderr[-3000:]
     written = {p.relative_to(sweep).as_posix() for p in set(sweep.rglob("*")) - before}
-    assert written == {"comparison.md", "comparison.csv", "val_acc.png", "test_acc_vs_params.png", "test_acc_vs_macs.png",
-                       "test_acc_vs_wall_time.png"}
+    assert written == {"comparison.md", "comparison.csv", "val_acc.png", "test_acc_vs_params.png",
+                       "test_acc_vs_macs.png", "test_acc_vs_wall_time.png"}
     params = [int(row["params"]) for row in rows(sweep / "comparison.csv") if row["params"]]
     assert params == sorted(params) and params[-1] == 2000  # sort=params ascending=true
 
@@ -185,7 +188,8 @@ def test_plots_label_what_varies_and_draw_each_data_set_apart(tmp_path):
     """compare.py dir=outputs drew digits and CIFAR on one axis, under a legend three times wider than the plot."""
     from reporting.comparison import short_labels
 
-    cells = [{"overrides": f"optimizer={o} optimizer.lr={lr}", "cell_overrides": [f"optimizer={o}", f"optimizer.lr={lr}"],
+    cells = [{"overrides": f"optimizer={o} optimizer.lr={lr}",
+              "cell_overrides": [f"optimizer={o}", f"optimizer.lr={lr}"],
               "model": "lenet5"} for o, lr in (("adam", "0.001"), ("sgd", "0.1"))]
     assert short_labels(cells) == ("optimizer, lr", ["adam, 0.001", "sgd, 0.1"])
     for data, accs in (("digits", (0.9, 0.8)), ("cifar10", (0.5, 0.4))):

@@ -15,9 +15,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import run_script
 
 SHORT_VGG = ("data=digits", "model=vgg11", "model.batchnorm=false", "trainer=cpu", "trainer.max_epochs=1",
-             "data.batch_size=32", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
-             "test=false", "callbacks=diagnostics", "callbacks.grad_norms.every_n_steps=1")
-FIRST, LAST = "watch/grad_norm_log10/00_features.0", "watch/grad_norm_log10/10_classifier.6"  # VGG-11: 8 convs, then 3 linear layers
+             "data.batch_size=32", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+             "trainer.enable_progress_bar=false", "test=false", "callbacks=diagnostics",
+             "callbacks.grad_norms.every_n_steps=1")
+# VGG-11: 8 convs, then 3 linear layers
+FIRST, LAST = "watch/grad_norm_log10/00_features.0", "watch/grad_norm_log10/10_classifier.6"
 
 
 def read(run_dir) -> EventAccumulator:
@@ -30,7 +32,8 @@ def read(run_dir) -> EventAccumulator:
 def vgg_runs(tmp_path_factory):
     """Two short runs of VGG-11 without batchnorm: relu with every diagnostic, sigmoid with three switched off."""
     runs = {}
-    for activation, extra in (("relu", ()), ("sigmoid", ("callbacks.histograms=null", "callbacks.confusion_matrix=null", "callbacks.margins=null"))):
+    for activation, extra in (("relu", ()), ("sigmoid", ("callbacks.histograms=null", "callbacks.confusion_matrix=null",
+                                                         "callbacks.margins=null"))):
         run_dir = tmp_path_factory.mktemp(activation)
         result = run_script("train.py", *SHORT_VGG, f"activation={activation}", *extra, f"hydra.run.dir={run_dir}")
         assert result.returncode == 0, result.stderr[-3000:]
@@ -47,8 +50,8 @@ def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs)
     # vanishing: with sigmoid the first layer gets far less than the last, with ReLU not
     sigmoid_last = [10 ** e.value for e in sigmoid.Scalars(LAST)]
     relu_last = [10 ** e.value for e in relu.Scalars(LAST)]
-    assert max(f / l for f, l in zip(sigmoid_first, sigmoid_last)) < 1e-3
-    assert min(f / l for f, l in zip(relu_first, relu_last)) > 1e-2
+    assert max(first / last for first, last in zip(sigmoid_first, sigmoid_last)) < 1e-3
+    assert min(first / last for first, last in zip(relu_first, relu_last)) > 1e-2
 
 
 def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):
@@ -57,7 +60,8 @@ def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):
     assert sum(t.startswith("watch/grad_norm_log10/") for t in scalars) == 11  # every conv and linear layer of VGG-11
     assert sum(t.startswith("watch/dead_units/") for t in scalars) == 10  # every ReLU module
     assert "watch/generalization_gap" in scalars
-    # TensorBoard sorts groups by name: loss and accuracy (train/, val/) before the diagnostics (tests/test_tensorboard.py)
+    # TensorBoard sorts groups by name: loss and accuracy (train/, val/) before the diagnostics
+    # (tests/test_tensorboard.py)
     assert sorted({t.split("/")[0] for t in scalars}) == ["train", "val", "watch"]
     assert {"xray/augmented_images", "xray/confusion_matrix"} <= set(relu.Tags()["images"])
     assert any(t.startswith("xray/activations/") for t in relu.Tags()["histograms"])

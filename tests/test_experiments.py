@@ -27,8 +27,9 @@ CONFIGS = ROOT / "configs"
 EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
 # checked by the data module at run time, not by composition
 VALID_VALUES = {"data.augment": AUGMENTATIONS, "data.normalize": NORMALIZATIONS}
-ONE_STEP = ("data=digits", "data.val_size=200", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-            "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
+ONE_STEP = ("data=digits", "data.val_size=200", "trainer=cpu", "data.batch_size=8", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+            "trainer.enable_progress_bar=False")
 
 
 def sweep_of(name: str) -> dict[str, list[str]]:
@@ -72,7 +73,8 @@ def same(composed, swept: str) -> bool:
     return str(composed).lower() == swept.lower()
 
 
-NEEDS_WEIGHTS = {"resnet_cifar_finetune": "akamaster/resnet20-12fca82f.th"}  # RGB weights: one step on the JPEG copy below
+# RGB weights: one step on the JPEG copy below
+NEEDS_WEIGHTS = {"resnet_cifar_finetune": "akamaster/resnet20-12fca82f.th"}
 ON_DIGITS = [name for name in EXPERIMENTS if name not in NEEDS_WEIGHTS]
 
 
@@ -101,7 +103,7 @@ def test_every_experiment_trains_one_step(one_step_each, name):
 
 
 def test_the_fine_tune_preset_trains_one_step_from_published_weights(cifar10_jpeg, tmp_path):
-    """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, the weights recognised."""
+    """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, weights recognised."""
     weights = ROOT.parent / "shared" / "reference" / NEEDS_WEIGHTS["resnet_cifar_finetune"]
     if not weights.is_file():
         pytest.skip(f"{weights} is not here")
@@ -125,8 +127,10 @@ def test_resnet_cifar_paper_is_section_4_2():
     """He et al. 2015, section 4.2: SGD 0.9, wd 1e-4, batch 128, lr 0.1 / 10 at 32k and 48k, stop at 64k, 45k/5k."""
     cfg = composed("resnet_cifar_paper")
     assert cfg.model.name == "resnet20"
-    net = instantiate(cfg.model, num_classes=10, in_channels=3)  # its nulls: the builder's, the paper's option A, no dropout
-    assert any(isinstance(m, PadShortcut) for m in net.modules()) and {m.p for m in net.modules() if isinstance(m, nn.Dropout)} == {0}
+    # its nulls: the builder's, the paper's option A, no dropout
+    net = instantiate(cfg.model, num_classes=10, in_channels=3)
+    assert (any(isinstance(m, PadShortcut) for m in net.modules())
+            and {m.p for m in net.modules() if isinstance(m, nn.Dropout)} == {0})
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.9 and not cfg.optimizer.get("nesterov", False)
     assert cfg.optimizer.weight_decay == 1e-4 and cfg.data.batch_size == 128 and cfg.data.val_size == 5000
     assert cfg.data.augment == "standard" and cfg.data.crop_padding == 4 and cfg.loss.label_smoothing == 0
@@ -134,7 +138,8 @@ def test_resnet_cifar_paper_is_section_4_2():
     assert cfg.scheduler.interval == "step" and cfg.scheduler.factory.warmup_steps == 0
     assert cfg.trainer.max_steps == 64000 and cfg.trainer.max_epochs * 352 >= 64000  # 352 batches of 45k images
     final = composed("resnet_cifar_paper_final")  # Table 6's protocol: all 50k, the final model tested
-    assert final.data.val_size == 0 and final.trainer.limit_val_batches == 0 and final.callbacks.model_checkpoint is None
+    assert (final.data.val_size == 0 and final.trainer.limit_val_batches == 0
+            and final.callbacks.model_checkpoint is None)
     assert final.trainer.max_epochs * 391 >= 64000 and final.trainer.max_steps == 64000
     deep = composed("resnet110_cifar_paper")
     assert deep.model.name == "resnet110" and deep.scheduler.factory.warmup_steps == 400

@@ -26,13 +26,15 @@ from models import create_model
 from training.module import ImageClassifier
 from training.performance import PerformanceSwitches
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA GPU; none is visible")]
 ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"
 
 
 @pytest.fixture(scope="module")
 def cifar10(tmp_path_factory):
-    if os.environ.get("ZOO_DATA_ROOT"):  # the extracted copy, where the archive is not beside the checkout (gpu_window.py)
+    # the extracted copy, where the archive is not beside the checkout (gpu_window.py)
+    if os.environ.get("ZOO_DATA_ROOT"):
         return Path(os.environ["ZOO_DATA_ROOT"])
     if not ARCHIVE.is_file():
         pytest.skip(f"{ARCHIVE} is not here (it sits in ../shared/data/ beside the checkout)")
@@ -52,9 +54,10 @@ def test_two_epochs_on_the_gpu_with_every_switch_then_the_checkpoint_on_the_cpu(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert metrics["test/acc"] > 0.45  # two epochs of ResNet-20 reach about 0.6; a broken run stays near 0.1
-    config = json.loads(json.dumps(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["config"]))
-    assert (config["trainer"]["precision"], config["performance"]["channels_last"], config["performance"]["compile"]) == (
-        "bf16-mixed", True, True)
+    config = json.loads(json.dumps(
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["config"]))
+    assert (config["trainer"]["precision"], config["performance"]["channels_last"],
+            config["performance"]["compile"]) == ("bf16-mixed", True, True)
     evaluated = run_script("evaluate.py", f"ckpt_path={run_dir}", "trainer=cpu", f"data.root={cifar10}",
                            f"data.data_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'eval'}",
                            timeout=1200)
@@ -71,7 +74,8 @@ class Inside(L.Callback):
         self.weight_channels_last = conv.weight.is_contiguous(memory_format=torch.channels_last)
         self.seen = []
         conv.register_forward_hook(lambda m, args, out: self.seen.append(
-            (args[0].device.type, args[0].is_contiguous(memory_format=torch.channels_last), args[0].is_contiguous(), out.dtype)))
+            (args[0].device.type, args[0].is_contiguous(memory_format=torch.channels_last),
+             args[0].is_contiguous(), out.dtype)))
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)])
@@ -80,9 +84,10 @@ def test_bf16_and_channels_last_are_in_effect_inside_the_network(precision, dtyp
     module = ImageClassifier(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
     data = DataLoader(TensorDataset(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))), batch_size=16)
     inside = Inside()
-    trainer = L.Trainer(accelerator="gpu", devices=1, precision=precision, max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[PerformanceSwitches(channels_last=True, cudnn_benchmark=True, matmul_precision="high"), inside])
+    trainer = L.Trainer(accelerator="gpu", devices=1, precision=precision, max_steps=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[PerformanceSwitches(channels_last=True, cudnn_benchmark=True,
+                                                       matmul_precision="high"), inside])
     trainer.fit(module, train_dataloaders=data)
     assert inside.weight_channels_last
     device, channels_last, contiguous, out_dtype = inside.seen[0]

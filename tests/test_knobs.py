@@ -147,7 +147,8 @@ def test_linear_baselines_match_scikit_learn_within_2_points(name):
     from training.losses import MulticlassHinge
 
     (x, y), (x_test, y_test) = digits_features()
-    reference = (LogisticRegression(max_iter=2000) if name == "logreg" else LinearSVC(dual=False)).fit(x.numpy(), y.numpy())
+    reference = (LogisticRegression(max_iter=2000) if name == "logreg"
+                 else LinearSVC(dual=False)).fit(x.numpy(), y.numpy())
     reference_acc = reference.score(x_test.numpy(), y_test.numpy())
     loss = torch.nn.CrossEntropyLoss() if name == "logreg" else MulticlassHinge()
     model = fit_linear(name, loss, x, y)

@@ -1,4 +1,4 @@
-"""What a run shows a user: TensorBoard's HPARAMS and Scalars, the console, resumes, fine-tuning and evaluate.py's report.
+"""What a run shows a user: TensorBoard's HPARAMS and Scalars, the console, resumes, fine-tuning, evaluate.py's report.
 
 One tiny sweep on digits (two optimizers, one epoch of two batches) is shared by most tests here.
 """
@@ -49,12 +49,15 @@ def test_hparams_hold_the_chosen_options_and_knobs_and_no_code_or_paths(sweep):
         hparams = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
         assert {"optimizer": optimizer, "model": "lenet5", "data": "digits", "scheduler": "cosine",
                 "loss": "cross_entropy", "experiment": "smoke"}.items() <= hparams.items()
-        assert hparams["optimizer.lr"] == pytest.approx(lr) and hparams["data.batch_size"] == 8 and hparams["seed"] == 42
+        assert (hparams["optimizer.lr"] == pytest.approx(lr) and hparams["data.batch_size"] == 8
+                and hparams["seed"] == 42)
         assert hparams["trainer.max_epochs"] == 1 and "optimizer.weight_decay" in hparams
-        assert not [k for k in hparams if "_target_" in k or k.split(".")[0] in ("paths", "performance", "callbacks", "logger")]
+        assert not [k for k in hparams if "_target_" in k
+                    or k.split(".")[0] in ("paths", "performance", "callbacks", "logger")]
         # logged once, and without an experiment summary: TensorBoard builds the columns from every run
         assert "_hparams_/experiment" not in content
-        assert start == plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+        assert start == plugin_data_pb2.HParamsPluginData.FromString(
+            content["_hparams_/session_start_info"]).session_start_info
 
 
 def test_tensorboard_lists_the_swept_columns_first(sweep):
@@ -75,7 +78,8 @@ def test_one_learning_rate_tag_and_loss_and_accuracy_first(sweep):
         events = EventAccumulator(str(sweep_dir / run))
         events.Reload()
         tags = events.Tags()["scalars"]
-        assert "watch/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch" or t.startswith("hp/")], tags
+        assert "watch/lr" in tags and not [t for t in tags if t.startswith("lr") or t == "epoch"
+                                           or t.startswith("hp/")], tags
         assert sorted({t.split("/")[0] for t in tags}) == ["train", "val", "watch", "x_test"]  # TensorBoard's order
 
 
@@ -165,7 +169,8 @@ def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_mode
     start = lines.index("confusion matrix (rows: true, columns: predicted)")
     matrix = [[int(c) for c in line.split()[1:]] for line in lines[start + 2:start + 12]]
     assert matrix == report["confusion_matrix"]
-    per_class = {line.split()[0]: float(line.split()[1]) for line in lines[lines.index(next(l for l in lines if l.startswith("class "))) + 1:start - 1]}
+    per_class = {line.split()[0]: float(line.split()[1])
+                 for line in lines[lines.index(next(row for row in lines if row.startswith("class "))) + 1:start - 1]}
     assert per_class == {c: pytest.approx(a, abs=5e-5) for c, a in report["per_class_acc"].items()}
     assert lines[-1] == f"run dir: {run_dir}" and "GPU available" not in result.stdout + result.stderr
 

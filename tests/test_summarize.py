@@ -57,12 +57,14 @@ def test_csv_into_a_file_at_another_input_size(tmp_path):
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["name"] for r in rows[:4]] == ["features.0", "features.1", "features.2", "features.3"]
     conv = rows[0]  # 6 filters 5x5 over 1 channel (digits are grey) at 64x64
-    assert (conv["output_shape"], conv["params"], conv["formula_size"], conv["rf"]) == ("1x6x60x60", "156", "60x60", "5x5")
+    assert (conv["output_shape"], conv["params"], conv["formula_size"],
+            conv["rf"]) == ("1x6x60x60", "156", "60x60", "5x5")
     assert rows[-1]["name"] == "total" and int(rows[-1]["params"]) == sum(int(r["params"]) for r in rows[:-1])
 
 
 def test_markdown_table_for_a_readme(tmp_path):
-    result = run_script("summarize.py", "model=resnet20", "format=markdown", "input_size=64", f"hydra.run.dir={tmp_path}")
+    result = run_script("summarize.py", "model=resnet20", "format=markdown", "input_size=64",
+                        f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0] == "| layer | type | output | params | N*F*F*D+N | MACs | RF | jump | (W-F+2P)/S+1 |"

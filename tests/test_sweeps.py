@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
-from reporting.comparison import val_curve
 from helpers import run_script
+from reporting.comparison import val_curve
 
 TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
@@ -85,8 +85,8 @@ def test_a_cell_repeated_over_two_seeds_reports_mean_and_std(seed_sweep):
     assert set(cells) == {"optimizer=sgd", "optimizer=adam"}
     runs = run_dirs(sweep_dir)
     for optimizer in ("sgd", "adam"):
-        accs = [json.loads((runs[frozenset({f"optimizer={optimizer}", f"seed={s}"})] / "metrics.json").read_text())["test/acc"]
-                for s in (1, 2)]
+        accs = [json.loads((runs[frozenset({f"optimizer={optimizer}", f"seed={s}"})] / "metrics.json")
+                           .read_text())["test/acc"] for s in (1, 2)]
         cell = cells[f"optimizer={optimizer}"]
         assert (cell["runs"], cell["seeds"]) in (("2", "1 2"), ("2", "2 1"))
         assert float(cell["test_acc"]) == pytest.approx(statistics.fmean(accs))
@@ -141,7 +141,8 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     # each failure says so in the one line a single run prints, then a summary names both: no traceback
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 5, result.stderr[-3000:]
-    assert lines[0].startswith("error: optimizer.lr=-1 is not valid") and lines[1].startswith("error: training diverged")
+    assert (lines[0].startswith("error: optimizer.lr=-1 is not valid")
+            and lines[1].startswith("error: training diverged"))
     assert lines[2].startswith("error: 2 of 3 runs of the sweep did not complete")
     assert sorted(line.split(":")[0].strip() for line in lines[3:]) == ["optimizer.lr=-1", "optimizer.lr=1000000.0"]
     runs = run_dirs(tmp_path)

@@ -23,7 +23,8 @@ def logdir(tmp_path_factory):
     """What `tensorboard --logdir <it>` shows: a sweep (two optimizers x two seeds, LeNet-5) under multirun/, and
     a ResNet-20 run with every diagnostic under outputs/."""
     root = tmp_path_factory.mktemp("logdir")
-    sweep = run_script("train.py", "-m", *TINY, "optimizer=sgd,adam", "seed=1,2", f"hydra.sweep.dir={root / 'multirun' / 'sweep'}")
+    sweep = run_script("train.py", "-m", *TINY, "optimizer=sgd,adam", "seed=1,2",
+                       f"hydra.sweep.dir={root / 'multirun' / 'sweep'}")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     single = run_script("train.py", *TINY, "model=resnet20", "callbacks=diagnostics", cwd=root)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -40,7 +41,8 @@ def test_time_series_and_scalars_open_on_loss_and_accuracy(logdir):
     assert groups[:2] == [("train", ["train/acc", "train/loss"]), ("val", ["val/acc", "val/acc_best", "val/loss"])]
     assert names == ["train", "val", "watch", "x_test", "xray"]  # then what to watch, the test numbers, the pictures
     tags = dict(groups)
-    assert "x_test/acc" in tags["x_test"] and "watch/lr" in tags["watch"]  # and watch/loss_step, every 10 steps (none here)
+    # and watch/loss_step, every 10 steps (none here)
+    assert "x_test/acc" in tags["x_test"] and "watch/lr" in tags["watch"]
     pictures = [t for t in tags["xray"] if t.startswith(("xray/activations/", "xray/weights/", "xray/grad_cam"))]
     assert pictures and all(not t.startswith("xray") for name in names[:-1] for t in tags[name])
     scalars = scalars_tab_tags(run)
@@ -54,7 +56,8 @@ def test_gradient_norms_are_on_a_log_scale_and_charted_together(logdir):
     events = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     norms = [t for t in events.Tags()["scalars"] if t.startswith("watch/grad_norm_log10/")]
-    assert len(norms) == 20 and not any(t.startswith("watch/gradients/") for t in events.Tags()["scalars"])  # ResNet-20: 19 convs, 1 linear
+    # ResNet-20: 19 convs, 1 linear
+    assert len(norms) == 20 and not any(t.startswith("watch/gradients/") for t in events.Tags()["scalars"])
     values = [e.value for tag in norms for e in events.Scalars(tag)]
     assert all(-12 < v < 3 for v in values) and min(values) < 0  # log10 of norms between 1e-12 and 1e3
     layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
@@ -76,7 +79,8 @@ def test_hparams_ticks_every_column_the_runs_vary_and_tells_the_rows_apart(logdi
     assert [m.name.tag for m in metrics[:TICKED]] == ["train/acc", "train/loss", "val/acc", "val/acc_best", "val/loss"]
     assert "x_test/acc" in [m.name.tag for m in metrics]
     trials = {folder.name: start.group_name for folder, start in session_starts(root).items()}
-    assert trials == {**{f"optimizer={o},seed={s}": f"optimizer={o},seed={s}_sweep" for o in ("sgd", "adam") for s in (1, 2)},
+    assert trials == {**{f"optimizer={o},seed={s}": f"optimizer={o},seed={s}_sweep" for o in ("sgd", "adam")
+                         for s in (1, 2)},
                       run.name: run.name}
     assert run.name.startswith("resnet20_digits_2")  # what the run is first, the time last
     (one,) = [start for folder, start in session_starts(root).items() if folder == run]

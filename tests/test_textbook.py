@@ -12,13 +12,21 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+from analysis.introspection import count_parameters_and_macs, summarize
 from helpers import run_script
 from inprocess import run_entry
 from models import create_model
 from training.diagnostics import margins, sparsity
-from training.features import (cam_grids, class_sample, feature_map_grids, filter_grid, first_conv, grad_cam, report_figures,
-                               stage_outputs)
-from analysis.introspection import count_parameters_and_macs, summarize
+from training.features import (
+    cam_grids,
+    class_sample,
+    feature_map_grids,
+    filter_grid,
+    first_conv,
+    grad_cam,
+    report_figures,
+    stage_outputs,
+)
 from training.losses import OneHotMAE
 from training.regularization import WeightPenalty
 
@@ -56,7 +64,8 @@ def test_strided_convolution_replaces_pooling_with_the_same_parameters_and_fewer
     with torch.no_grad():
         assert not torch.allclose(pool.eval()(x), stride.eval()(x))
     shapes = [r.output_shape for r in summarize(stride, (channels, 32, 32))[0] if r.type == "Conv2d"]
-    assert shapes[0][-1] == (14 if name == "lenet5" else 16)  # the first conv strides: C1 32 -> 14 as C1 + S2; VGG-11 32 -> 16
+    # the first conv strides: C1 32 -> 14 as C1 + S2; VGG-11 32 -> 16
+    assert shapes[0][-1] == (14 if name == "lenet5" else 16)
 
 
 def test_downsample_errors_are_one_line():
@@ -277,8 +286,9 @@ def metrics_of(run_dir) -> dict:
 
 def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tmp_path):
     # the row's command, 2 epochs, seed 1: test acc cross-entropy ~0.90, MAE ~0.51; inside the margin ~0.22 and 1.0
-    result = run_script("train.py", "-m", "experiment=smoke", "loss=cross_entropy,hinge,mse,mae", "callbacks=diagnostics",
-                        "seed=1", "trainer.max_epochs=2", *SHORT, f"hydra.sweep.dir={tmp_path}")
+    result = run_script("train.py", "-m", "experiment=smoke", "loss=cross_entropy,hinge,mse,mae",
+                        "callbacks=diagnostics", "seed=1", "trainer.max_epochs=2", *SHORT,
+                        f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     inside, acc = {}, {}
     for loss in ("cross_entropy", "hinge", "mse", "mae"):
@@ -288,7 +298,8 @@ def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tm
         assert len(logged.Scalars("watch/inside_margin")) >= 2, loss  # after each validation
         inside[loss], acc[loss] = last(logged, "watch/inside_margin"), metrics_of(run)["test/acc"]
     assert acc["mae"] < acc["cross_entropy"] - 0.25, acc
-    assert inside["mae"] > 0.99 and inside["cross_entropy"] < inside["mse"], inside  # MAE: every image inside the margin
+    # MAE: every image inside the margin
+    assert inside["mae"] > 0.99 and inside["cross_entropy"] < inside["mse"], inside
 
 
 @pytest.mark.parametrize("option", ["standardize", "minmax", "robust", "none"])
@@ -322,8 +333,9 @@ def test_the_feature_normalization_row_runs_every_option(tmp_path):
 def test_the_generalization_gap_is_logged_each_epoch_and_opens_without_dropout(tmp_path):
     # the row's command, its dropout-free arm, 12 epochs, seed 1 (the gap then ends at 0.05, 0.09, 0.05 for seeds 1-3;
     # with dropout 0.5 at -0.25 for seed 1: train/acc is measured with dropout on)
-    result = run_script("train.py", "-m", "experiment=overfitting", "model.dropout=0.0", "seed=1", "trainer.max_epochs=12",
-                        "test=false", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
+    result = run_script("train.py", "-m", "experiment=overfitting", "model.dropout=0.0", "seed=1",
+                        "trainer.max_epochs=12", "test=false", "trainer.enable_progress_bar=false",
+                        f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     assert len(events(run_dir).Scalars("watch/generalization_gap")) == 12  # one per epoch
@@ -343,9 +355,9 @@ def test_early_stopping_ends_the_overfitting_run_before_max_epochs(tmp_path):
 
 
 def test_the_optimizer_grid_preset_runs_and_best_of_grid_reads_its_real_runs(tmp_path, capsys):
-    result = run_script("train.py", "-m", "experiment=optimizer_lr_grid", "optimizer=sgd,adam", "optimizer.lr=1e-3,1e-1",
-                        "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=5", *SHORT,
-                        f"hydra.sweep.dir={tmp_path}")
+    result = run_script("train.py", "-m", "experiment=optimizer_lr_grid", "optimizer=sgd,adam",
+                        "optimizer.lr=1e-3,1e-1", "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=5",
+                        *SHORT, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     # the row's second command, in this process
     code, err = run_entry("compare.py", [f"dir={tmp_path}", "best_of.by=optimizer"], capsys, stage="run")

@@ -23,7 +23,8 @@ def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
 def test_the_model_line_counts_the_same_cost_as_metrics_json(digits_run):
     run_dir, result = digits_run
     written = json.loads((run_dir / "metrics.json").read_text())  # LeNet-5 at 32x32: 61,706 parameters, 416,520 MACs
-    line = f"model lenet5: {written['params'] / 1e3:.1f} k parameters, {written['macs'] / 1e3:.1f} k MACs per 1x32x32 image"
+    line = (f"model lenet5: {written['params'] / 1e3:.1f} k parameters, {written['macs'] / 1e3:.1f} k MACs "
+            "per 1x32x32 image")
     assert line in result.stdout.splitlines()
     assert "Total FLOPs" not in result.stdout  # Lightning's table only with verbose=true
 
@@ -58,7 +59,8 @@ def test_tensorboard_holds_every_epoch_and_the_learning_rate(digits_run):
 def test_evaluate_reproduces_the_test_accuracy_and_writes_its_report(digits_run, tmp_path):
     run_dir, train_result = digits_run
     best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
-    result = run_script("evaluate.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false")
+    result = run_script("evaluate.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path}",
+                        "trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr[-3000:]
     trained, evaluated = final_metrics(train_result.stdout), final_metrics(result.stdout)
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
@@ -77,7 +79,8 @@ def test_evaluate_reproduces_the_test_accuracy_and_writes_its_report(digits_run,
 
 def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tmp_path):
     run_dir, _ = digits_run
-    result = run_script("evaluate.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false")
+    result = run_script("evaluate.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path}",
+                        "trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr[-3000:]
     best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
     assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith(best.split("/")[-1])
@@ -104,8 +107,10 @@ def test_every_run_dir_holds_its_manifest(digits_run):
 
     run_dir, _ = digits_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["packages"]["torch"] in torch.__version__
-    assert manifest["packages"]["torchvision"] in torchvision.__version__ and manifest["packages"]["lightning"] == lightning.__version__
+    assert (manifest["packages"]["torch"] == torch.__version__.split("+")[0]
+            or manifest["packages"]["torch"] in torch.__version__)
+    assert (manifest["packages"]["torchvision"] in torchvision.__version__
+            and manifest["packages"]["lightning"] == lightning.__version__)
     assert "train.py" in manifest["command"] and "experiment=smoke" in manifest["command"] and manifest["seed"] == 42
     assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
     assert manifest["cpu"] and manifest["cpu_cores_usable"] >= 1 and manifest["torch_threads"] >= 1
@@ -120,12 +125,15 @@ def test_the_readmes_smoke_numbers_are_what_the_command_prints(digits_run):
 
     run_dir, result = digits_run
     readme = (ROOT / "README.md").read_text()
-    claimed = float(re.search(r"python train\.py experiment=smoke +# LeNet-5, 10 epochs: prints test acc ([\d.]+) \(seed 42\)",
+    claimed = float(re.search(r"python train\.py experiment=smoke +# LeNet-5, 10 epochs: prints test acc "
+                              r"([\d.]+) \(seed 42\)",
                               readme).group(1))
     printed = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[-4:-1]}
     assert claimed == pytest.approx(float(printed["test"][0]), abs=0.003)  # one digit of 360 either way (threads)
-    table = re.search(r"\n +acc +loss +acc_best +acc_top5 +f1_macro\n +val +([\d.]+) +([\d.]+) +([\d.]+)\n +test +([\d.]+) +([\d.]+)", readme)
-    assert [float(x) for x in table.groups()] == pytest.approx([float(x) for x in printed["val"][:3] + printed["test"][:2]], abs=0.003)
+    table = re.search(r"\n +acc +loss +acc_best +acc_top5 +f1_macro\n +val +([\d.]+) +([\d.]+) +([\d.]+)"
+                      r"\n +test +([\d.]+) +([\d.]+)", readme)
+    assert [float(x) for x in table.groups()] == pytest.approx(
+        [float(x) for x in printed["val"][:3] + printed["test"][:2]], abs=0.003)
 
 
 def test_the_best_checkpoint_is_named_by_the_epoch_its_line_shows(digits_run):

@@ -17,11 +17,12 @@ import pytest
 import torch
 import torchvision
 
-from helpers import ROOT, final_metrics, run_script
-from models import create_model, weights as weights_module
-from models.weights import WeightsError, read_card, sha256, shipped
 from cli.weights import card_datamodule
 from cli.weights import test_accuracy as accuracy_on_test_split  # (a test_* name would be collected)
+from helpers import ROOT, final_metrics, run_script
+from models import create_model
+from models import weights as weights_module
+from models.weights import WeightsError, read_card, sha256, shipped
 
 CARDS = sorted(shipped().items())
 
@@ -39,7 +40,8 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
     assert sha256(file) == card["sha256"]
     state = torch.load(file, map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert not any(key.startswith(("net.", "model.", "optimizer")) for key in state), "a plain state_dict of the network"
+    assert not any(key.startswith(("net.", "model.", "optimizer"))
+                   for key in state), "a plain state_dict of the network"
     assert name == f"{card['model']['name']}-{card['data']['name']}"
     for key in ("options",):
         assert key in card["model"]
@@ -146,13 +148,15 @@ def test_weights_for_another_model_are_one_line(copied_card, tmp_path):
 # ---- torchvision's ImageNet weights ------------------------------------------------
 
 # every model whose form="torchvision" is torchvision's network
-IMAGENET = ["alexnet", "resnet18", "resnet50", "vgg11_bn", "densenet121", "mobilenet_v2", "efficientnet_b0", "googlenet"]
+IMAGENET = ["alexnet", "resnet18", "resnet50", "vgg11_bn", "densenet121", "mobilenet_v2",
+            "efficientnet_b0", "googlenet"]
 
 
 @pytest.mark.parametrize("name", IMAGENET)
 def test_imagenet_weights_load_by_key_and_give_torchvisions_logits(name, monkeypatch):
     torch.manual_seed(0)
-    theirs = torchvision.models.get_model(name, weights=None, **({"aux_logits": False, "init_weights": True} if name == "googlenet" else {}))
+    theirs = torchvision.models.get_model(
+        name, weights=None, **({"aux_logits": False, "init_weights": True} if name == "googlenet" else {}))
     monkeypatch.setattr(weights_module, "imagenet_state_dict", lambda model: theirs.state_dict())
     ours = create_model(name, weights="imagenet", **({"aux_logits": False} if name == "googlenet" else {}))
     assert not ours.training

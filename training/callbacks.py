@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from .checkpoints import RunCheckpointIO
 from core.errors import check_number
+
+from .checkpoints import RunCheckpointIO
 
 
 class DivergenceError(RuntimeError):
@@ -70,7 +71,8 @@ class RNGStates(L.Callback):
         if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
         n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached"]))
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"],
+                             n["has_gauss"], n["cached"]))
         p = state["python"]
         random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
 
@@ -154,7 +156,8 @@ class DivergenceGuard(L.Callback):
         if "16" in str(trainer.precision):
             causes += f", or the {trainer.precision} loss scale overflowed (try precision=32-true or bf16-mixed)"
         saved = sorted({path for callback in trainer.checkpoint_callbacks
-                        for path in (callback.last_model_path, callback.best_model_path) if path and os.path.isfile(path)},
+                        for path in (callback.last_model_path, callback.best_model_path)
+                        if path and os.path.isfile(path)},
                        key=os.path.getmtime)
         kept = (f"{saved[-1]} holds the last weights saved before it (finite)" if saved
                 else "no checkpoint was saved before it, so no weights were kept")

@@ -136,11 +136,12 @@ def check_fits(module_state: dict, checkpoint_state: dict, checkpoint_name: str,
     unexpected = [k for k in checkpoint_state if k not in module_state]
     wrong = [k for k in module_state if k in checkpoint_state and module_state[k].shape != checkpoint_state[k].shape]
     if missing or unexpected or wrong:
-        first = (f"{wrong[0]} is {tuple(checkpoint_state[wrong[0]].shape)} in the checkpoint, {tuple(module_state[wrong[0]].shape)} in the model"
+        first = (f"{wrong[0]} is {tuple(checkpoint_state[wrong[0]].shape)} in the checkpoint, "
+                 f"{tuple(module_state[wrong[0]].shape)} in the model"
                  if wrong else f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
         raise UserError(
-            f"{checkpoint_name} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} unexpected, "
-            f"{len(wrong)} of another shape (first: {first})"
+            f"{checkpoint_name} does not fit {described}: {len(missing)} tensors missing, {len(unexpected)} "
+            f"unexpected, {len(wrong)} of another shape (first: {first})"
         )
 
 
@@ -150,8 +151,8 @@ def warn_non_finite(state: dict, source: object) -> list[str]:
     bad = [name for name, value in state.items()
            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
     if bad:
-        log.warning(f"{source} holds non-finite weights (NaN or inf in {len(bad)} of {len(state)} tensors, first {bad[0]}); "
-                    "its predictions mean nothing: the run diverged, evaluate an earlier checkpoint")
+        log.warning(f"{source} holds non-finite weights (NaN or inf in {len(bad)} of {len(state)} tensors, "
+                    f"first {bad[0]}); its predictions mean nothing: the run diverged, evaluate an earlier checkpoint")
     return bad
 
 
@@ -214,7 +215,8 @@ def drop_outside_state(checkpoint: dict, folders: list[Path], source: object) ->
             where = ", ".join(str(f) for f in folders) or "no checkpoint dir"
             log.warning(f"{source}: its checkpoint-callback state names {bad[0]}"
                         f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}, outside this run's checkpoint dir "
-                        f"({where}); that state is dropped and nothing it names is deleted (a moved run dir does this too)")
+                        f"({where}); that state is dropped and nothing it names is deleted (a moved run "
+                        "dir does this too)")
     return dropped
 
 
@@ -230,7 +232,7 @@ class RunCheckpointIO(TorchCheckpointIO):
         self.folders = list(dict.fromkeys(Path(os.path.realpath(folder)) for folder in folders))
 
     @classmethod
-    def of(cls, callbacks: list) -> "RunCheckpointIO":
+    def of(cls, callbacks: list) -> RunCheckpointIO:
         """For the checkpoint dirs of the ``ModelCheckpoint`` callbacks among ``callbacks``."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -252,7 +254,7 @@ class RunCheckpointIO(TorchCheckpointIO):
     def remove_checkpoint(self, path) -> None:
         target = inside(path, self.folders)
         if target is None or os.path.islink(path) or not target.is_file():
-            log.warning(f"refused to delete {path!s}: only a checkpoint file inside {', '.join(map(str, self.folders))} "
-                        "is ever deleted")
+            log.warning(f"refused to delete {path!s}: only a checkpoint file inside "
+                        f"{', '.join(map(str, self.folders))} is ever deleted")
             return
         target.unlink()

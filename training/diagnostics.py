@@ -33,12 +33,12 @@ them from the input to the output.
 Nothing here runs on every training step: the per-step diagnostic (gradient
 norms) runs every N steps; the rest run at epoch and validation ends, or on
 one validation batch.
-"""
+"""  # noqa: E501 -- the table's rows are one line each
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -46,10 +46,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from models.layers import ACTIVATIONS
-
 from core.errors import check_number
 from core.figures import confusion_matrix_figure
+from models.layers import ACTIVATIONS
 
 # Activations with an exact zero for every negative input: the ones whose units can die.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
@@ -223,7 +222,8 @@ class GradientNorms(L.Callback):
             return
         norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for _, g in grads]).tolist()  # one sync
         for (tag, _), norm in zip(grads, norms):
-            writer.add_scalar(f"watch/grad_norm_log10/{tag}", math.log10(max(norm, 1e-30)), step)  # 1e-8 and 1e-3 apart on one axis
+            # 1e-8 and 1e-3 apart on one axis
+            writer.add_scalar(f"watch/grad_norm_log10/{tag}", math.log10(max(norm, 1e-30)), step)
 
 
 # 3. dead ReLU units ------------------------------------------------------------
@@ -471,7 +471,8 @@ class ValConfusionMatrix(L.Callback):
         if classes is None or len(classes) != len(self.counts):
             classes = [str(i) for i in range(len(self.counts))]
         figure = confusion_matrix_figure(self.counts, [str(c) for c in classes], title="confusion matrix (val)")
-        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch + 1})")  # counted from 1, as the epoch lines
+        # counted from 1, as the epoch lines
+        figure.axes[0].set_title(f"confusion matrix (validation, epoch {trainer.current_epoch + 1})")
         tensorboard(trainer).add_figure("xray/confusion_matrix", figure, trainer.global_step)
 
 

@@ -10,7 +10,7 @@ maps stage by stage, and class-activation maps (Grad-CAM).
 The same pictures as PNG files: ``write_pngs`` (``python evaluate.py ...
 visualize=true``). The drawing functions return tensors in [0, 1]; matplotlib
 is imported only where a PNG is written or a colour map applied.
-"""
+"""  # noqa: E501 -- the table's rows are one line each
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 from core.errors import UserError
 from core.files import save_figure
+
+from .diagnostics import check_every, image_grid, network, tensorboard, unnormalize
 
 
 def first_conv(net: nn.Module) -> nn.Conv2d | None:
@@ -193,7 +194,8 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
         w = conv.weight.detach().float().cpu()
         tiles = stretch(w if w.shape[1] in (1, 3) else w.mean(1, keepdim=True))
         name = next(n for n, m in net.named_modules() if m is conv)
-        channels = f"{w.shape[1]} input channel{'s' if w.shape[1] > 1 else ''}" + ("" if w.shape[1] in (1, 3) else ", their mean")
+        channels = (f"{w.shape[1]} input channel{'s' if w.shape[1] > 1 else ''}"
+                    + ("" if w.shape[1] in (1, 3) else ", their mean"))
         title = (f"{model}: the {w.shape[0]} filters of its first convolution ({name}, "
                  f"{'x'.join(map(str, w.shape[-2:]))}, {channels}), each scaled to its own range")
         figures["filters.png"] = filters_figure(as_rgb(tiles), title)
@@ -204,7 +206,8 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     finally:
         net.train(was_training)
     if stages:
-        rows = [(f"{name}\n{out.shape[1]} maps {out.shape[-2]}x{out.shape[-1]}", stretch(out[0, :8, None].float().cpu())[:, 0].numpy())
+        rows = [(f"{name}\n{out.shape[1]} maps {out.shape[-2]}x{out.shape[-1]}",
+                 stretch(out[0, :8, None].float().cpu())[:, 0].numpy())
                 for name, out in stages]
         title = f"{model}: one test image through each stage, its first maps (each scaled to its own range)"
         figures["feature_maps.png"] = feature_maps_figure(as_rgb(pictures[:1])[0], rows, title,
@@ -216,7 +219,8 @@ def report_figures(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
             picks = round_robin(targets, chosen, count)
             if not picks:
                 continue
-            labels = [f"{names[int(targets[i])]}\n→ {names[int(predicted[i])]}" for i in picks]  # two lines: long names fit
+            # two lines: long names fit
+            labels = [f"{names[int(targets[i])]}\n→ {names[int(predicted[i])]}" for i in picks]
             shown = pictures[picks].expand(-1, 3, -1, -1)
             title = (f"{model}: Grad-CAM of the predicted class (at {layer}), {len(picks)} {kind} test "
                      f"image{'s' if len(picks) > 1 else ''} (true → predicted)")
@@ -298,7 +302,8 @@ class FeatureMaps(_ValImages):
             return
         data = trainer.datamodule
         image = batch[0][:1]
-        writer.add_image("xray/feature_maps/input", unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
+        writer.add_image("xray/feature_maps/input",
+                         unnormalize(image, getattr(data, "shift", None), getattr(data, "scale", None))[0],
                          trainer.global_step, dataformats="CHW")
         was_training = net.training
         net.eval()
@@ -324,6 +329,7 @@ class GradCAM(_ValImages):
         if batch is None or first_conv(net) is None:
             return
         data = trainer.datamodule
-        grids = cam_grids(net, batch[0], batch[1], getattr(data, "shift", None), getattr(data, "scale", None), self.count)
+        grids = cam_grids(net, batch[0], batch[1], getattr(data, "shift", None),
+                          getattr(data, "scale", None), self.count)
         for kind, grid in grids.items():
             writer.add_image(f"xray/grad_cam_{kind}", grid, trainer.global_step, dataformats="CHW")

@@ -16,7 +16,6 @@ import functools
 from typing import Any
 
 import lightning as L
-
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -28,8 +27,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from .callbacks import steps_planned
 from core.errors import UserError
+
+from .callbacks import steps_planned
 from .schedulers import complete
 
 
@@ -103,7 +103,8 @@ class ImageClassifier(L.LightningModule):
         self.epoch_loss_sum = self.epoch_loss_sum + loss.detach() * len(y)
         self.epoch_examples += len(y)
         every = self.trainer.log_every_n_steps
-        if every and (self.global_step + 1) % every == 0:  # where Lightning writes step values (global_step counts this step after it)
+        # where Lightning writes step values (global_step counts this step after it)
+        if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
         if self.trainer.is_last_batch:
             self.log_train_epoch()
@@ -124,7 +125,8 @@ class ImageClassifier(L.LightningModule):
         self.epoch_loss_sum, self.epoch_examples, self.epoch_logged = torch.zeros((), device=self.device), 0, False
 
     def on_train_epoch_end(self) -> None:
-        if not self.epoch_logged and self.epoch_examples:  # an epoch cut short (max_steps): logged here, after the callbacks
+        # an epoch cut short (max_steps): logged here, after the callbacks
+        if not self.epoch_logged and self.epoch_examples:
             self.log_train_epoch()
 
     def on_validation_epoch_start(self) -> None:

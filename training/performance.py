@@ -52,16 +52,17 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 
 from core import hardware
-from .callbacks import steps_planned
 from core.errors import UserError
 from core.hardware import AMX_BF16, BF16_CPU_FLAGS, cpu_has_bf16, usable_cores
+
+from .callbacks import steps_planned
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 CPU_CONV_PRECISIONS = (None, "ieee", "bf16")
@@ -78,8 +79,9 @@ def check_precision(precision: str, accelerator: str, flags: set[str] | None = N
     """Refuse bf16 autocast on a CPU that emulates bf16 (measured 15x slower than fp32 on a Zen 3 EPYC)."""
     if str(precision).startswith("bf16") and _on_cpu(accelerator) and not cpu_has_bf16(flags):
         raise UserError(
-            f"trainer.precision={precision}: this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo), "
-            "so bf16 autocast is emulated and runs many times slower than fp32; use trainer.precision=32-true")
+            f"trainer.precision={precision}: this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
+            "/proc/cpuinfo), so bf16 autocast is emulated and runs many times slower than fp32; use "
+            "trainer.precision=32-true")
 
 
 def auto_precision(accelerator: str, flags: set[str] | None = None) -> tuple[str, str]:
@@ -87,15 +89,16 @@ def auto_precision(accelerator: str, flags: set[str] | None = None) -> tuple[str
 
     A CPU: bf16 autocast exactly where it has AMX-BF16 (``amx_bf16``; README "Speed switches": ResNet-20
     through train.py 1.9x float32 there); float32 where it has only ``avx512_bf16`` (oneDNN without AMX:
-    bf16 measured 0.82x float32) or no bf16 instructions (emulated: about 15x slower). A CUDA GPU: bf16 on Ampere and later
-    (bf16 tensor cores), float32 before (fp16 needs loss scaling: choose ``16-mixed`` yourself).
+    bf16 measured 0.82x float32) or no bf16 instructions (emulated: about 15x slower). A CUDA GPU: bf16 on Ampere and
+    later (bf16 tensor cores), float32 before (fp16 needs loss scaling: choose ``16-mixed`` yourself).
     Anything else (mps, tpu): float32."""
     if _on_cpu(accelerator):
         flags = hardware.cpu_flags() if flags is None else flags  # read through the module: tests fake it there
         if AMX_BF16 in flags:
             return "bf16-mixed", f"this CPU has AMX-BF16 ({AMX_BF16} in /proc/cpuinfo)"
         if cpu_has_bf16(flags):
-            return "32-true", f"this CPU has {' and '.join(sorted(set(BF16_CPU_FLAGS) & flags))} but no AMX, where bf16 measured slower than float32"
+            return "32-true", (f"this CPU has {' and '.join(sorted(set(BF16_CPU_FLAGS) & flags))} but no AMX, "
+                               "where bf16 measured slower than float32")
         return "32-true", "this CPU has no bf16 instructions"
     if accelerator in (AUTO, "gpu", "cuda") and torch.cuda.is_available():
         name, capability = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
@@ -153,7 +156,8 @@ COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")  # the usual
 
 
 def check_compile_backend(backend: str | Callable) -> None:
-    """A backend name torch.compile knows (or a callable backend); the full list only for a name outside the usual ones."""
+    """A backend name torch.compile knows (or a callable backend); the full list only for a name
+    outside the usual ones."""
     if callable(backend) or backend in COMPILE_BACKENDS:
         return
     import torch._dynamo
@@ -178,17 +182,21 @@ class PerformanceSwitches(L.Callback):
         cpu_conv_precision: str | None = None,
     ) -> None:
         if cpu_conv_precision not in CPU_CONV_PRECISIONS:
-            raise UserError(f"performance.cpu_conv_precision={cpu_conv_precision!r} is not valid; valid: null, ieee, bf16")
+            raise UserError(f"performance.cpu_conv_precision={cpu_conv_precision!r} is not valid; valid: "
+                            "null, ieee, bf16")
         if matmul_precision not in MATMUL_PRECISIONS:
-            raise UserError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: {', '.join(MATMUL_PRECISIONS)}")
+            raise UserError(f"performance.matmul_precision={matmul_precision!r} is not valid; valid: "
+                            f"{', '.join(MATMUL_PRECISIONS)}")
         if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
             raise UserError(f"performance.threads={threads!r} is not valid: it must be null (the usable cores), "
                              "0 (torch's own count) or an integer >= 1")
         if compile_mode not in COMPILE_MODES:
             raise UserError(f"performance.compile_mode={compile_mode!r} is not valid; valid: null, "
                             f"{', '.join(m for m in COMPILE_MODES if m)}")
-        if not (isinstance(compile_min_steps, int) and not isinstance(compile_min_steps, bool) and compile_min_steps >= 0):
-            raise UserError(f"performance.compile_min_steps={compile_min_steps!r} is not valid: it must be an integer >= 0")
+        if not (isinstance(compile_min_steps, int) and not isinstance(compile_min_steps, bool)
+                and compile_min_steps >= 0):
+            raise UserError(f"performance.compile_min_steps={compile_min_steps!r} is not valid: "
+                            "it must be an integer >= 0")
         check_compile_backend(compile_backend)
         self.channels_last, self.compile = _switch("channels_last", channels_last), _switch("compile", compile)
         self.cudnn_benchmark, self.threads, self.compile_min_steps = cudnn_benchmark, threads, compile_min_steps
@@ -216,12 +224,15 @@ class PerformanceSwitches(L.Callback):
               optimizer: Callable | None = None) -> nn.Module:
         """Apply every switch to ``net`` and the process (also usable without a Trainer)."""
         if self._saved is None:
-            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.get_num_threads(),
-                           torch.backends.mkldnn.conv.fp32_precision)
-        device = device or next(net.parameters(), torch.empty(0)).device  # in setup, still on the CPU: say where it goes
+            self._saved = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(),
+                           torch.get_num_threads(), torch.backends.mkldnn.conv.fp32_precision)
+        # in setup, still on the CPU: say where it goes
+        device = device or next(net.parameters(), torch.empty(0)).device
         if self.cudnn_benchmark and deterministic:
-            if device.type == "cuda":  # on a CPU there is no cuDNN to speak of (the default preset sets it on everywhere)
-                warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs fixed algorithms")
+            # on a CPU there is no cuDNN to speak of (the default preset sets it on everywhere)
+            if device.type == "cuda":
+                warnings.warn("performance.cudnn_benchmark=true is ignored: trainer.deterministic=true needs "
+                              "fixed algorithms")
         elif self.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision(self.matmul_precision)

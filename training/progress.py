@@ -10,7 +10,7 @@ run dir's ``train.log``:
 When standard output is a terminal the progress bar stays and the line goes
 to ``train.log`` only; when it is not, the bar is switched off and the line
 goes to both. Epochs are counted from 1, as a person counts them.
-"""
+"""  # noqa: E501 -- the epoch line is quoted whole
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import warnings
 import lightning as L
 
 from core.formatting import human
+
 from .lightning_internals import count_epochs_from_one
 
 log = logging.getLogger("train")
@@ -37,7 +38,8 @@ def epoch_line(epoch: int, epochs: int | None, metrics: dict, lr: float | None, 
                elapsed: float, eta: float | None) -> str:
     """The text of one epoch's line; a metric that was not logged is left out."""
     def pair(prefix: str) -> str:
-        parts = [f"{name} {metrics[f'{prefix}/{name}']:.4f}" for name in ("loss", "acc") if f"{prefix}/{name}" in metrics]
+        parts = [f"{name} {metrics[f'{prefix}/{name}']:.4f}" for name in ("loss", "acc")
+                 if f"{prefix}/{name}" in metrics]
         return f"{prefix} " + " ".join(parts) if parts else ""
 
     fields = [f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}", pair("train"), pair("val"),
@@ -56,8 +58,10 @@ def quiet(verbose: bool) -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.profilers").setLevel(logging.INFO)  # a profiler asked for prints its report
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resume writes there again
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    # a resume writes there again
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # an epoch shorter than trainer.log_every_n_steps (digits: 23 batches): train/loss_step is then logged every few
     # epochs, and every curve a user reads is logged per epoch anyway
     warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
@@ -77,7 +81,8 @@ def metrics_table(metrics: dict, digits: int = 4, shown: tuple[str, ...] = SHOWN
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         split, _, name = key.partition("/")
-        if split in ("val", "test") and name in shown and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (split in ("val", "test") and name in shown and isinstance(value, (int, float))
+                and not isinstance(value, bool)):
             rows.setdefault(split, {})[name] = value
     columns = [name for name in shown if any(name in row for row in rows.values())]
     if not columns:
@@ -85,7 +90,8 @@ def metrics_table(metrics: dict, digits: int = 4, shown: tuple[str, ...] = SHOWN
     cell = lambda v: "" if v is None else ("nan" if not math.isfinite(v) else f"{v:.{digits}f}")  # noqa: E731
     table = [["", *columns]] + [[split, *(cell(row.get(c)) for c in columns)] for split, row in rows.items()]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(text.rjust(width) if i else text.ljust(width) for i, (text, width) in enumerate(zip(line, widths))).rstrip()
+    return "\n".join("  ".join(text.rjust(width) if i else text.ljust(width)
+                               for i, (text, width) in enumerate(zip(line, widths))).rstrip()
                      for line in table)
 
 
@@ -121,13 +127,15 @@ class EpochLog(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        metrics = {name.removesuffix("_epoch"): float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+        metrics = {name.removesuffix("_epoch"): float(value) for name, value in trainer.callback_metrics.items()
+                   if value.numel() == 1}
         done = trainer.current_epoch + 1
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
         elapsed = time.perf_counter() - self.start
         eta = elapsed / (done - self.first_epoch) * (epochs - done) if epochs else None
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        line = self.prefix + epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9), elapsed, eta)
+        line = self.prefix + epoch_line(done, epochs, metrics, lr, self.images / max(self.train_seconds, 1e-9),
+                                        elapsed, eta)
         if self.terminal:  # the bar owns the console: the line goes to train.log only
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.FileHandler):

@@ -16,7 +16,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 
-def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05, final_factor: float = 0.0) -> LambdaLR:
+def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05,
+                  final_factor: float = 0.0) -> LambdaLR:
     """Linear warm-up from 0 over ``warmup_fraction`` of the run, then cosine
     decay to ``final_factor`` times the base lr (Goyal et al. 2017 warm-up;
     Loshchilov & Hutter 2017 cosine)."""

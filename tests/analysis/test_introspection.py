@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import create_model, list_models
 from analysis.introspection import (
     FeatureMapVanishes,
     Window,
@@ -21,6 +20,7 @@ from analysis.introspection import (
     summarize,
 )
 from empirical import empirical_receptive_field
+from models import create_model, list_models
 
 
 def build(name: str, size: int = 32, **options) -> nn.Module:
@@ -87,9 +87,11 @@ def test_output_size_formula_agrees_with_torch_on_random_windows():
         k, s, d = rng.randint(1, 7), rng.randint(1, 4), rng.randint(1, 3)
         p, size, ceil = rng.randint(0, k // 2), rng.randint(1, 40), rng.random() < 0.5
         x = torch.zeros(1, 1, size, size)
-        conv, pool = Window("conv", (k, k), (s, s), (p, p), (d, d)), Window("max_pool", (k, k), (s, s), (p, p), (d, d), ceil)
+        conv, pool = Window("conv", (k, k), (s, s), (p, p), (d, d)), Window("max_pool", (k, k), (s, s),
+                                                                            (p, p), (d, d), ceil)
         try:
-            expected = tuple(nn.functional.conv2d(x, torch.zeros(1, 1, k, k), stride=s, padding=p, dilation=d).shape[-2:])
+            expected = tuple(nn.functional.conv2d(x, torch.zeros(1, 1, k, k), stride=s, padding=p,
+                                                  dilation=d).shape[-2:])
         except RuntimeError:
             expected = None
         assert (conv.output_size((size, size)) if min(conv.output_size((size, size))) > 0 else None) == expected
@@ -171,7 +173,8 @@ def test_analytic_receptive_field_is_the_set_of_pixels_with_a_gradient(name, siz
 
 def test_inception_concatenation_sees_the_union_of_its_branches():
     googlenet = build("googlenet")
-    stem = nn.Sequential(googlenet.conv3, googlenet.lrn2, googlenet.maxpool2)  # the CIFAR stem: conv1, conv2 are identities
+    # the CIFAR stem: conv1, conv2 are identities
+    stem = nn.Sequential(googlenet.conv3, googlenet.lrn2, googlenet.maxpool2)
     model = nn.Sequential(stem, googlenet.inception3a)  # stem, then one Inception module
     rows, totals = summarize(model, (3, 32, 32))
     branches = {r.name.split(".")[1]: r.rf[0] for r in rows if r.name.startswith("1.branch")}

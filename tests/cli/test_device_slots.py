@@ -11,8 +11,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from helpers import ROOT, run_script
 from cli.device_slots import claim_device
+from helpers import ROOT, run_script
 
 
 def _claim_and_hold(lock_dir: str, devices: int, results, ready, release, per_device: int = 1) -> None:
@@ -27,7 +27,8 @@ def _claim_and_hold(lock_dir: str, devices: int, results, ready, release, per_de
 def claims(tmp_path: Path, devices: int, processes: int, per_device: int = 1) -> list[tuple[int, bool]]:
     context = multiprocessing.get_context("spawn")  # as loky starts joblib's workers: fresh interpreters
     results, ready, release = context.Queue(), context.Barrier(processes), context.Event()
-    workers = [context.Process(target=_claim_and_hold, args=(str(tmp_path), devices, results, ready, release, per_device))
+    workers = [context.Process(target=_claim_and_hold, args=(str(tmp_path), devices, results, ready,
+                                                             release, per_device))
                for _ in range(processes)]
     for worker in workers:
         worker.start()
@@ -85,9 +86,11 @@ def test_the_gpu_sweep_trainer_names_one_device_from_the_sweep_dir():
 def test_a_joblib_sweep_gives_its_two_workers_two_devices(tmp_path):
     """train.py -m with the joblib launcher, on the CPU: each run records the slot its worker claimed."""
     result = run_script("train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=smoke",
-                        "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                        "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                        "trainer.limit_val_batches=1",
                         "trainer.limit_test_batches=1", "logger=none", "trainer.enable_progress_bar=false",
-                        "+device='${device_slot:${hydra:sweep.dir},2}'", "hydra.sweep.subdir=${hydra.job.num}", f"hydra.sweep.dir={tmp_path}", timeout=600)
+                        "+device='${device_slot:${hydra:sweep.dir},2}'", "hydra.sweep.subdir=${hydra.job.num}",
+                        f"hydra.sweep.dir={tmp_path}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoints = sorted(tmp_path.glob("*/checkpoints/last.ckpt"))  # their config, resolved in the worker that ran them
     configs = [torch.load(path, weights_only=True)["hyper_parameters"]["config"] for path in checkpoints]

@@ -32,7 +32,8 @@ def write_cifar10(root, seed: int = 0) -> np.ndarray:
             pickle.dump({"data": images.reshape(n, -1), "labels": labels, "batch_label": name}, f)
         batches[name] = images
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck"]}, f)
     return batches
 
 

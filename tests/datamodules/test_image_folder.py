@@ -67,14 +67,18 @@ def test_a_model_takes_a_training_step_on_them(cifar_jpegs, tmp_path):
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
-def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_paths_pixels(cifar_jpegs, tmp_path, monkeypatch):
+def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_paths_pixels(
+        cifar_jpegs, tmp_path, monkeypatch):
     root = shutil.copytree(cifar_jpegs, tmp_path / "images")  # a file of it is changed below
-    options = dict(root=str(root), data_dir=str(tmp_path / "data"), val_size=20, batch_size=25, seed=0, stats_samples=100)
-    tensor, torchvision = ImageFolderDataModule(pipeline="tensor", **options), ImageFolderDataModule(pipeline="torchvision", **options)
+    options = dict(root=str(root), data_dir=str(tmp_path / "data"), val_size=20, batch_size=25, seed=0,
+                   stats_samples=100)
+    tensor, torchvision = (ImageFolderDataModule(pipeline="tensor", **options),
+                           ImageFolderDataModule(pipeline="torchvision", **options))
     tensor.setup()
     torchvision.setup()
     assert list((tmp_path / "data" / "image_folder_cache").glob("*.pt")) == [tensor.cache_path()]
-    assert tensor.shift == torchvision.shift and tensor.scale == torchvision.scale  # the same 100 images, the same pixels
+    # the same 100 images, the same pixels
+    assert tensor.shift == torchvision.shift and tensor.scale == torchvision.scale
     assert tensor.train_set.indices == torchvision.train_set.indices
     for split in ("val", "test"):
         ours = torch.cat([x for x, _ in getattr(tensor, f"{split}_dataloader")()])

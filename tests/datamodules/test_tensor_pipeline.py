@@ -92,7 +92,8 @@ def test_crop_without_flip_never_mirrors_and_keeps_the_padding_black():
     out = random_crop(image, PAD, torch.Generator().manual_seed(1))
     assert out.dtype == torch.uint8 and out.shape == image.shape
     assert set(out.unique().tolist()) == {0, 200}
-    draws = [offsets_and_flip(c) for c in random_crop(position_image().expand(300, 3, H, W), PAD, torch.Generator().manual_seed(2))]
+    draws = [offsets_and_flip(c) for c in random_crop(position_image().expand(300, 3, H, W), PAD,
+                                                      torch.Generator().manual_seed(2))]
     assert not any(d[2] for d in draws)
 
 
@@ -103,7 +104,8 @@ def test_cutout_zeroes_one_square_per_image_like_the_per_image_cutout():
     assert out.dtype == torch.float32 and out.shape == batch.shape
     zeroed = out[:, 0] == 0
     rows, cols = zeroed.any(2).sum(1), zeroed.any(1).sum(1)
-    assert torch.equal(zeroed.sum((1, 2)), rows * cols) and (rows <= 8).all() and (rows >= 4).all()  # one clipped square
+    # one clipped square
+    assert torch.equal(zeroed.sum((1, 2)), rows * cols) and (rows <= 8).all() and (rows >= 4).all()
     assert torch.equal(out[:, 0] == 0, out[:, 2] == 0)  # the same square in every channel
     torch.manual_seed(0)
     per_image = torch.stack([Cutout(8)(torch.ones(1, 16, 16))[0] == 0 for _ in range(n)])
@@ -129,7 +131,7 @@ def test_validation_and_test_batches_are_the_untouched_images_of_the_torchvision
         for _ in range(2):  # again, and again the same
             batches = list(getattr(tensor, f"{split}_dataloader")())
             assert [len(x) for x, _ in batches] == [len(x) for x in expected]
-            for (x, y), x_ref in zip(batches, expected):
+            for (x, _), x_ref in zip(batches, expected):
                 assert x.dtype == torch.float32 and torch.allclose(x, x_ref, atol=1e-5)
     labels = torch.cat([y for _, y in tensor.test_dataloader()])
     assert torch.equal(labels, tensor.test_set.source.targets)
@@ -193,12 +195,14 @@ def test_lightning_fits_from_it_and_sets_each_epochs_shuffle():
     net = create_model("lenet5", num_classes=10, in_channels=1)
     module = ImageClassifier(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
     trainer = L.Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[FirstBatch()])
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[FirstBatch()])
     trainer.fit(module, datamodule=dm)
     loader = DigitsDataModule(seed=3, batch_size=64, pipeline="tensor", augment="crop")
     loader.setup()
     expected = loader.train_dataloader()
-    for epoch, labels in enumerate(first_labels):  # epoch e's batches are those of set_epoch(e), though no epoch ran fully
+    # epoch e's batches are those of set_epoch(e), though no epoch ran fully
+    for epoch, labels in enumerate(first_labels):
         expected.sampler.set_epoch(epoch)
         assert torch.equal(next(iter(expected))[1], labels)
     assert not torch.equal(first_labels[0], first_labels[1])
@@ -253,8 +257,9 @@ class Seen(L.Callback):  # the first pixels of every image a rank trains and tes
 dm = RandomImagesDataModule(size=203, batch_size=16, augment="none", pipeline="tensor", val_size=3)
 module = ImageClassifier(create_model("lenet5", num_classes=10, in_channels=3),
                          optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
-trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, callbacks=[Seen()])
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    callbacks=[Seen()])
 trainer.fit(module, datamodule=dm)
 trainer.test(module, datamodule=dm, verbose=False)
 with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
@@ -264,12 +269,13 @@ with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
 
 
 def test_under_ddp_each_rank_trains_and_tests_on_its_own_shard(tmp_path):
-    """Two CPU processes (gloo), as Lightning launches them: disjoint equal training shards, the test split covered once."""
+    """Two CPU processes (gloo), as Lightning launches them: disjoint equal training shards,
+    the test split covered once."""
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     train = [{tuple(round(v, 4) for v in x) for x in rank["train"]} for rank in ranks]

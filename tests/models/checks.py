@@ -47,7 +47,8 @@ def assert_same_logits(ours: nn.Module, theirs: nn.Module, size: int = 64, seed:
     assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item() + 1e-7)
 
 
-def assert_trains(model: nn.Module, x: torch.Tensor | None = None, num_classes: int = 10, every_parameter: bool = True) -> None:
+def assert_trains(model: nn.Module, x: torch.Tensor | None = None, num_classes: int = 10,
+                  every_parameter: bool = True) -> None:
     """Train mode: logits (N, num_classes), finite, and a backward pass that
     reaches the parameters with finite gradients (all of them unless
     ``every_parameter=False``, e.g. when stochastic depth may skip a block);

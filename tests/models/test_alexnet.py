@@ -50,7 +50,8 @@ def paper_convs():
 
 def test_torchvision_parity(tv_pair):
     ours, theirs = tv_pair
-    assert count(ours) == count(theirs)  # and the published count: models/alexnet.py's PARAMS, tests/models/test_registry.py
+    # and the published count: models/alexnet.py's PARAMS, tests/models/test_registry.py
+    assert count(ours) == count(theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())  # even the key names
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -19,7 +19,8 @@ from models.weights import WeightsError, read_community
 REFERENCE = ROOT.parent / "shared" / "reference" / "akamaster"
 FILES = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
          "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"{REFERENCE} is not here (it sits in ../shared/ beside the checkout)")
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"{REFERENCE} is not here (it sits in ../shared/ "
+                                                               "beside the checkout)")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ def test_one_line_says_what_was_recognised(capsys):
     assert len(lines) == 1
     assert "akamaster/pytorch_resnet_cifar10" in lines[0] and "shortcut_padding='split'" in lines[0]
     assert "data.normalize=imagenet" in lines[0]
-    assert create_model("resnet20", weights=str(REFERENCE / FILES["resnet20"])).built_with["shortcut_padding"] == "split"
+    assert (create_model("resnet20", weights=str(REFERENCE / FILES["resnet20"])).built_with["shortcut_padding"]
+            == "split")
 
 
 def test_torch_hub_loads_a_community_checkpoint(reference):
@@ -76,7 +78,8 @@ def test_the_card_it_writes_names_their_data_and_normalization():
     card, _ = read_community(REFERENCE / FILES["resnet56"])
     assert card["model"] == {"name": "resnet56", "options": {"shortcut": "A", "shortcut_padding": "split"}}
     assert card["data"]["normalization"]["shift"] == [0.485, 0.456, 0.406]
-    assert card["metrics"]["test_acc_in_file"] == pytest.approx(0.9362, abs=1e-4)  # best_prec1; its README states 6.61 % error
+    # best_prec1; its README states 6.61 % error
+    assert card["metrics"]["test_acc_in_file"] == pytest.approx(0.9362, abs=1e-4)
 
 
 # ---- files that are not what they claim: one line (WeightsError), nothing run ---------------------------
@@ -142,7 +145,8 @@ def test_evaluate_py_refuses_a_damaged_community_file_in_one_line(tmp_path, caps
 
     bad = damaged(tmp_path, "resnet44")
     shutil.copy(bad, tmp_path / "copy.th")
-    code, stderr = run_entry("evaluate.py", [f"weights={bad}", "data.root=unused", f"hydra.run.dir={tmp_path / 'run'}"], capsys)
+    code, stderr = run_entry("evaluate.py", [f"weights={bad}", "data.root=unused", f"hydra.run.dir={tmp_path / 'run'}"],
+                             capsys)
     assert code == 2
     assert "does not match the sha256 its name carries (014dd654" in one_line(stderr)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from checks import meta
 from torch import nn
 
+from checks import meta
 from models import densenet
 from models.layers import ModelOptionError
 
@@ -44,7 +44,8 @@ def test_torchvision_layout(name):
         theirs = getattr(torchvision.models, name)(weights=None)
     ours = meta(name, num_classes=1000, stem="imagenet", form="torchvision")
     assert num_params(ours) == num_params(theirs)
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    assert ([(k, v.shape) for k, v in ours.state_dict().items()]
+            == [(k, v.shape) for k, v in theirs.state_dict().items()])
 
 
 @pytest.mark.parametrize("name", ["densenet121", *(pytest.param(n, marks=pytest.mark.slow) for n in TORCHVISION[1:])])

@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-from checks import assert_same_logits, meta, torchvision_pair
 from torch import nn
 
+from checks import assert_same_logits, meta, torchvision_pair
 from models import layers, model_reference
 from models.efficientnet import MODELS, SCALING, STAGES, MBConv, SqueezeExcitation, StochasticDepth
 
@@ -230,7 +230,8 @@ def test_dropout_option():
 def test_squeeze_excitation_convs_keep_their_bias_under_batchnorm(name):
     on = meta(name, num_classes=10, stem="cifar")
     se_convs = {id(c) for m in on.modules() if isinstance(m, SqueezeExcitation) for c in (m.fc1, m.fc2)}
-    assert se_convs and all((m.bias is None) == (id(m) not in se_convs) for m in on.modules() if isinstance(m, nn.Conv2d))
+    assert se_convs and all((m.bias is None) == (id(m) not in se_convs) for m in on.modules()
+                            if isinstance(m, nn.Conv2d))
 
 
 @pytest.mark.parametrize("option, value", [("stochastic_depth", 1.0), ("stochastic_depth", -0.1), ("form", "tf")])

@@ -9,7 +9,8 @@ import torchvision
 from torch import nn
 
 from models import create_model
-from models.googlenet import INCEPTION, googlenet as build
+from models.googlenet import INCEPTION
+from models.googlenet import googlenet as build
 from models.layers import ModelOptionError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checks import assert_trains
 from torch import nn
 
+from checks import assert_trains
 from models.layers import LeCunTanh
 from models.lenet import C3_TABLE, MODELS, LeNet5, LeNet5Paper, Subsampling, TableConv2d
 
@@ -34,7 +34,8 @@ def test_each_row_has_its_form_and_activation_and_takes_the_other():
     assert isinstance(modern, LeNet5) and any(isinstance(m, nn.ReLU) for m in modern.modules())
     assert isinstance(paper, LeNet5Paper) and any(isinstance(m, LeCunTanh) for m in paper.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in [*modern.modules(), *paper.modules()])
-    assert isinstance(lenet5(form="paper"), LeNet5Paper) and any(isinstance(m, nn.ReLU) for m in lenet5(form="paper").modules())
+    assert isinstance(lenet5(form="paper"), LeNet5Paper) and any(isinstance(m, nn.ReLU)
+                                                                 for m in lenet5(form="paper").modules())
     assert isinstance(lenet5_paper(form="modern"), LeNet5)
 
 

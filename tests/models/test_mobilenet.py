@@ -3,10 +3,10 @@ linear bottlenecks, CIFAR stems, dropout. The switches of every model: tests/mod
 
 import pytest
 import torch
-from checks import assert_same_logits
 import torchvision
 from torch import nn
 
+from checks import assert_same_logits
 from models import layers
 from models.mobilenet import MODELS, InvertedResidual
 

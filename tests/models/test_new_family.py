@@ -21,7 +21,8 @@ TOY = textwrap.dedent('''
 
     def toy(*, num_classes: int = 10, in_channels: int = 3, activation: str = "relu", batchnorm: bool = False,
             dropout: float = 0.0, stem: str = "cifar", width: int = 4) -> nn.Module:
-        return nn.Sequential(nn.AdaptiveAvgPool2d(width), nn.Flatten(), nn.Linear(in_channels * width * width, num_classes))
+        return nn.Sequential(nn.AdaptiveAvgPool2d(width), nn.Flatten(),
+                             nn.Linear(in_channels * width * width, num_classes))
 
 
     MODELS = variants(toy)

@@ -30,28 +30,32 @@ ACTIVATION_NAMES = sorted(ACTIVATIONS)
 SWITCHES = [(bn, p) for bn in (True, False) for p in (0.0, 0.5)]
 # One CIFAR-stem model per family, its smallest or most typical; a family not named here (a new one)
 # is represented by its first model in alphabetical order.
-PREFERRED = {"linear": "logreg", "vgg": "vgg11_bn", "resnet": "resnet20", "densenet": "densenet_bc_100", "mobilenet": "mobilenet_v2",
-             "efficientnet": "efficientnet_b0"}
+PREFERRED = {"linear": "logreg", "vgg": "vgg11_bn", "resnet": "resnet20", "densenet": "densenet_bc_100",
+             "mobilenet": "mobilenet_v2", "efficientnet": "efficientnet_b0"}
 FAMILIES = sorted({model_family(name) for name in MODELS})
-REPRESENTATIVES = {family: PREFERRED.get(family) or next(n for n in MODELS if model_family(n) == family) for family in FAMILIES}
+REPRESENTATIVES = {family: PREFERRED.get(family) or next(n for n in MODELS if model_family(n) == family)
+                   for family in FAMILIES}
 SAMPLE = sorted(REPRESENTATIVES.values())
 # One model per builder function (a table's rows share it, each a functools.partial of it): the shortest
 # name, e.g. resnet18 for the ImageNet table.
 BUILDERS = {name: getattr(_builder(name), "func", _builder(name)) for name in MODELS}
-PER_BUILDER = sorted({min((n for n in MODELS if BUILDERS[n] is b), key=lambda n: (len(n), n)) for b in BUILDERS.values()})
+PER_BUILDER = sorted({min((n for n in MODELS if BUILDERS[n] is b), key=lambda n: (len(n), n))
+                      for b in BUILDERS.values()})
 LINEAR = [name for name in MODELS if model_family(name) == "linear"]  # no activation, no batchnorm to switch
 FIXED_GATES = {"efficientnet": {nn.Sigmoid}}  # non-linearities of the paper's structure that `activation` leaves alone
 
 
 def forms(name: str) -> tuple:
     """The values of the model's ``form`` option (its file's ``FORMS``), or (None,) where it has none."""
-    return getattr(sys.modules[f"models.{model_family(name)}"], "FORMS", (None,)) if "form" in model_options(name) else (None,)
+    return (getattr(sys.modules[f"models.{model_family(name)}"], "FORMS", (None,)) if "form" in model_options(name)
+            else (None,))
 
 
 def build(name: str, device: str = "cpu", form: str | None = None, **options) -> nn.Module:
     """The model for 32x32 images and 10 classes, in its default form or ``form``."""
     with torch.device(device):
-        return create_model(name, **{"num_classes": 10, "in_channels": 3, "stem": "cifar", **options, **({"form": form} if form else {})})
+        return create_model(name, **{"num_classes": 10, "in_channels": 3, "stem": "cifar", **options,
+                                     **({"form": form} if form else {})})
 
 
 def switch_cases(name: str) -> list[dict]:
@@ -71,7 +75,8 @@ def check_switches(model: nn.Module, name: str, activation: str, batchnorm: bool
     modules = list(model.modules())
     assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules) == batchnorm, f"batchnorm={batchnorm}"
     if not batchnorm:  # a BN's shift makes a conv bias redundant; without BN every conv has one
-        assert all(m.bias is not None for m in modules if isinstance(m, nn.Conv2d)), "batchnorm=False: a conv without bias"
+        assert all(m.bias is not None for m in modules
+                   if isinstance(m, nn.Conv2d)), "batchnorm=False: a conv without bias"
     if name not in LINEAR:  # a linear model has no activation at all
         assert any(type(m) is get_activation(activation) for m in modules), f"no {activation} module in the model"
     rates = {m.p for m in modules if isinstance(m, nn.Dropout)}
@@ -86,14 +91,16 @@ def forward_backward(model: nn.Module, x: torch.Tensor, num_classes: int = 10) -
     that reaches every parameter; eval mode: plain logits. Finite numbers too, off the meta device."""
     torch.manual_seed(0)
     model.train()
-    loss, logits, _ = ImageClassifier(model, num_classes=num_classes)._step((x, torch.arange(len(x), device=x.device) % num_classes))
+    loss, logits, _ = ImageClassifier(model, num_classes=num_classes)._step(
+        (x, torch.arange(len(x), device=x.device) % num_classes))
     assert logits.shape == (len(x), num_classes)
     loss.backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     # stochastic depth may drop a whole block in a train-mode step: its parameters then get no gradient
     every = not any(getattr(m, "p", 0) and type(m).__name__ == "StochasticDepth" for m in model.modules())
     grads = [p.grad for p in trainable if p.grad is not None]
-    assert grads and (len(grads) == len(trainable) or not every), f"{len(trainable) - len(grads)} parameters got no gradient"
+    assert grads and (len(grads) == len(trainable)
+                      or not every), f"{len(trainable) - len(grads)} parameters got no gradient"
     if not x.is_meta:
         assert all(torch.isfinite(g).all() for g in grads)
     model.eval()
@@ -262,7 +269,8 @@ def test_every_model_yaml_lists_its_options_and_restates_no_default(name):
     builder = inspect.signature(_builder(name)).parameters
     own = {k: v for k, v in config.items() if k not in ("defaults", "name")}
     assert sorted({*BASE, *own} - {"_target_"}) == sorted(set(builder) - FROM_THE_DATA)
-    restated = {k: v for k, v in own.items() if v is not None and not str(v).startswith("${") and v == builder[k].default}
+    restated = {k: v for k, v in own.items()
+                if v is not None and not str(v).startswith("${") and v == builder[k].default}
     assert not restated, f"{name}.yaml restates its builder's defaults: {restated}"
 
 
@@ -277,10 +285,13 @@ def test_a_model_says_every_option_it_was_built_with_so_runs_record_values_not_n
     """Configs say null; what a run records (HPARAMS, the checkpoint's config, a weights card) is read
     from ``built_with``: the builder's default, a table row's own (vgg11_bn's batchnorm), or what was given."""
     with torch.device("meta"):
-        assert create_model("resnet20").built_with | {"num_classes": 10} == create_model("resnet20", num_classes=10).built_with
+        assert (create_model("resnet20").built_with | {"num_classes": 10}
+                == create_model("resnet20", num_classes=10).built_with)
         assert create_model("resnet20", dropout=None).built_with["dropout"] == 0.0
-        assert create_model("vgg11_bn").built_with["batchnorm"] is True and create_model("vgg11").built_with["batchnorm"] is False
-        assert create_model("lenet5_paper").built_with["form"] == "paper" and create_model("lenet5").built_with["form"] == "modern"
+        assert (create_model("vgg11_bn").built_with["batchnorm"] is True
+                and create_model("vgg11").built_with["batchnorm"] is False)
+        assert (create_model("lenet5_paper").built_with["form"] == "paper"
+                and create_model("lenet5").built_with["form"] == "modern")
         assert create_model("densenet161").built_with["growth_rate"] == 48
         assert create_model("efficientnet_b2").built_with["dropout"] == 0.3
         assert create_model("vgg11_bn", batchnorm=False).built_with["batchnorm"] is False
@@ -297,8 +308,8 @@ def test_unknown_names_and_options_get_one_line_with_the_valid_ones():
 def test_a_count_published_for_a_model_its_file_does_not_have_is_refused_at_import(tmp_path, monkeypatch):
     import models
 
-    (tmp_path / "stray.py").write_text("from models.layers import variants\n\n\ndef toy(*, num_classes=10):\n    pass\n\n\n"
-                                       "MODELS = variants(toy)\nPARAMS = {'toy2': (1, 'a typo', {})}\n")
+    (tmp_path / "stray.py").write_text("from models.layers import variants\n\n\ndef toy(*, num_classes=10):\n"
+                                       "    pass\n\n\nMODELS = variants(toy)\nPARAMS = {'toy2': (1, 'a typo', {})}\n")
     monkeypatch.setattr(models, "__path__", [*models.__path__, str(tmp_path)])
     monkeypatch.delitem(sys.modules, "models.stray", raising=False)
     with pytest.raises(ImportError, match=r"models/stray.py's PARAMS names toy2, not in its MODELS"):

@@ -7,9 +7,9 @@ weights for resnet18 and resnet50 (a basic and a bottleneck net) by default, the
 
 import pytest
 import torch
-from checks import assert_same_logits, meta, torchvision_pair
 from torch import nn
 
+from checks import assert_same_logits, meta, torchvision_pair
 from models import layers
 from models.resnet import MODELS, BasicBlock, Bottleneck, PadShortcut, ResNet
 
@@ -131,7 +131,8 @@ def test_shortcut_options_in_the_cifar_resnets():
     projections = [m for m in b.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
     assert [(p.in_channels, p.out_channels, p.stride) for p in projections] == [(16, 32, (2, 2)), (32, 64, (2, 2))]
     assert count(b) - count(a) == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64) == 2_752  # conv + BN gamma, beta
-    block = BasicBlock(16, 32, 2, shortcut="A", activation="relu", batchnorm=True, form="paper", shortcut_padding="end").eval()
+    block = BasicBlock(16, 32, 2, shortcut="A", activation="relu", batchnorm=True, form="paper",
+                       shortcut_padding="end").eval()
     x = torch.randn(2, 16, 8, 8)
     with torch.no_grad():
         assert torch.allclose(block(x), torch.relu(block.bn2(block.conv2(block.act1(block.bn1(block.conv1(x)))))
@@ -203,7 +204,8 @@ def test_one_dropout_right_before_the_classifier():
 
 
 @pytest.mark.parametrize("name, option, value", [("resnet18", "form", "v2"), ("resnet50", "form", "v2"),
-                                                 ("resnet20", "shortcut", "C"), ("resnet110", "shortcut_padding", "middle")])
+                                                 ("resnet20", "shortcut", "C"),
+                                                 ("resnet110", "shortcut_padding", "middle")])
 def test_bad_family_options_raise_one_line(name, option, value):
     with pytest.raises(layers.ModelOptionError) as err:
         meta(name, **{option: value})

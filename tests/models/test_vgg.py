@@ -13,9 +13,9 @@ import math
 
 import pytest
 import torch
-from checks import meta
 from torch import nn
 
+from checks import meta
 from models import vgg as family
 from models.layers import ModelOptionError
 

@@ -12,8 +12,8 @@ from helpers import run_script
 from inprocess import Canaries
 
 # LeNet-5 on digits, one short epoch, bit-reproducible: ~5 s on a CPU
-TINY = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.enable_progress_bar=false",
-        "trainer.deterministic=true", "seed=3"]
+TINY = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
+        "trainer.enable_progress_bar=false", "trainer.deterministic=true", "seed=3"]
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +56,13 @@ class Tmpfs:
 
     def mount(self, size_kib: int, read_only: bool = False):
         if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("needs root and mount(8) to make a small tmpfs (a full disk, a read-only or another file system)")
+            pytest.skip("needs root and mount(8) to make a small tmpfs (a full disk, a read-only or "
+                        "another file system)")
         point = self.folder / f"tmpfs{len(self.mounted)}"
         point.mkdir()
         options = f"size={size_kib}k" + (",ro" if read_only else "")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         self.mounted.append(point)

@@ -52,8 +52,10 @@ def test_a_write_failing_half_way_is_one_line_and_leaves_the_earlier_checkpoints
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
 
 
-def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(unfinished_run, tmpfs, tmp_path, monkeypatch, capsys):
-    """A real full disk: the run on a tmpfs with room for its files and the next epoch's logs, not its next checkpoint."""
+def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(unfinished_run, tmpfs, tmp_path,
+                                                                    monkeypatch, capsys):
+    """A real full disk: the run on a tmpfs with room for its files and the next epoch's logs,
+    not its next checkpoint."""
     point = tmpfs.mount(64 * 1024)
     run = copy_run(unfinished_run, point / "run")
     used_kib = shutil.disk_usage(point).used // 1024
@@ -62,7 +64,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(unfinished_r
     monkeypatch.chdir(tmp_path)
     code, err = run_entry("train.py", [f"resume={run}", "trainer.max_epochs=2"], capsys, stage="run")
     line = one_line(err)
-    assert code == 2 and f"no space left on the device writing {run / 'checkpoints'}" in line and "KiB free" in line, line
+    assert (code == 2 and f"no space left on the device writing {run / 'checkpoints'}" in line
+            and "KiB free" in line), line
     assert checkpoints(run) == before
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
 

@@ -25,7 +25,8 @@ def add_overrides(run, *overrides: str) -> None:
     path.write_text(yaml.safe_dump([*yaml.safe_load(path.read_text()), *overrides]))
 
 
-def test_resume_ignores_stored_overrides_that_name_where_to_write(unfinished_run, canaries, tmp_path, monkeypatch, capsys):
+def test_resume_ignores_stored_overrides_that_name_where_to_write(unfinished_run, canaries, tmp_path,
+                                                                  monkeypatch, capsys):
     """Item 2: paths.output_dir=, callbacks.*.dirpath=, logger.*.save_dir=, data.data_dir= in a run dir's
     overrides: ignored with one line; the resumed run writes into its own dir only."""
     monkeypatch.chdir(tmp_path)
@@ -53,7 +54,8 @@ def test_a_location_typed_again_on_the_command_line_is_the_user_s(unfinished_run
 
 
 @pytest.mark.parametrize("name", ["/../../../../escaped", "${unique_dir:CANARY/made}", "${oc.env:HOME}", "..", ""])
-def test_evaluate_names_its_run_dir_from_a_sanitized_model_name(name, tiny_run, canaries, tmp_path, monkeypatch, capsys):
+def test_evaluate_names_its_run_dir_from_a_sanitized_model_name(name, tiny_run, canaries, tmp_path,
+                                                                monkeypatch, capsys):
     """Item 5: the stored model.name of .hydra/config.yaml is one plain name part of the run dir, never a path
     nor an interpolation (it sent metrics, figures, events and log anywhere, or made a dir anywhere)."""
     monkeypatch.chdir(tmp_path)
@@ -74,8 +76,10 @@ def test_evaluate_takes_data_dir_from_the_command_line_never_from_the_checkpoint
     """Item 5: a stored data_dir chose where evaluate wrote its image cache or tried a download."""
     from cli.trust import evaluation_data
 
-    stored = {"data": {"_target_": "datamodules.DigitsDataModule", "data_dir": str(tmp_path / "elsewhere"), "batch_size": 8}}
-    cfg = OmegaConf.create({"data": {"data_dir": None, "root": None, "batch_size": None}, "paths": {"data_dir": "data"}})
+    stored = {"data": {"_target_": "datamodules.DigitsDataModule", "data_dir": str(tmp_path / "elsewhere"),
+                       "batch_size": 8}}
+    cfg = OmegaConf.create({"data": {"data_dir": None, "root": None, "batch_size": None},
+                            "paths": {"data_dir": "data"}})
     assert evaluation_data(cfg, stored, "x.ckpt") == {"data_dir": "data"}
     cfg.data.data_dir = "/mine"
     assert evaluation_data(cfg, stored, "x.ckpt") == {"data_dir": "/mine"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
+
 from helpers import run_script
 
 

@@ -28,7 +28,8 @@ def test_a_diverging_run_stops_with_one_line_and_a_finite_last_checkpoint(tmp_pa
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    match = re.search(r"training diverged: loss is (nan|inf|-inf) in epoch 2, batch 1 \(after (\d+) optimizer steps\)", errors[0])
+    match = re.search(r"training diverged: loss is (nan|inf|-inf) in epoch 2, batch 1 \(after (\d+) "
+                      r"optimizer steps\)", errors[0])
     assert match, errors[0]
     assert "learning rate (1e+06) is likely too high" in errors[0]
     assert "optimizer.lr" in errors[0]  # what to change
@@ -80,7 +81,8 @@ def fit(module: NaNAt, callbacks: list) -> None:
 
 def test_the_guard_stops_before_the_nan_reaches_the_weights():
     module = NaNAt(nan_step=3)
-    with pytest.raises(DivergenceError, match=r"loss is nan in epoch 1, batch 4 \(after 3 optimizer steps\).*learning rate \(0\.1\)"):
+    with pytest.raises(DivergenceError, match=r"loss is nan in epoch 1, batch 4 \(after 3 optimizer "
+                                              r"steps\).*learning rate \(0\.1\)"):
         fit(module, [DivergenceGuard()])
     assert module.before_nan, "the NaN step was never reached"
     for key, tensor in module.state_dict().items():

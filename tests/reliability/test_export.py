@@ -32,8 +32,10 @@ def test_exporting_a_digits_run_leaves_the_shipped_cifar10_weights_byte_identica
     assert card["data"]["name"] == "digits" and card["sha256"] == sha256(shipped / "lenet5-digits.pth")
     assert card["source"]["checkpoint_sha256"] and str(tmp_path) not in json.dumps(card["data"])
     net = create_model("lenet5", weights=str(shipped / "lenet5-digits.pth"))  # the card's sha256 and options check out
-    best = torch.load(next(tiny_run[0].glob("checkpoints/epoch*.ckpt")), map_location="cpu", weights_only=True)["state_dict"]
-    assert all(torch.equal(value, best[f"net.{key}"]) for key, value in net.state_dict().items())  # the best checkpoint's
+    best = torch.load(next(tiny_run[0].glob("checkpoints/epoch*.ckpt")), map_location="cpu",
+                      weights_only=True)["state_dict"]
+    # the best checkpoint's
+    assert all(torch.equal(value, best[f"net.{key}"]) for key, value in net.state_dict().items())
 
 
 def test_weights_of_another_run_are_replaced_only_with_force(tiny_run, tmp_path, capsys):

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from inprocess import copy_run, digest, one_line, run_entry
 from core.files import LinkRefused, atomic_write, write_text
+from inprocess import copy_run, digest, one_line, run_entry
 
 
 @pytest.mark.parametrize("name", ["train.log", "metrics.json", "manifest.json", ".hydra/config.yaml", "checkpoints"])
@@ -40,9 +40,11 @@ def make_sweep(root, runs=3):
     for i in range(runs):
         hydra = root / f"seed={i}" / ".hydra"
         hydra.mkdir(parents=True)
-        (hydra / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": i, "model": {"name": "lenet5"}}))
+        (hydra / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": i,
+                                                           "model": {"name": "lenet5"}}))
         (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"seed={i}"]))
-        (root / f"seed={i}" / "metrics.json").write_text(json.dumps({"test/acc": 0.5 + i / 10, "params": 100, "status": "completed"}))
+        (root / f"seed={i}" / "metrics.json").write_text(json.dumps({"test/acc": 0.5 + i / 10, "params": 100,
+                                                                     "status": "completed"}))
     return root
 
 
@@ -89,7 +91,8 @@ def test_an_image_folder_follows_no_symbolic_link(pipeline, tmp_path, caplog):
     from datamodules import ImageFolderDataModule
 
     root = folder_with_links(tmp_path / "images", tmp_path / "outside")
-    data = ImageFolderDataModule(root=str(root), data_dir=str(tmp_path / "cache"), val_size=2, batch_size=2, pipeline=pipeline)
+    data = ImageFolderDataModule(root=str(root), data_dir=str(tmp_path / "cache"), val_size=2, batch_size=2,
+                                 pipeline=pipeline)
     with caplog.at_level(logging.WARNING, logger="datamodules.image_folder"):
         data.setup("fit")
     assert data.classes == ["cat", "dog"]

@@ -49,9 +49,11 @@ def test_compare_tabulates_the_sweep_when_one_metrics_json_holds_an_out_of_range
         (hydra / "config.yaml").write_text(f"task_name: train\nseed: {i}\nmodel: {{name: lenet5}}\n")
         (hydra / "overrides.yaml").write_text(f"- seed={i}\n")
         params = "1" + "0" * 400 if i == 1 else "61706"
-        (tmp_path / f"seed={i}" / "metrics.json").write_text(f'{{"test/acc": 0.{5 + i}, "params": {params}, "status": "completed"}}')
+        (tmp_path / f"seed={i}" / "metrics.json").write_text(f'{{"test/acc": 0.{5 + i}, "params": {params}, '
+                                                             '"status": "completed"}')
     runs = {r["run"]: r for r in compare.compare(tmp_path, group=False)}
-    assert runs["seed=1"]["status"] == "unreadable" and "params=an integer of 401 digits is out of range" in runs["seed=1"]["error"]
+    assert (runs["seed=1"]["status"] == "unreadable"
+            and "params=an integer of 401 digits is out of range" in runs["seed=1"]["error"])
     assert runs["seed=0"]["test_acc"] == 0.5 and runs["seed=2"]["params"] == 61706
     assert "| seed=2 | lenet5 | 2 | completed | 61.7 k |" in (tmp_path / "comparison.md").read_text()
 
@@ -73,7 +75,8 @@ TRAIN_CASES = [
 def test_train_refuses_with_one_line_and_the_earlier_run_stays_as_it_was(overrides, says, tiny_run, capsys):
     run_dir, _ = tiny_run
     before = digest(run_dir)
-    code, err = run_entry("train.py", ["experiment=smoke", "trainer.max_epochs=1", *overrides, f"hydra.run.dir={run_dir}"],
+    code, err = run_entry("train.py",
+                          ["experiment=smoke", "trainer.max_epochs=1", *overrides, f"hydra.run.dir={run_dir}"],
                           capsys, stage="run")
     assert code == 2 and says in one_line(err), err[-2000:]
     assert digest(run_dir) == before

@@ -201,7 +201,8 @@ TRAIN_CASES = [
     (["callbacks=early_stopping", "callbacks.early_stopping.patience=-1"], ["patience", "-1", ">= 0"]),
     (["performance.matmul_precision=low"], ["performance.matmul_precision", "low", "highest"]),
     # the Trainer this machine cannot build
-    (["trainer=gpu"], ["trainer.accelerator", "gpu", "no GPU" if not torch.cuda.is_available() else "gpu", "trainer=cpu"]),
+    (["trainer=gpu"], ["trainer.accelerator", "gpu", "no GPU" if not torch.cuda.is_available() else "gpu",
+                       "trainer=cpu"]),
     (["trainer.accelerator=cuda"], ["trainer.accelerator", "cuda", "trainer=cpu"]),
     # data and files
     (["data=image_folder"], ["data.root is required"]),
@@ -266,7 +267,8 @@ def test_the_battery_is_what_the_issue_asks_for():
     assert len(TRAIN_CASES) + len(EVALUATE_CASES) + 2 >= 60
 
 
-@pytest.mark.parametrize("overrides", [["trainer=gpu"], ["optimizer.lrr=0.1"], ["data=image_folder", "data.root=/nope"]])
+@pytest.mark.parametrize("overrides", [["trainer=gpu"], ["optimizer.lrr=0.1"],
+                                       ["data=image_folder", "data.root=/nope"]])
 def test_as_a_user_runs_it_a_bad_command_leaves_an_earlier_run_byte_identical(earlier, overrides):
     if overrides == ["trainer=gpu"] and torch.cuda.is_available():
         pytest.skip("valid on a GPU machine")
@@ -299,7 +301,8 @@ def test_a_bug_in_a_subprocess_prints_its_traceback(tmp_path):
                    "models.lenet.LeNet5.__init__ = broken\n")
     import os
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=smoke",
+                             f"hydra.run.dir={tmp_path / 'run'}"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and "Traceback" in result.stderr and "a bug, not bad input" in result.stderr
 
@@ -336,7 +339,8 @@ def test_a_bad_image_folder_fails_at_set_up_naming_the_file(tmp_path, capsys, pi
         Image.new("RGB", (12, 12)).save(root / "train" / "bird" / "0.jpg")
     code, err = run_entry("train.py", ["experiment=smoke", "data=image_folder", f"data.root={root}", "data.val_size=2",
                                        f"data.pipeline={pipeline}", "data.num_workers=0", "data.augment=crop",
-                                       f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"], capsys)
+                                       f"paths.output_dir={tmp_path / 'run'}", f"paths.data_dir={tmp_path / 'data'}"],
+                          capsys)
     assert code == 2
     line = one_line(err)
     assert says in line and ("expected" in line), line
@@ -360,7 +364,8 @@ def test_compare_marks_a_run_with_a_truncated_metrics_json_and_tabulates_the_res
     for i, name in enumerate(("a", "b", "c")):
         hydra = tmp_path / name / ".hydra"
         hydra.mkdir(parents=True)
-        (hydra / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": i, "model": {"name": "lenet5"}}))
+        (hydra / "config.yaml").write_text(yaml.safe_dump({"task_name": "train", "seed": i,
+                                                           "model": {"name": "lenet5"}}))
         (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"seed={i}"]))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"test/acc": 0.5 + i / 10, "status": "completed"}))
     (tmp_path / "b" / "metrics.json").write_text('{"test/acc": 0.6, "sta')  # killed while writing in place
@@ -383,7 +388,8 @@ def test_two_train_py_started_in_the_same_second_write_to_different_dirs(tmp_pat
     command = [sys.executable, str(ROOT / "train.py"), "experiment=smoke", "trainer.max_epochs=1",
                "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false", "logger=none",
                "trainer.enable_progress_bar=false", "hydra.run.dir=${unique_dir:outputs/same_second}"]
-    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     for process in processes:
         _, err = process.communicate(timeout=600)

@@ -58,7 +58,8 @@ def fit(tmp_path, data, net, callbacks, optimizer=None, logger=True, **trainer_a
 
 
 def events(tmp_path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0})
+    accumulator = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0,
+                                                                 "images": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
 
@@ -82,7 +83,8 @@ def test_train_and_val_share_a_chart_and_the_gap_is_train_minus_val_accuracy(tmp
 
 
 def test_no_gap_on_an_epoch_without_validation(tmp_path, digits):
-    fit(tmp_path, digits, small_cnn(), [dg.LearningCurves()], max_epochs=3, limit_train_batches=2, check_val_every_n_epoch=2)
+    fit(tmp_path, digits, small_cnn(), [dg.LearningCurves()], max_epochs=3, limit_train_batches=2,
+        check_val_every_n_epoch=2)
     logged = events(tmp_path)
     gap, train_acc, val_acc = (scalars(logged, t) for t in ("watch/generalization_gap", "train/acc", "val/acc"))
     assert len(train_acc) == 3 and len(val_acc) == 1 and len(gap) == 1
@@ -106,7 +108,8 @@ def test_gradient_norms_are_the_weight_gradients_of_every_layer_every_n_steps(tm
     fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=2), recorder], limit_train_batches=5)
     logged = events(tmp_path)
     tags = sorted(t for t in logged.Tags()["scalars"] if t.startswith("watch/grad_norm_log10/"))
-    assert tags == [f"watch/grad_norm_log10/{layer}" for layer in ("0_0", "1_4", "2_6", "3_8")]  # convs and linears, input first
+    # convs and linears, input first
+    assert tags == [f"watch/grad_norm_log10/{layer}" for layer in ("0_0", "1_4", "2_6", "3_8")]
     first = scalars(logged, "watch/grad_norm_log10/0_0")
     assert sorted(first) == [0, 2, 4]
     for step, value in first.items():  # log10 of the norm: orders of magnitude apart stay readable on one axis
@@ -116,7 +119,8 @@ def test_gradient_norms_are_the_weight_gradients_of_every_layer_every_n_steps(tm
 def test_gradient_norms_with_lbfgs_log_once_per_step(tmp_path, digits):
     lbfgs = functools.partial(torch.optim.LBFGS, lr=0.1, max_iter=4)  # up to 4 closure calls per step
     recorder = GradientRecorder()
-    fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=1), recorder], optimizer=lbfgs, limit_train_batches=3)
+    fit(tmp_path, digits, small_cnn(), [dg.GradientNorms(every_n_steps=1), recorder], optimizer=lbfgs,
+        limit_train_batches=3)
     steps = [event.step for event in events(tmp_path).Scalars("watch/grad_norm_log10/0_0")]
     assert steps == [0, 1, 2]
     assert 10 ** scalars(events(tmp_path), "watch/grad_norm_log10/0_0")[1] == pytest.approx(recorder.norms[1], rel=1e-5)
@@ -135,12 +139,14 @@ def test_dead_relu_fraction_is_one_for_a_killed_layer_and_zero_for_a_fresh_one(t
         net[0].bias[:4] = -1e4  # half the conv channels: negative everywhere, on every image
         net[6].bias[:] = -1e4  # the second hidden linear layer: all dead
     callback = dg.DeadUnits()
-    fit(tmp_path / "killed", digits, net, [callback], limit_train_batches=2, optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
+    fit(tmp_path / "killed", digits, net, [callback], limit_train_batches=2,
+        optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
     logged = events(tmp_path / "killed")
     dead = {tag: scalars(logged, tag) for tag in logged.Tags()["scalars"] if tag.startswith("watch/dead_units/")}
     assert sorted(dead) == ["watch/dead_units/0_1", "watch/dead_units/1_5", "watch/dead_units/2_7"]
     assert all(len(points) == 1 for points in dead.values())  # one validation epoch; the sanity check is skipped
-    assert list(dead["watch/dead_units/0_1"].values()) == [0.5]  # channels, not positions: 4 of 8 (the others fresh, alive)
+    # channels, not positions: 4 of 8 (the others fresh, alive)
+    assert list(dead["watch/dead_units/0_1"].values()) == [0.5]
     assert list(dead["watch/dead_units/2_7"].values()) == [1.0]
     assert callback.fractions["2_7"] == 1.0
 
@@ -155,7 +161,8 @@ def test_a_unit_that_fires_on_one_example_of_the_last_batch_is_alive(tmp_path):
     x = torch.tensor([[0.0, 1.0, -1.0, 0.0], [-1.0, -2.0, -1.0, 0.0], [-3.0, -1.0, 0.0, -1.0], [2.0, -1.0, -1.0, 0.0]])
     net = nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(4, 10))  # the ReLU's units are the input's 4 features
     callback = dg.DeadUnits()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(4, dtype=torch.long)), batch_size=2)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(4, dtype=torch.long)),
+                                         batch_size=2)
     validate(tmp_path, net, [callback], dataloaders=loader)
     assert callback.fractions == {"0_1": 0.5}  # unit 0 fires only on the last example, unit 1 only on the first
     assert scalars(events(tmp_path), "watch/dead_units/0_1") == {0: 0.5}
@@ -167,10 +174,13 @@ def test_weight_and_activation_histograms_every_n_epochs_and_at_the_last(tmp_pat
     fit(tmp_path, digits, net, [dg.Histograms(every_n_epochs=2, max_values=2000)], max_epochs=4, limit_train_batches=1)
     logged = events(tmp_path)
     tags = logged.Tags()["histograms"]
-    assert sorted(t for t in tags if t.startswith("xray/weights/")) == [f"xray/weights/{i}" for i in ("0_0", "1_4", "2_6", "3_8")]
-    assert sorted(t for t in tags if t.startswith("xray/activations/")) == [f"xray/activations/{i}" for i in ("0_1", "1_5", "2_7")]
+    assert (sorted(t for t in tags if t.startswith("xray/weights/"))
+            == [f"xray/weights/{i}" for i in ("0_0", "1_4", "2_6", "3_8")])
+    assert (sorted(t for t in tags if t.startswith("xray/activations/"))
+            == [f"xray/activations/{i}" for i in ("0_1", "1_5", "2_7")])
     steps = [event.step for event in logged.Histograms("xray/activations/0_1")]
-    assert steps == [event.step for event in logged.Histograms("xray/weights/0_0")] == [1, 3, 4]  # epochs 1, 3 and 4 (the last)
+    # epochs 1, 3 and 4 (the last)
+    assert steps == [event.step for event in logged.Histograms("xray/weights/0_0")] == [1, 3, 4]
     first_conv = logged.Histograms("xray/activations/0_1")[0].histogram_value  # 32 images x 8 x 32 x 32, subsampled
     assert first_conv.num == 2000 and 0.0 <= first_conv.min and first_conv.max <= 1.0  # a sigmoid's range
     last = logged.Histograms("xray/activations/2_7")[0].histogram_value  # 32 images x 32 units
@@ -203,7 +213,8 @@ class FirstBatch(L.Callback):
 
 def test_augmented_images_show_the_first_training_batch_once_unnormalized(tmp_path, digits):
     first = FirstBatch()
-    fit(tmp_path, digits, small_cnn(), [dg.AugmentedImages(max_images=10, per_row=4), first], max_epochs=2, limit_train_batches=2)
+    fit(tmp_path, digits, small_cnn(), [dg.AugmentedImages(max_images=10, per_row=4), first], max_epochs=2,
+        limit_train_batches=2)
     images = events(tmp_path).Images("xray/augmented_images")
     assert len(images) == 1 and images[0].step == 0
     picture = np.asarray(Image.open(io.BytesIO(images[0].encoded_image_string)).convert("L"), dtype=np.float32)

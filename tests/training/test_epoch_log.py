@@ -21,9 +21,11 @@ def fit(tmp_path, epochs: int, callbacks: list, ckpt_path=None) -> None:
     torch.manual_seed(0)
     module = ImageClassifier(create_model("lenet5", num_classes=10, in_channels=3), num_classes=10,
                              optimizer=functools.partial(torch.optim.SGD, lr=0.01))
-    data = DataLoader(TensorDataset(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))), batch_size=8)  # 5 steps/epoch
+    # 5 steps/epoch
+    data = DataLoader(TensorDataset(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))), batch_size=8)
     trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=callbacks)
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
+                        callbacks=callbacks)
     trainer.fit(module, train_dataloaders=data, val_dataloaders=data, ckpt_path=ckpt_path, weights_only=True)
 
 

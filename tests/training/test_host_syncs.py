@@ -9,9 +9,6 @@ benchmark.py counts the real synchronizations with torch.cuda.set_sync_debug_mod
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
@@ -51,9 +48,10 @@ def steps_reads(tmp_path, *overrides: str) -> list:
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=smoke", "optimizer=nesterov", "data.batch_size=16", "trainer.max_epochs=1",
-                                          "trainer.log_every_n_steps=50", f"paths.output_dir={tmp_path}", "test=false",
-                                          *overrides], return_hydra_config=True)
+        cfg = compose("train", overrides=["experiment=smoke", "optimizer=nesterov", "data.batch_size=16",
+                                          "trainer.max_epochs=1", "trainer.log_every_n_steps=50",
+                                          f"paths.output_dir={tmp_path}", "test=false", *overrides],
+                      return_hydra_config=True)
     with open_dict(cfg):  # what a Hydra run fills in
         cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd = str(tmp_path), str(ROOT)
     HydraConfig.instance().set_config(cfg)

@@ -38,5 +38,6 @@ def test_one_vs_rest_is_a_logistic_loss_per_class():
         p = 1 / (1 + math.exp(-score))
         return -math.log(p) if label else -math.log(1 - p)
 
-    expected = sum(bce(s, int(c == t)) for row, t in zip(SCORES.tolist(), TARGET.tolist()) for c, s in enumerate(row)) / 2
+    expected = sum(bce(s, int(c == t)) for row, t in zip(SCORES.tolist(), TARGET.tolist())
+                   for c, s in enumerate(row)) / 2
     assert OneVsRestLogistic()(SCORES, TARGET).item() == pytest.approx(expected, rel=1e-6)

@@ -13,10 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from models import create_model
-from training.module import ImageClassifier
-from reporting.benchmarking import MemoryPeak
 from core.hardware import cpu_has_bf16
+from models import create_model
+from reporting.benchmarking import MemoryPeak
+from training.module import ImageClassifier
 from training.performance import PerformanceSwitches, check_precision, default_threads, precision_line, usable_precision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -31,13 +31,15 @@ def process_settings_restored():
     torch._dynamo.reset()
 
 
-def fit(switches: PerformanceSwitches, *callbacks, deterministic: bool = False, model: str = "lenet5", max_steps: int = 2):
+def fit(switches: PerformanceSwitches, *callbacks, deterministic: bool = False, model: str = "lenet5",
+        max_steps: int = 2):
     torch.manual_seed(0)
     net = create_model(model, num_classes=10, in_channels=3)
     module = ImageClassifier(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
     data = DataLoader(TensorDataset(torch.randn(24, 3, 32, 32), torch.randint(0, 10, (24,))), batch_size=8)
-    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, deterministic=deterministic, callbacks=[switches, *callbacks])
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, deterministic=deterministic,
+                        callbacks=[switches, *callbacks])
     trainer.fit(module, train_dataloaders=data)
     return trainer, module
 
@@ -58,7 +60,8 @@ def test_channels_last_converts_the_weights_and_every_input_batch_and_keeps_para
     first_conv = next(m for m in module.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
     first_conv.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
-    trainer.validate(module, DataLoader(TensorDataset(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))), verbose=False)
+    trainer.validate(module, DataLoader(TensorDataset(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))),
+                     verbose=False)
     assert inputs and inputs[0].is_contiguous(memory_format=torch.channels_last)
     assert not inputs[0].is_contiguous()  # really NHWC: the loader gave NCHW
     plain = create_model("lenet5", num_classes=10, in_channels=3)
@@ -78,8 +81,10 @@ def test_compile_compiles_the_network_in_place_without_renaming_its_parameters()
     assert list(module.net.state_dict()) == list(create_model("lenet5", num_classes=10, in_channels=3).state_dict())
 
 
-@pytest.mark.parametrize("mode, marked", [(None, False), ("max-autotune-no-cudagraphs", False), ("reduce-overhead", True)])
-def test_compile_mode_reaches_torch_compile_and_cuda_graph_modes_mark_each_batch_a_new_iteration(mode, marked, monkeypatch):
+@pytest.mark.parametrize("mode, marked", [(None, False), ("max-autotune-no-cudagraphs", False),
+                                          ("reduce-overhead", True)])
+def test_compile_mode_reaches_torch_compile_and_cuda_graph_modes_mark_each_batch_a_new_iteration(
+        mode, marked, monkeypatch):
     compiled, marks = [], []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: compiled.append(kwargs))
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
@@ -243,11 +248,13 @@ def test_train_py_refuses_bf16_on_a_cpu_without_bf16_in_one_line(tmp_path):
 def test_auto_channels_last_stays_off_for_lbfgs_whose_flat_gradients_need_nchw():
     switches = PerformanceSwitches(channels_last="auto")
     net = create_model("lenet5", num_classes=10, in_channels=3)
-    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.LBFGS, lr=1))["channels_last"] is False
-    assert switches.decide(net, torch.device("cpu"), optimizer=functools.partial(torch.optim.SGD, lr=1))["channels_last"] is True
+    assert switches.decide(net, torch.device("cpu"),
+                           optimizer=functools.partial(torch.optim.LBFGS, lr=1))["channels_last"] is False
+    assert switches.decide(net, torch.device("cpu"),
+                           optimizer=functools.partial(torch.optim.SGD, lr=1))["channels_last"] is True
 
 
-# The kinds of CPU trainer.precision=auto tells apart, by their /proc/cpuinfo flags (faked: this machine is one of them).
+# The kinds of CPU trainer.precision=auto tells apart, by their /proc/cpuinfo flags (faked: this machine is one).
 AVX2_ONLY = {"fma", "avx", "avx2"}  # e.g. Zen 1-3, Intel before Cooper Lake: bf16 emulated
 AVX512_BF16_ONLY = AVX2_ONLY | {"avx512f", "avx512_bf16"}  # e.g. Zen 4/5, Cooper Lake: bf16 dot products, no AMX
 AMX = AVX512_BF16_ONLY | {"amx_tile", "amx_bf16"}  # Sapphire Rapids and later
@@ -312,7 +319,8 @@ def test_train_py_prints_the_precision_auto_chose_first_and_records_it(tmp_path)
                              "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[1] == "precision bf16-mixed (trainer.precision=auto: this CPU has AMX-BF16 (amx_bf16 in /proc/cpuinfo))"
+    assert result.stdout.splitlines()[1] == ("precision bf16-mixed (trainer.precision=auto: "
+                                             "this CPU has AMX-BF16 (amx_bf16 in /proc/cpuinfo))")
     assert json.loads((tmp_path / "metrics.json").read_text())["precision"] == "bf16-mixed"
 
 

@@ -17,7 +17,8 @@ def small_net() -> nn.Module:
 def penalty_gradients(kind: str, strength: float, **options) -> dict[str, torch.Tensor]:
     net = small_net()
     WeightPenalty(kind, strength, **options)(net).backward()
-    return {name: (p.grad if p.grad is not None else torch.zeros_like(p)) for name, p in net.named_parameters()}, dict(net.named_parameters())
+    return ({name: (p.grad if p.grad is not None else torch.zeros_like(p)) for name, p in net.named_parameters()},
+            dict(net.named_parameters()))
 
 
 WEIGHTS = ("0.weight", "3.weight")

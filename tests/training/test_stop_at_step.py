@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from cli.commandline import instantiate_trainer
+from core.errors import UserError
 from models import create_model
 from training.callbacks import StopAtStep, steps_planned
-from core.errors import UserError
 from training.module import ImageClassifier
 
 
@@ -34,7 +34,8 @@ def test_max_steps_stops_mid_epoch_validates_the_final_weights_and_sizes_the_sch
     torch.manual_seed(0)
     module = ImageClassifier(create_model("lenet5", num_classes=10, in_channels=3), num_classes=10,
                              optimizer=functools.partial(torch.optim.SGD, lr=0.01))
-    data = DataLoader(TensorDataset(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))), batch_size=8)  # 5 steps/epoch
+    # 5 steps/epoch
+    data = DataLoader(TensorDataset(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))), batch_size=8)
     seen = Seen()
     node = OmegaConf.create({"_target_": "lightning.Trainer", "accelerator": "cpu", "max_epochs": 4, "max_steps": 7,
                              "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,

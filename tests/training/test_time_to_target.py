@@ -20,8 +20,8 @@ def fit(target: float, *callbacks: L.Callback) -> tuple[L.Trainer, TimeToTarget]
                              optimizer=functools.partial(torch.optim.SGD, lr=0.01), num_classes=10)
     data = TensorDataset(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)))
     clock = TimeToTarget(monitor="val/acc", target=target)
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[clock, *callbacks])
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock, *callbacks])
     trainer.fit(module, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
     return trainer, clock
 
