@@ -38,7 +38,7 @@ from cli.commandline import (
     instantiate_trainer,
     log_to_file,
     name_sweep_runs,
-    resume_argv,
+    resume_config,
     user_errors_as_lines,
 )
 from cli.records import (
@@ -67,6 +67,8 @@ REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config, seeded; bad input fails here, before any download or training."""
+    if cfg.resume:  # the run's own config again, from its own overrides and those given now
+        resume_config(cfg)
     check_run(cfg, REQUIRED)  # before torch is imported: a bad seed, trainer.* or callbacks.* value answers in a second
     import lightning as L
 
@@ -178,5 +180,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, prepare=lambda argv: name_sweep_runs(resume_argv(argv), CONFIG_DIR),
+    entry_point(CONFIG_DIR, main, prepare=lambda argv: name_sweep_runs(argv, CONFIG_DIR),
                 config_name="train", required=REQUIRED)()

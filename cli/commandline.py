@@ -29,6 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import UserError
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
 from .resolvers import register_resolvers, remove_empty_run_dirs
 from .rundir import check_run_dir_arguments
 
@@ -102,6 +104,10 @@ def hydra_error_line(error: BaseException, hints: dict[str, str]) -> str | None:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     if isinstance(error, OverrideParseException):
+        key, _, value = error.override.partition("=")
+        if any(c in value for c in "=,") and not value.startswith(("'", '"')):  # a sweep run's dir: a=b,seed=1
+            return (f"{error.override!r}: a value holding '=' or ',' (a sweep run's dir) is quoted for Hydra; "
+                    f"in a shell: \"{key}='{value}'\"")
         return f"{error.override!r} is not a valid override ({error.message.splitlines()[0]}); write key=value"
     if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
         group, _, option = error.missing_cfg_file.rpartition("/")
@@ -209,39 +215,56 @@ def fail(text: str, status: int = 2) -> None:
     sys.exit(status)
 
 
-def resume_argv(argv: list[str]) -> list[str]:
-    """``resume=<run dir or checkpoint>`` -> the original run's overrides, then
-    the ones given now, then its run dir and checkpoint, so the resumed run
-    composes the same config and writes into the same dir (and TensorBoard run).
+def resume_config(cfg: DictConfig) -> None:
+    """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its own overrides and then the
+    ones given now, so the resumed run is the same run (Hydra has already put it in that run's dir:
+    ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and overrides, written to
+    .hydra/ and HPARAMS) becomes the resumed run's.
 
-    A run dir handed to us is data, not code: its checkpoint must load with
-    weights_only and store options only (cli/trust.py), and its overrides
-    may choose options and set plain values, never name code
-    (``check_untrusted_overrides``), unless the same override is typed again now."""
-    targets = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
-    if not targets or targets[-1] in ("", "null"):
-        return argv
+    A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
+    only (cli/trust.py), and its overrides may choose options and set plain values, never name code
+    (``check_untrusted_overrides``) nor where anything is written (``drop_stored_locations``), unless the
+    same override is typed again now."""
     import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
 
     from training.checkpoints import resume_target  # torch: only when resuming
 
     from .trust import stored_config
 
-    checkpoint, run_dir, loaded = resume_target(targets[-1])
+    checkpoint, run_dir, loaded = resume_target(cfg.resume)
     stored_config(loaded, str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
+    hydra_cfg = HydraConfig.get()
+    if Path(hydra_cfg.runtime.output_dir).resolve() != run_dir.resolve():
+        raise UserError(f"resume={cfg.resume!r} continues the run in its own dir {run_dir}; leave hydra.run.dir out")
     source = run_dir / ".hydra" / "overrides.yaml"
     try:
         original = yaml.safe_load(source.read_text()) or []
     except (OSError, yaml.YAMLError) as error:
         raise UserError(f"{source} is not readable ({message(error)}); resume needs the run's overrides") from None
-    keep = lambda a: not a.startswith(("resume=", "hydra.run.dir="))  # noqa: E731
-    original = [a for a in original if not isinstance(a, str) or keep(a)]
-    check_untrusted_overrides([a for a in original if a not in argv], str(source))
-    original = drop_stored_locations(original, argv, str(source))
-    # a sweep run's dir: optimizer=sgd,seed=1
-    quoted = lambda path: "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731
-    return (original + [a for a in argv if keep(a)]
-            + [f"hydra.run.dir={quoted(run_dir)}", f"resume={quoted(checkpoint)}"])
+    given = [a for a in OmegaConf.to_container(hydra_cfg.overrides.task) if not a.startswith("resume=")]
+    original = [a for a in original if not isinstance(a, str) or not a.startswith(("resume=", "hydra.run.dir="))]
+    check_untrusted_overrides([a for a in original if a not in given], str(source))
+    original = drop_stored_locations(original, given, str(source))
+    quoted = "'" + str(checkpoint).replace("\\", "\\\\").replace("'", "\\'") + "'"  # a sweep run's dir: a=b,seed=1
+    overrides = [*original, *given, f"resume={quoted}"]
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main
+        composed = compose(hydra_cfg.job.config_name, overrides=overrides, return_hydra_config=True)
+    else:  # a task function called on its own (tests)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            composed = compose(hydra_cfg.job.config_name or "train", overrides=overrides, return_hydra_config=True)
+    with read_write(hydra_cfg), open_dict(hydra_cfg):  # what .hydra/ and HPARAMS record: the resumed run's
+        hydra_cfg.runtime.choices = composed.hydra.runtime.choices
+        hydra_cfg.overrides.task = composed.hydra.overrides.task
+    with open_dict(cfg):
+        for key in list(cfg):
+            del cfg[key]
+        for key in composed:
+            if key != "hydra":  # as @hydra.main hands a config over
+                cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
 
 
 # the last part of a key that says where something is written or read from disk (callbacks.*.dirpath,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -63,6 +64,18 @@ def unique_dir(path: str) -> str:
         CREATED.append((candidate, made[-1] if made else candidate))
         return str(candidate)
     raise AssertionError("unreachable")
+
+
+def run_dir(resume: str | None, default: str) -> str:
+    """train.py's run dir (configs/train.yaml): for ``resume=<run dir or checkpoint>`` that run's own dir, the
+    folder above it holding .hydra/overrides.yaml (a resumed run continues where it was); otherwise
+    ``unique_dir(default)``, as is a resume target that is not in a run dir (train.py then says why)."""
+    if resume not in (None, ""):
+        path = Path(os.path.abspath(resume))
+        for folder in (path, *path.parents) if path.is_dir() else path.parents if path.is_file() else ():
+            if (folder / ".hydra" / "overrides.yaml").is_file():
+                return str(folder)
+    return unique_dir(default)
 
 
 def remove_empty_run_dirs() -> None:
@@ -116,6 +129,7 @@ def register_resolvers() -> None:
 
     OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
+    OmegaConf.register_new_resolver("run_dir", run_dir, replace=True, use_cache=True)  # train.yaml: resume's dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
     OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
     # evaluate.yaml's run dir: the model, before torch

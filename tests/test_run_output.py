@@ -108,7 +108,7 @@ def test_resume_with_another_max_epochs_under_a_run_length_schedule_is_refused(s
     sweep_dir, _ = sweep
     run_dir = sweep_dir / "optimizer=sgd"
     before = sorted(p.name for p in run_dir.rglob("*"))
-    result = run_script("train.py", f"resume={run_dir}", "trainer.max_epochs=3")
+    result = run_script("train.py", f"resume='{run_dir}'", "trainer.max_epochs=3")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: resume= with trainer.max_epochs=3: this run's learning-rate schedule is laid out for 1 epochs; resume "
@@ -143,7 +143,7 @@ def test_ckpt_path_starts_a_new_run_from_the_weights(sweep, tmp_path):
     new = json.loads((tmp_path / "metrics.json").read_text())
     assert new["val/loss"] == pytest.approx(old["val/loss"], abs=1e-5) and new["epochs"] == 1
     assert "epoch 1/1" in result.stdout  # a new run: epochs from 1, in its own dir
-    both = run_script("train.py", f"ckpt_path='{source}'", f"resume={source}")
+    both = run_script("train.py", f"ckpt_path='{source}'", f"resume='{source}'")
     assert both.returncode == 2 and both.stderr.strip().splitlines()[-1].startswith("error: give resume=")
 
 

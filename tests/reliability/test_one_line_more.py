@@ -61,6 +61,7 @@ def test_compare_tabulates_the_sweep_when_one_metrics_json_holds_an_out_of_range
 TRAIN_CASES = [
     (["model="], "model=: no model option given; valid: alexnet"),  # item 11
     (["model=null"], "model=null: this group cannot be left out"),
+    (["resume=/runs/optimizer=sgd,seed=1"], "a value holding '=' or ',' (a sweep run's dir) is quoted for Hydra"),
     (["data.data_dir=${oc.env:NOPE}"], "data.data_dir='${oc.env:NOPE}' does not resolve"),
     (["+trainer.foo=1"], "+trainer.foo=1: lightning.Trainer takes no argument 'foo'"),
     (["+optimizer.lrr=0.1"], "torch.optim.Adam takes no argument 'lrr' (did you mean lr?)"),
