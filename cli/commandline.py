@@ -29,10 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
 from .resolvers import register_resolvers, remove_empty_run_dirs
 from .rundir import check_run_dir_arguments
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # flags after which the command line is left to Hydra alone (help, printing the config, shell completion)
 HYDRA_FLAGS = ("-m", "--multirun")
@@ -216,10 +216,10 @@ def fail(text: str, status: int = 2) -> None:
 
 
 def resume_config(cfg: DictConfig) -> None:
-    """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its own overrides and then the
-    ones given now, so the resumed run is the same run (Hydra has already put it in that run's dir:
-    ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and overrides, written to
-    .hydra/ and HPARAMS) becomes the resumed run's.
+    """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its
+    own overrides and then the ones given now, so the resumed run is the same run (Hydra has already put it
+    in that run's dir: ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and
+    overrides, written to .hydra/ and HPARAMS) becomes the resumed run's.
 
     A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
     only (cli/trust.py), and its overrides may choose options and set plain values, never name code
