@@ -116,12 +116,12 @@ def hydra_error_line(error: BaseException, hints: dict[str, str]) -> str | None:
         return f"{group}={option!r} is not a {group} option{hint}; valid: {', '.join(error.options)}"
     if not isinstance(error, ConfigCompositionException):
         return None
-    root = lambda arg: re.split(r"[./@=]", arg.lstrip("+~"))[0]  # noqa: E731
-    hinted = next((arg for arg in sys.argv[1:] if root(arg) in hints), None)
-    if hinted is not None:  # evaluate.py model=...: a key this entry point takes from elsewhere
-        return f"{hinted}: {hints[root(hinted)]}"
     cause = error.__cause__
     key, node = getattr(cause, "full_key", None), getattr(cause, "parent_node", None)
+    root = lambda arg: re.split(r"[./@=]", arg.lstrip("+~"))[0]  # noqa: E731
+    hinted = next((arg for arg in sys.argv[1:] if root(arg) in hints and (not key or root(arg) == root(key))), None)
+    if hinted is not None:  # evaluate.py model=...: a key this entry point takes from elsewhere
+        return f"{hinted}: {hints[root(hinted)]}"
     if not key or not isinstance(node, DictConfig):
         return " ".join(str(error).split())  # Hydra's whole message, on one line
     parent, _, name = key.rpartition(".")

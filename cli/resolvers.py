@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from pathlib import Path
 
 import yaml
@@ -71,10 +70,12 @@ def run_dir(resume: str | None, default: str) -> str:
     folder above it holding .hydra/overrides.yaml (a resumed run continues where it was); otherwise
     ``unique_dir(default)``, as is a resume target that is not in a run dir (train.py then says why)."""
     if resume not in (None, ""):
-        path = Path(os.path.abspath(resume))
-        for folder in (path, *path.parents) if path.is_dir() else path.parents if path.is_file() else ():
-            if (folder / ".hydra" / "overrides.yaml").is_file():
-                return str(folder)
+        from training.checkpoints import run_dir_of  # torch: only when resuming, which loads a checkpoint anyway
+
+        try:
+            return str(run_dir_of(resume))
+        except UserError:
+            pass
     return unique_dir(default)
 
 
