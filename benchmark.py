@@ -29,8 +29,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import platform
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,9 +44,34 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from cli.validation import check_benchmark, check_run
+from cli.validation import check_run
 from core.files import write_text
-from core.hardware import cpu, cpu_has_amx_bf16
+from core.hardware import MAX_IMAGE_SIZE, cpu, cpu_has_amx_bf16
+
+
+def is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_benchmark(cfg: DictConfig) -> None:
+    """benchmark.py's settings whose bad value would fail deep inside a measurement, or allocate gigabytes
+    (``image_size=30000``), before anything runs: one line naming the value and what would be valid."""
+    def count(key: str, low: int, high: float = math.inf) -> None:
+        value = cfg[key]
+        if not (is_integer(value) and low <= value <= high):
+            raise UserError(f"{key}={value!r} is not valid: it must be an integer in [{low}, {high:g}]")
+
+    if cfg.threads is not None:
+        count("threads", 1, 4096)
+    if cfg.batch_sizes is not None and (not OmegaConf.is_list(cfg.batch_sizes) or not len(cfg.batch_sizes)
+                                        or not all(is_integer(b) and 1 <= b <= 65536 for b in cfg.batch_sizes)):
+        raise UserError(f"batch_sizes={cfg.batch_sizes!r} is not valid: it must be null or a list of integers "
+                        "in [1, 65536], e.g. [128]")
+    count("image_size", 8, MAX_IMAGE_SIZE)
+    for key, low in (("warmup", 0), ("steps", 1), ("repeats", 1), ("data_size", 1), ("workers", 0)):
+        count(key, low)
+    if not (isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)):
+        raise UserError(f"device={cfg.device!r} is not valid: it must be auto, cpu, cuda or cuda:<index>")
 
 
 def import_heavy() -> None:

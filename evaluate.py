@@ -10,7 +10,7 @@
 The model and data are rebuilt from the options stored in the checkpoint
 (``data.*`` here overrides them), through the model registry and the
 ``configs/data/`` options only: a checkpoint names options, never code
-(cli/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
+(reporting/trust.py); one that stores anything else is refused. Reports top-1 and top-5 accuracy,
 macro precision / recall / F1, per-class accuracy and the confusion matrix:
 printed, written as metrics.json and confusion_matrix.png into the run dir,
 and logged to TensorBoard. Checkpoints are opened with weights_only=True.
@@ -25,11 +25,11 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cli.commandline import UserError, entry_point, instantiate_trainer, log_to_file, user_errors_as_lines
-from cli.records import write_json
-from cli.rundir import claim_run_dir
-from cli.trust import build_datamodule, build_model, evaluation_data, stored_config
+from cli.commandline import UserError, entry_point, instantiate_trainer, user_errors_as_lines
 from cli.validation import check_run
+from core.files import log_to_file, write_json
+from core.rundir import claim_run_dir
+from reporting.trust import build_datamodule, build_model, evaluation_data, stored_config
 
 # torch, Lightning and the zoo are imported in the functions below: --help and a mistyped key answer before them
 
@@ -44,9 +44,9 @@ REQUIRED = {"ckpt_path": "python evaluate.py ckpt_path=<a .ckpt file or a run di
 def build_from_weights(cfg: DictConfig):
     """Shipped weights, a weights file with its card, or a community checkpoint (models.weights.COMMUNITY, its
     card written from what its project publishes): the model from the card, the test split normalized as it says."""
-    from cli.weights import card_datamodule
     from models import create_model
     from models.weights import find_card, is_community_file, read_card, read_community
+    from reporting.weights import card_datamodule
     from training.module import ImageClassifier
 
     if is_community_file(cfg.weights):
@@ -103,15 +103,18 @@ def make_trainer(cfg: DictConfig):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    from cli.weights import export
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only  # rank: RANK, LOCAL_RANK or SLURM_PROCID
+
     from core.figures import confusion_matrix_figure, confusion_matrix_text
     from core.files import save_figure
     from models.weights import read_card
+    from reporting.weights import export
     from training.checkpoints import run_dir_of
     from training.progress import metrics_table
 
     path, datamodule, module, trainer = build(cfg)
-    user_errors_as_lines(claim_run_dir)(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
+    # writable, no link inside, one run per run dir
+    user_errors_as_lines(claim_run_dir)(cfg.paths.output_dir, rank_zero_only.rank)
     log_to_file(cfg.paths.output_dir, "evaluate")
     trainer.test(module, datamodule=datamodule, verbose=cfg.verbose)
     results = module.test_results

@@ -25,8 +25,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cli.commandline import UserError, entry_point, user_errors_as_lines
-from cli.validation import MAX_IMAGE_SIZE, check_run
+from cli.validation import check_run
 from core.files import save_figure, write_text
+from core.hardware import MAX_IMAGE_SIZE
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -36,24 +36,24 @@ from cli.commandline import (
     instantiate_all,
     instantiate_part,
     instantiate_trainer,
-    log_to_file,
     name_sweep_runs,
+    record_failure,
     resume_config,
     user_errors_as_lines,
 )
-from cli.records import (
+from cli.resolvers import RESOLVERS
+from cli.validation import check_run
+from core.files import log_to_file
+from core.rundir import claim_run_dir
+from reporting.records import (
     flat_hparams,
     log_settings,
-    record_failure,
     run_status,
     save_run_config,
     write_manifest,
     write_metrics,
 )
-from cli.resolvers import RESOLVERS
-from cli.rundir import claim_run_dir
-from cli.trust import start_from
-from cli.validation import check_run
+from reporting.trust import start_from
 
 if TYPE_CHECKING:  # annotations only: torch and Lightning are imported after the command line is checked
     import lightning as L
@@ -113,6 +113,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
 def train(cfg: DictConfig) -> float | None:
     datamodule, module, trainer = build(cfg)
     import torch
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only  # rank: RANK, LOCAL_RANK or SLURM_PROCID
 
     from analysis.introspection import count_parameters_and_macs
     from core.files import WriteError
@@ -120,7 +121,7 @@ def train(cfg: DictConfig) -> float | None:
     from training.performance import precision_line
     from training.progress import metrics_table, model_line
 
-    claim_run_dir(cfg.paths.output_dir)  # writable, no link inside, one run per run dir
+    claim_run_dir(cfg.paths.output_dir, rank_zero_only.rank)  # writable, no link inside, one run per run dir
     log_to_file(cfg.paths.output_dir, HydraConfig.get().job.name)
     save_run_config(cfg)
     write_manifest(cfg)

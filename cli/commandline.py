@@ -28,9 +28,11 @@ from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import UserError
+from core.files import remove_empty_run_dirs
+from core.rundir import check_run_dir_arguments
+from reporting.trust import parse_overrides
 
-from .resolvers import register_resolvers, remove_empty_run_dirs
-from .rundir import check_run_dir_arguments
+from .resolvers import register_resolvers
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -133,19 +135,6 @@ def hydra_error_line(error: BaseException, hints: dict[str, str]) -> str | None:
     return f"{given}: {where}{did}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}"
 
 
-def parse_overrides(overrides: list[str]) -> list:
-    """Hydra's parse of each override; a malformed one is named."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser, parsed = OverridesParser.create(), []
-    for arg in overrides:
-        try:
-            parsed += parser.parse_overrides([arg])
-        except HydraException as error:  # OverrideParseException: Hydra's grammar, a user's typo
-            raise UserError(f"{arg!r} is not a valid override ({message(error)}); write key=value") from None
-    return parsed
-
-
 def concrete_variants(parsed: list, limit: int = 32) -> list[list[str]]:
     """Command lines without sweeps that together use every swept value once: the
     first value of every sweep, then each other value of one sweep at a time.
@@ -215,6 +204,28 @@ def fail(text: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
+    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
+    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
+    ``SweepSummary`` names every failed run once the sweep is done."""
+    import traceback
+
+    from reporting.records import save_run_config, write_metrics
+    from training.callbacks import DivergenceError
+    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
+    diverged = isinstance(cause, DivergenceError)
+    reason = message(cause) if is_user_error(cause) or diverged else f"{type(cause).__name__}: {message(cause)}"
+    if diverged:
+        print(f"error: {reason}", file=sys.stderr)
+    elif not isinstance(error, SystemExit) and not is_user_error(cause):
+        traceback.print_exception(cause)  # a bug: its traceback, once
+    elif not isinstance(error, SystemExit):
+        print(f"error: {reason}", file=sys.stderr)
+    save_run_config(cfg)
+    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
+
+
 def resume_config(cfg: DictConfig) -> None:
     """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its
     own overrides and then the ones given now, so the resumed run is the same run (Hydra has already put it
@@ -222,7 +233,7 @@ def resume_config(cfg: DictConfig) -> None:
     overrides, written to .hydra/ and HPARAMS) becomes the resumed run's.
 
     A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
-    only (cli/trust.py), and its overrides may choose options and set plain values, never name code
+    only (reporting/trust.py), and its overrides may choose options and set plain values, never name code
     (``check_untrusted_overrides``) nor where anything is written (``drop_stored_locations``), unless the
     same override is typed again now."""
     import yaml
@@ -231,9 +242,8 @@ def resume_config(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
+    from reporting.trust import check_untrusted_overrides, drop_stored_locations, stored_config
     from training.checkpoints import resume_target  # torch: only when resuming
-
-    from .trust import stored_config
 
     checkpoint, run_dir, loaded = resume_target(cfg.resume)
     stored_config(loaded, str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
@@ -265,32 +275,6 @@ def resume_config(cfg: DictConfig) -> None:
         for key in composed:
             if key != "hydra":  # as @hydra.main hands a config over
                 cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
-
-
-# the last part of a key that says where something is written or read from disk (callbacks.*.dirpath,
-# logger.*.save_dir, trainer.default_root_dir, ...); with paths.* and logger.*.name / version / sub_dir
-# (folders below save_dir)
-LOCATION_KEYS = ("dirpath", "filename", "save_dir", "data_dir", "root_dir", "output_dir", "log_dir", "default_root_dir",
-                 "dir")
-
-
-def names_a_location(key: str) -> bool:
-    parts = key.split(".")
-    return (parts[0] == "paths" or parts[-1] in LOCATION_KEYS
-            or (parts[0] == "logger" and len(parts) > 2 and parts[-1] in ("name", "version", "sub_dir")))
-
-
-def drop_stored_locations(overrides: list[str], argv: list[str], source: str) -> list[str]:
-    """A run dir's overrides without those that choose where anything is written (``paths.output_dir=``,
-    ``callbacks.*.dirpath=``, ``logger.*.save_dir=``, ``data.data_dir=``, ...): a resumed run writes into
-    its own dir and takes its data and cache dirs from the command line. One line names what is ignored
-    (typed again on the command line, such an override is the user's and kept)."""
-    parsed = parse_overrides(overrides)
-    ignored = [o.input_line for o in parsed if names_a_location(o.key_or_group) and o.input_line not in argv]
-    if ignored:
-        print(f"note: {source}: ignored {', '.join(ignored)}: a run dir does not choose where anything is written "
-              "(give it on the command line to use it)", file=sys.stderr)
-    return [o for o in overrides if o not in ignored]
 
 
 HELP_FLAGS = ("--help", "-h")
@@ -383,20 +367,6 @@ def user_errors_as_lines(function: Callable) -> Callable:
     return wrapper
 
 
-def log_to_file(output_dir: str | Path, name: str) -> None:
-    """Log into ``<run dir>/<name>.log`` from now on, as Hydra's file handler would have from the start
-    (hydra/default.yaml leaves it out until the run is valid); once per process."""
-    import logging
-
-    path = Path(output_dir) / f"{name}.log"
-    root = logging.getLogger()
-    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
-        return
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    root.addHandler(handler)
-
-
 def instantiate_part(node: DictConfig, key: str, **kwargs):
     """A part built from the config node at ``key``; a bad value its constructor refuses (the one place that rule
     lives) is named by its full key: the model's "dropout must be ..." reads "model.dropout must be ..." here."""
@@ -451,24 +421,3 @@ def instantiate_trainer(node: DictConfig, **kwargs):
             raise UserError(f"trainer.accelerator={node.get('accelerator')!r}: this machine has no GPU "
                             f"(Lightning: {text}); run on the CPU with trainer=cpu") from None
         raise UserError(f"trainer: {text}") from None
-
-
-def check_untrusted_overrides(overrides: list, source: str) -> None:
-    """Overrides read from a file someone handed us (a run dir's .hydra/overrides.yaml) may choose
-    options and set values, never name code: no ``hydra.*`` keys, no ``_target_``-like keys, values
-    plain (no dicts, no ``${...}`` interpolations or resolvers, no sweeps); then they pass the same
-    checks as a command line."""
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise UserError(f"{source} is not a list of key=value overrides")
-    for override in parse_overrides(overrides):
-        text = override.input_line
-        key = override.key_or_group
-        value = None if override.is_delete() else override.value()
-        plain = [value] if not isinstance(value, list) else value
-        if key.split("/")[0].split(".")[0] == "hydra" or any(p.startswith("_") for p in re.split(r"[./@]", key)):
-            raise UserError(f"{source}: {text!r} sets {key}, which a run dir may not set (refused: a run dir names "
-                            "options, not code)")
-        if override.is_sweep_override() or not all(v is None or isinstance(v, (str, int, float, bool)) for v in plain):
-            raise UserError(f"{source}: {text!r} is not a plain value (refused: a run dir names options, not code)")
-        if any(isinstance(v, str) and "${" in v for v in plain):
-            raise UserError(f"{source}: {text!r} holds an interpolation (refused: a run dir names options, not code)")

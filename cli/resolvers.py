@@ -2,7 +2,7 @@
 
 ``configs/hydra/default.yaml`` names run and sweep dirs with ``unique_dir`` and
 ``run_dirname``; ``trainer=gpu_sweep`` picks its device with ``device_slot``
-(cli/device_slots.py). Every entry point calls ``register_resolvers()`` (through
+(core/device_slots.py). Every entry point calls ``register_resolvers()`` (through
 ``cli.commandline.entry_point``) before Hydra composes. A parallel sweep runs the
 task function in joblib's worker processes, which never run the entry point: there
 Hydra resolves the run's dir before calling the function, so a task function that
@@ -11,8 +11,6 @@ names ``RESOLVERS`` carries them along, and unpickling it in a worker registers 
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 from pathlib import Path
 
@@ -20,49 +18,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from core.errors import UserError
-from core.files import safe_name
+from core.files import run_dirname, safe_name, unique_dir
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-def run_dirname(overrides: str, max_bytes: int = 200) -> str:
-    """A sweep run's folder name: its overrides (Hydra's ``override_dirname``),
-    made safe to be one folder. A ``/`` in a value (``data.root=../images``)
-    would nest folders, or with ``..`` put the run outside its sweep dir, so
-    it becomes ``_``; a name longer than ``max_bytes`` (file systems allow 255)
-    is cut and given a hash of the whole, so that runs stay apart."""
-    name = overrides.replace("/", "_").replace("\\", "_") or "run"
-    if len(name.encode()) > max_bytes:
-        digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
-        name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
-    return name
-
-
-CREATED: list[tuple[Path, Path]] = []  # (run dir, the topmost folder made for it) this process created: unique_dir
-
-
-def unique_dir(path: str) -> str:
-    """``path``, created now and so this process's alone; if another process created it
-    first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
-    exclusive, so two runs never share a dir. Cached in the config by OmegaConf
-    (``use_cache``), so every later read of the run or sweep dir gives the same answer.
-    Recorded in ``CREATED``: a command that fails its checks or only prints leaves it empty, and
-    the entry point removes it again (``remove_empty_run_dirs``)."""
-    for n in itertools.count(1):
-        candidate = Path(path if n == 1 else f"{path}_{n}")
-        made = [folder for folder in (candidate, *candidate.parents) if not folder.exists()]
-        try:
-            candidate.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            if candidate.is_dir() or not candidate.parent.is_dir():
-                continue
-            raise UserError(f"cannot create the run dir {candidate}: a file of that name is in the way") from None
-        except OSError as error:  # a read-only file system, no permission
-            raise UserError(f"cannot create the run dir {candidate}: {error.strerror}; "
-                            "run from a writable folder or give hydra.run.dir=<a writable folder>") from None
-        CREATED.append((candidate, made[-1] if made else candidate))
-        return str(candidate)
-    raise AssertionError("unreachable")
 
 
 def run_dir(resume: str | None, default: str) -> str:
@@ -77,20 +35,6 @@ def run_dir(resume: str | None, default: str) -> str:
         except UserError:
             pass
     return unique_dir(default)
-
-
-def remove_empty_run_dirs() -> None:
-    """The run dirs ``unique_dir`` created that are still empty (the command failed its checks, or only
-    printed), and the folders made for them (``outputs/``) if empty too: a failed command leaves nothing."""
-    while CREATED:
-        folder, top = CREATED.pop()
-        for candidate in (folder, *folder.parents):
-            try:
-                candidate.rmdir()  # only ever an empty folder
-            except OSError:
-                break
-            if candidate == top:
-                break
 
 
 def model_of(ckpt_path: str | None, weights: str | None) -> str:
@@ -126,7 +70,7 @@ def sweep_run() -> str:
 
 
 def register_resolvers() -> None:
-    from .device_slots import device_slot
+    from core.device_slots import device_slot
 
     OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir

@@ -23,11 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from core.errors import UserError
+from core.hardware import MAX_IMAGE_SIZE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-MAX_IMAGE_SIZE = 1024  # pixels a side: above it one feature map of a CIFAR-stem network alone needs gigabytes
 # what train.py can return to a sweeper: validation and training metrics (test is never a selection criterion)
 OPTIMIZED = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc", "time_to_target_s")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",  # named in the message
@@ -137,27 +137,6 @@ def check_interpolations(cfg: DictConfig, path: str = "") -> None:
                     raise UserError(f"{name}={node._value()!r} does not resolve: {text}") from None
         elif isinstance(node, (DictConfig, ListConfig)) and not node._is_none() and not node._is_missing():
             check_interpolations(node, name)
-
-
-def check_benchmark(cfg: DictConfig) -> None:
-    """benchmark.py's settings whose bad value would fail deep inside a measurement, or allocate gigabytes
-    (``image_size=30000``), before anything runs: one line naming the value and what would be valid."""
-    def count(key: str, low: int, high: float = math.inf) -> None:
-        value = cfg[key]
-        if not (_integer(value) and low <= value <= high):
-            raise UserError(f"{key}={value!r} is not valid: it must be an integer in [{low}, {high:g}]")
-
-    if cfg.threads is not None:
-        count("threads", 1, 4096)
-    if cfg.batch_sizes is not None and (not OmegaConf.is_list(cfg.batch_sizes) or not len(cfg.batch_sizes)
-                                        or not all(_integer(b) and 1 <= b <= 65536 for b in cfg.batch_sizes)):
-        raise UserError(f"batch_sizes={cfg.batch_sizes!r} is not valid: it must be null or a list of integers "
-                        "in [1, 65536], e.g. [128]")
-    count("image_size", 8, MAX_IMAGE_SIZE)
-    for key, low in (("warmup", 0), ("steps", 1), ("repeats", 1), ("data_size", 1), ("workers", 0)):
-        count(key, low)
-    if not (isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device)):
-        raise UserError(f"device={cfg.device!r} is not valid: it must be auto, cpu, cuda or cuda:<index>")
 
 
 def missing_keys(node, path: str = "") -> list[str]:

@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -219,3 +222,69 @@ def hold_run_dir(folder: Path) -> None:
     for other in list(_held):  # this process's earlier run is over
         os.close(_held.pop(other))
     _held[key] = fd
+
+
+def run_dirname(overrides: str, max_bytes: int = 200) -> str:
+    """A sweep run's folder name: its overrides (Hydra's ``override_dirname``),
+    made safe to be one folder. A ``/`` in a value (``data.root=../images``)
+    would nest folders, or with ``..`` put the run outside its sweep dir, so
+    it becomes ``_``; a name longer than ``max_bytes`` (file systems allow 255)
+    is cut and given a hash of the whole, so that runs stay apart."""
+    name = overrides.replace("/", "_").replace("\\", "_") or "run"
+    if len(name.encode()) > max_bytes:
+        digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+        name = name.encode()[:max_bytes - 11].decode(errors="ignore") + "-" + digest
+    return name
+
+
+CREATED: list[tuple[Path, Path]] = []  # (run dir, the topmost folder made for it) this process created: unique_dir
+
+
+def unique_dir(path: str) -> str:
+    """``path``, created now and so this process's alone; if another process created it
+    first (two runs started in the same second), ``path_2``, ``path_3``, ...: creation is
+    exclusive, so two runs never share a dir. Cached in the config by OmegaConf
+    (``use_cache``), so every later read of the run or sweep dir gives the same answer.
+    Recorded in ``CREATED``: a command that fails its checks or only prints leaves it empty, and
+    the entry point removes it again (``remove_empty_run_dirs``)."""
+    for n in itertools.count(1):
+        candidate = Path(path if n == 1 else f"{path}_{n}")
+        made = [folder for folder in (candidate, *candidate.parents) if not folder.exists()]
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            if candidate.is_dir() or not candidate.parent.is_dir():
+                continue
+            raise UserError(f"cannot create the run dir {candidate}: a file of that name is in the way") from None
+        except OSError as error:  # a read-only file system, no permission
+            raise UserError(f"cannot create the run dir {candidate}: {error.strerror}; "
+                            "run from a writable folder or give hydra.run.dir=<a writable folder>") from None
+        CREATED.append((candidate, made[-1] if made else candidate))
+        return str(candidate)
+    raise AssertionError("unreachable")
+
+
+def remove_empty_run_dirs() -> None:
+    """The run dirs ``unique_dir`` created that are still empty (the command failed its checks, or only
+    printed), and the folders made for them (``outputs/``) if empty too: a failed command leaves nothing."""
+    while CREATED:
+        folder, top = CREATED.pop()
+        for candidate in (folder, *folder.parents):
+            try:
+                candidate.rmdir()  # only ever an empty folder
+            except OSError:
+                break
+            if candidate == top:
+                break
+
+
+def log_to_file(output_dir: str | Path, name: str) -> None:
+    """Log into ``<run dir>/<name>.log`` from now on, as Hydra's file handler would have from the start
+    (hydra/default.yaml leaves it out until the run is valid); once per process."""
+    path = Path(output_dir) / f"{name}.log"
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)

@@ -13,6 +13,9 @@ from pathlib import Path
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products in hardware
 AMX_BF16 = "amx_bf16"  # Intel's AMX tile matrix unit for bf16 (Sapphire Rapids and later): where bf16 autocast pays
 AMX_BF16_FLOPS_PER_CYCLE = 1024  # per core: Intel's figure for AMX-BF16 (1,024 bf16 operations per cycle)
+# pixels a side of an input image: above it one feature map of a CIFAR-stem network alone needs gigabytes, so
+# data.image_size, summarize.py input_size, benchmark.py image_size and a card's image size are refused beyond it
+MAX_IMAGE_SIZE = 1024
 REPORTED_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "asimd", "sve")
 
 

@@ -25,12 +25,13 @@ RULES = {
     # matplotlib: drawn lazily, never a backend switch
     "training": ({"torch", "lightning", "torchmetrics", "numpy", "core", "models", "training"}, {"matplotlib"}),
     "analysis": ({"torch", "core", "models", "analysis"}, set()),
-    "reporting": ({"torch", "lightning", "numpy", "yaml", "matplotlib", "tensorboard",
+    # hydra and omegaconf: a run dir is Hydra's record (.hydra/, its override grammar) and a run's records read
+    # HydraConfig; tensorboard's protos where a run writes its HPARAMS session (reporting/records.py)
+    "reporting": ({"torch", "lightning", "numpy", "yaml", "matplotlib", "tensorboard", "hydra", "omegaconf",
                    "core", "models", "datamodules", "training", "analysis", "reporting"}, set()),
-    # torch and Lightning only once the command line is checked: `train.py --help` starts in a second;
-    # tensorboard's protos only where a run writes its HPARAMS session (cli/records.py)
+    # torch and Lightning only once the command line is checked: `train.py --help` starts in a second
     "cli": ({"hydra", "omegaconf", "yaml", "core", "models", "datamodules", "training", "analysis", "reporting", "cli"},
-            {"torch", "lightning", "tensorboard"}),
+            {"torch", "lightning"}),
 }
 
 

@@ -215,8 +215,8 @@ def test_the_full_windows_commands_are_accepted_as_typed(images, tmp_path, monke
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from benchmark import check_benchmark
     from cli.commandline import check_sweep
-    from cli.validation import check_benchmark
     from reporting.window import Window
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -127,7 +127,8 @@ def test_tensorboard_hparams_lists_every_run_with_its_swept_values_and_final_met
         swept = dict(o.split("=") for o in overrides)
         assert hparams["optimizer"] == swept["optimizer"] and hparams["seed"] == int(swept["seed"])
         assert hparams["model"] == "lenet5" and hparams["optimizer.lr"] > 0
-        assert "_hparams_/experiment" not in content  # TensorBoard builds the columns from every run (cli/records.py)
+        # TensorBoard builds the columns from every run (reporting/records.py)
+        assert "_hparams_/experiment" not in content
         written = json.loads((run_dir / "metrics.json").read_text())  # the metric columns: each curve's last value
         for tag, key in (("val/acc_best", "val/acc_best"), ("x_test/acc", "test/acc")):  # training/loggers.py
             assert events.Scalars(tag)[-1].value == pytest.approx(written[key])
@@ -212,7 +213,7 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
 
 
 def test_a_run_dir_name_is_one_folder_of_bounded_length():
-    from cli.resolvers import run_dirname
+    from core.files import run_dirname
 
     assert run_dirname("data.root=/a/b,model=lenet5") == "data.root=_a_b,model=lenet5"
     long_a, long_b = "x=" + "1" * 300 + ",seed=1", "x=" + "1" * 300 + ",seed=2"

@@ -17,12 +17,12 @@ import pytest
 import torch
 import torchvision
 
-from cli.weights import card_datamodule
-from cli.weights import test_accuracy as accuracy_on_test_split  # (a test_* name would be collected)
 from helpers import ROOT, final_metrics, run_script
 from models import create_model
 from models import weights as weights_module
 from models.weights import WeightsError, read_card, sha256, shipped
+from reporting.weights import card_datamodule
+from reporting.weights import test_accuracy as accuracy_on_test_split  # (a test_* name would be collected)
 
 CARDS = sorted(shipped().items())
 
@@ -57,7 +57,7 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
 
 
 def test_a_card_records_its_recipe_without_the_training_machines_paths():
-    from cli.weights import portable
+    from reporting.weights import portable
 
     command = shlex.split("python train.py experiment=x data.root=/work/data/cifar10-jpeg paths.data_dir=/work/cache "
                           "hydra.run.dir=/work/runs/out/x 'ckpt_path=/w/multirun/t/optimizer=sgd' data.root=rel/dir")

@@ -8,7 +8,7 @@ upgrade that changes it fails there first, by name, instead of somewhere downstr
 Where the zoo departs from Lightning's defaults through its public API, and so not here:
 ``training/loggers.py`` (the loggers' ``log_metrics`` and ``experiment``), ``training/callbacks.py``
 (``Checkpoint``'s ``state_key`` and ``format_checkpoint_name``, callback hooks, ``pl_module.log``),
-``training/checkpoints.py`` (a ``CheckpointIO`` plugin), ``cli/records.py`` (HPARAMS written through the
+``training/checkpoints.py`` (a ``CheckpointIO`` plugin), ``reporting/records.py`` (HPARAMS written through the
 TensorBoard logger's ``experiment``, the writer Lightning hands out for what its ``log_hyperparams`` does
 otherwise).
 """

@@ -45,7 +45,7 @@ def test_resume_ignores_stored_overrides_that_name_where_to_write(unfinished_run
 
 
 def test_a_location_typed_again_on_the_command_line_is_the_user_s(unfinished_run, tmp_path, capsys):
-    from cli.commandline import drop_stored_locations
+    from reporting.trust import drop_stored_locations
 
     stored = ["experiment=smoke", f"paths.data_dir={tmp_path}", "callbacks.model_checkpoint.dirpath=/x"]
     kept = drop_stored_locations(stored, [f"paths.data_dir={tmp_path}"], "overrides.yaml")
@@ -74,7 +74,7 @@ def test_evaluate_names_its_run_dir_from_a_sanitized_model_name(name, tiny_run, 
 
 def test_evaluate_takes_data_dir_from_the_command_line_never_from_the_checkpoint(tmp_path):
     """Item 5: a stored data_dir chose where evaluate wrote its image cache or tried a download."""
-    from cli.trust import evaluation_data
+    from reporting.trust import evaluation_data
 
     stored = {"data": {"_target_": "datamodules.DigitsDataModule", "data_dir": str(tmp_path / "elsewhere"),
                        "batch_size": 8}}

@@ -39,7 +39,7 @@ def test_exporting_a_digits_run_leaves_the_shipped_cifar10_weights_byte_identica
 
 
 def test_weights_of_another_run_are_replaced_only_with_force(tiny_run, tmp_path, capsys):
-    from cli.weights import export
+    from reporting.weights import export
 
     folder = tmp_path / "weights"
     first = export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
@@ -57,8 +57,8 @@ def test_weights_of_another_run_are_replaced_only_with_force(tiny_run, tmp_path,
 
 @pytest.mark.parametrize("fails_at", ["measuring", "moving the card in"])
 def test_a_failure_half_way_leaves_the_weights_folder_byte_identical(fails_at, tiny_run, tmp_path, monkeypatch):
-    import cli.weights
-    from cli.weights import export
+    import reporting.weights
+    from reporting.weights import export
 
     folder = tmp_path / "weights"
     export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))
@@ -67,17 +67,18 @@ def test_a_failure_half_way_leaves_the_weights_folder_byte_identical(fails_at, t
     (folder / "lenet5-digits.json").write_text(json.dumps(card))
     before = digest(folder)
     if fails_at == "measuring":
-        monkeypatch.setattr(cli.weights, "test_accuracy", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        monkeypatch.setattr(reporting.weights, "test_accuracy",
+                            lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
         error = RuntimeError
     else:
-        real = cli.weights.os.replace
+        real = reporting.weights.os.replace
 
         def replace(source, target):
             if str(target).endswith(".json") and "weights" in str(target) and ".export-" not in str(target):
                 raise OSError(28, "No space left on device")
             return real(source, target)
 
-        monkeypatch.setattr(cli.weights.os, "replace", replace)
+        monkeypatch.setattr(reporting.weights.os, "replace", replace)
         error = ValueError  # WriteError: one line
     with pytest.raises(error):
         export(tiny_run[0], folder, data_dir=str(tmp_path / "data"))

@@ -114,7 +114,7 @@ def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, over
 
 
 def test_a_clean_checkpoint_still_rebuilds_through_the_registries(tiny_run):
-    from cli.trust import build_datamodule, build_model, stored_config
+    from reporting.trust import build_datamodule, build_model, stored_config
 
     source, _ = tiny_run
     checkpoint = torch.load(source / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -376,7 +376,7 @@ def test_compare_marks_a_run_with_a_truncated_metrics_json_and_tabulates_the_res
 
 
 def test_two_runs_resolving_the_same_dir_name_get_two_dirs(tmp_path):
-    from cli.resolvers import unique_dir
+    from core.files import unique_dir
 
     name = str(tmp_path / "outputs" / "2026-01-01_00-00-00_lenet5_digits")
     assert unique_dir(name) == name and unique_dir(name) == name + "_2" and unique_dir(name) == name + "_3"

@@ -135,30 +135,6 @@ def run_status(cfg: DictConfig, metrics: dict) -> str:
     return "debug" if cfg.trainer.get("fast_dev_run") or cfg.trainer.get("overfit_batches") else "completed"
 
 
-def record_failure(cfg: DictConfig, error: BaseException) -> None:
-    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
-    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
-    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
-    ``SweepSummary`` names every failed run once the sweep is done."""
-    import traceback
-
-    from training.callbacks import DivergenceError
-
-    from .commandline import is_user_error, message
-
-    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
-    diverged = isinstance(cause, DivergenceError)
-    reason = message(cause) if is_user_error(cause) or diverged else f"{type(cause).__name__}: {message(cause)}"
-    if diverged:
-        print(f"error: {reason}", file=sys.stderr)
-    elif not isinstance(error, SystemExit) and not is_user_error(cause):
-        traceback.print_exception(cause)  # a bug: its traceback, once
-    elif not isinstance(error, SystemExit):
-        print(f"error: {reason}", file=sys.stderr)
-    save_run_config(cfg)
-    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
-
-
 class SweepSummary(Callback):
     """After a sweep (``-m``): one line per run that did not complete, read back from the runs' metrics.json,
     and exit status 1 when there was one (configs/hydra/default.yaml names it in ``hydra.callbacks``)."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from cli.device_slots import claim_device
+from core.device_slots import claim_device
 from helpers import ROOT, run_script
 
 

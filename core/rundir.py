@@ -33,16 +33,14 @@ def check_run_dir(folder: str | Path, what: str = "run dir") -> None:
                         "(hydra.run.dir=<folder>)")
 
 
-def claim_run_dir(folder: str | Path) -> None:
-    """Before a run's first write into ``folder``: writable, no link inside, this process's alone (rank 0
+def claim_run_dir(folder: str | Path, rank: int = 0) -> None:
+    """Before a run's first write into ``folder``: writable, no link inside, this process's alone (``rank`` 0
     of a multi-process run takes the lock; the processes Lightning starts for the other ranks share it)."""
     folder = Path(folder)
     check_run_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
     refuse_links_inside(folder)
-    from lightning.pytorch.utilities.rank_zero import rank_zero_only  # its rank: from RANK, LOCAL_RANK, SLURM_PROCID
-
-    if getattr(rank_zero_only, "rank", 0) == 0:
+    if rank == 0:
         hold_run_dir(folder)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
+from core.hardware import MAX_IMAGE_SIZE
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
 from models import create_model
@@ -38,7 +39,6 @@ from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read
 from training.checkpoints import load_checkpoint, resolve_checkpoint
 
 from .trust import build_datamodule, model_spec, stored_config
-from .validation import MAX_IMAGE_SIZE
 
 # a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
 KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "

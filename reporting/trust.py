@@ -19,15 +19,14 @@ Nothing stored is ever passed to ``hydra.utils.instantiate``.
 from __future__ import annotations
 
 import functools
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
 
 from core.errors import UserError
-
-from .validation import check_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PLAIN = (str, int, float, bool, type(None))
@@ -128,7 +127,7 @@ def model_spec(config: dict, source: str) -> tuple[str, dict]:
         if key not in valid:
             raise UserError(f"{source}: its stored config.model.{key} is not an option of {name}; valid: "
                             f"{', '.join(valid)}")
-    check_config(OmegaConf.create({"model": plain(node, source, "config.model")}))
+    plain(node, source, "config.model")  # its values are checked by the builder, as a command line's are
     return name, node
 
 
@@ -150,7 +149,6 @@ def data_spec(config: dict, source: str, replace: dict | None = None) -> tuple[s
             raise UserError(f"{source}: its stored config.data.{key} is not a key of data={name}; "
                             f"valid: {', '.join(k for k in option if not k.startswith('_'))}")
     values = {**plain(node, source, "config.data"), **(replace or {})}
-    check_config(OmegaConf.create({"data": values}))
     return name, option["_target_"], values
 
 
@@ -242,3 +240,65 @@ def fine_tune_line(path: Path, checkpoint: dict) -> str:
     when = f" (epoch {epoch + 1}, step {checkpoint.get('global_step')})" if isinstance(epoch, int) else ""
     return (f"fine-tune: weights from {path}{when}; a fresh optimizer and learning-rate schedule from epoch 1, "
             f"in a new run dir (resume=<that run dir> continues that run instead)")
+
+
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's parse of each override; a malformed one is named."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, parsed = OverridesParser.create(), []
+    for arg in overrides:
+        try:
+            parsed += parser.parse_overrides([arg])
+        except HydraException as error:  # OverrideParseException: Hydra's grammar, a user's typo
+            first = str(error).strip().splitlines()[0]
+            raise UserError(f"{arg!r} is not a valid override ({first}); write key=value") from None
+    return parsed
+
+
+# the last part of a key that says where something is written or read from disk (callbacks.*.dirpath,
+# logger.*.save_dir, trainer.default_root_dir, ...); with paths.* and logger.*.name / version / sub_dir
+# (folders below save_dir)
+LOCATION_KEYS = ("dirpath", "filename", "save_dir", "data_dir", "root_dir", "output_dir", "log_dir", "default_root_dir",
+                 "dir")
+
+
+def names_a_location(key: str) -> bool:
+    parts = key.split(".")
+    return (parts[0] == "paths" or parts[-1] in LOCATION_KEYS
+            or (parts[0] == "logger" and len(parts) > 2 and parts[-1] in ("name", "version", "sub_dir")))
+
+
+def drop_stored_locations(overrides: list[str], argv: list[str], source: str) -> list[str]:
+    """A run dir's overrides without those that choose where anything is written (``paths.output_dir=``,
+    ``callbacks.*.dirpath=``, ``logger.*.save_dir=``, ``data.data_dir=``, ...): a resumed run writes into
+    its own dir and takes its data and cache dirs from the command line. One line names what is ignored
+    (typed again on the command line, such an override is the user's and kept)."""
+    parsed = parse_overrides(overrides)
+    ignored = [o.input_line for o in parsed if names_a_location(o.key_or_group) and o.input_line not in argv]
+    if ignored:
+        print(f"note: {source}: ignored {', '.join(ignored)}: a run dir does not choose where anything is written "
+              "(give it on the command line to use it)", file=sys.stderr)
+    return [o for o in overrides if o not in ignored]
+
+
+def check_untrusted_overrides(overrides: list, source: str) -> None:
+    """Overrides read from a file someone handed us (a run dir's .hydra/overrides.yaml) may choose
+    options and set values, never name code: no ``hydra.*`` keys, no ``_target_``-like keys, values
+    plain (no dicts, no ``${...}`` interpolations or resolvers, no sweeps); then they pass the same
+    checks as a command line."""
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"{source} is not a list of key=value overrides")
+    for override in parse_overrides(overrides):
+        text = override.input_line
+        key = override.key_or_group
+        value = None if override.is_delete() else override.value()
+        plain = [value] if not isinstance(value, list) else value
+        if key.split("/")[0].split(".")[0] == "hydra" or any(p.startswith("_") for p in re.split(r"[./@]", key)):
+            raise UserError(f"{source}: {text!r} sets {key}, which a run dir may not set (refused: a run dir names "
+                            "options, not code)")
+        if override.is_sweep_override() or not all(v is None or isinstance(v, (str, int, float, bool)) for v in plain):
+            raise UserError(f"{source}: {text!r} is not a plain value (refused: a run dir names options, not code)")
+        if any(isinstance(v, str) and "${" in v for v in plain):
+            raise UserError(f"{source}: {text!r} holds an interpolation (refused: a run dir names options, not code)")
