@@ -36,7 +36,6 @@ from cli.commandline import (
     instantiate_all,
     instantiate_part,
     instantiate_trainer,
-    name_sweep_runs,
     record_failure,
     resume_config,
     user_errors_as_lines,
@@ -181,5 +180,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    entry_point(CONFIG_DIR, main, prepare=lambda argv: name_sweep_runs(argv, CONFIG_DIR),
-                config_name="train", required=REQUIRED)()
+    entry_point(CONFIG_DIR, main, config_name="train", required=REQUIRED)()

@@ -176,29 +176,6 @@ def check_sweep(argv: list[str], config_dir: Path, config_name: str, required: d
         GlobalHydra.instance().clear()
 
 
-def name_sweep_runs(argv: list[str], config_dir: Path) -> list[str]:
-    """In a sweep, name each run (its folder, its TensorBoard run) by what sets it apart: the overrides
-    that every run shares (``experiment=smoke``, ``trainer.max_epochs=1``) join Hydra's
-    ``override_dirname`` exclusions, so that a trial is ``model=lenet5,optimizer=sgd`` rather than
-    ``experiment=smoke,model=lenet5,...`` cut short. Each run's .hydra/overrides.yaml keeps them all.
-    An explicit ``hydra.job.config.override_dirname.exclude_keys=`` is left alone."""
-    import yaml
-
-    key = "hydra.job.config.override_dirname.exclude_keys"
-    sweep = any(a in HYDRA_FLAGS for a in argv) or any(a.startswith("hparams_search=") and a != "hparams_search=null"
-                                                      for a in argv)
-    if not sweep or any(a.lstrip("+~").startswith(key) for a in argv) or any(a.startswith("-") and a not in HYDRA_FLAGS
-                                                                              for a in argv):
-        return argv
-    shared = [o.key_or_group for o in parse_overrides([a for a in argv if not a.startswith("-")])
-              if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
-    if not shared:
-        return argv
-    hydra_cfg = yaml.safe_load((config_dir / "hydra" / "default.yaml").read_text())
-    keys = dict.fromkeys([*hydra_cfg["job"]["config"]["override_dirname"]["exclude_keys"], *shared])
-    return [*argv, f"{key}=[{','.join(keys)}]"]
-
-
 def fail(text: str, status: int = 2) -> None:
     print(f"error: {text}", file=sys.stderr)
     sys.exit(status)
@@ -317,8 +294,7 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
 
 
 def entry_point(config_dir: Path, main: Callable[[], object], config_name: str | None = None,
-                hints: dict[str, str] | None = None, required: dict[str, str] | None = None,
-                prepare: Callable[[list[str]], list[str]] | None = None):
+                hints: dict[str, str] | None = None, required: dict[str, str] | None = None):
     """Wrap a ``@hydra.main`` function, which composes the run once: register our resolvers, answer
     ``--help``, check a sweep's cells before its first run, and turn bad input into one line and exit 2
     (an exception whose class says ``user_error``, or Hydra's own composition errors: ``hydra_error_line``).
@@ -336,10 +312,8 @@ def entry_point(config_dir: Path, main: Callable[[], object], config_name: str |
                 raise SystemExit(0)  # as Hydra's own --help; nothing composed, no run dir
             check_run_dir_arguments(argv)  # before Hydra creates it: a file, a read-only file system
             check_group_values(argv, config_dir)
-            if prepare is not None:
-                sys.argv[1:] = prepare(argv)
             if config_name is not None and any(a in HYDRA_FLAGS for a in argv):
-                check_sweep(sys.argv[1:], config_dir, config_name, required)
+                check_sweep(argv, config_dir, config_name, required)
             return main()
         except Exception as error:
             line = message(error) if is_user_error(error) else hydra_error_line(unwrap(error), hints or {})

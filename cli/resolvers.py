@@ -58,6 +58,35 @@ def model_of(ckpt_path: str | None, weights: str | None) -> str:
     return "model"
 
 
+def sweep_subdir(override_dirname: str) -> str:
+    """A sweep run's folder (configs/hydra/default.yaml ``sweep.subdir``), named by what sets it apart: the
+    overrides the sweep varies (``model=lenet5,optimizer=sgd``), not those every run shares
+    (``experiment=smoke``), which each run's .hydra/overrides.yaml keeps. Hydra computes each run's
+    ``override_dirname`` from that run's overrides alone; what the sweep varies is what its command swept
+    (the sweep dir's multirun.yaml, which Hydra's basic sweeper saves before the first run) and its sweeper's
+    ``params`` (an experiment's seeds, an Optuna search space). Where neither says, or the command sets
+    ``hydra.job.config.override_dirname.exclude_keys`` itself, Hydra's ``override_dirname`` as it is."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from reporting.trust import parse_overrides
+
+    hydra_cfg = HydraConfig.get()
+    swept = set((OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {}).keys())
+    try:
+        command = yaml.safe_load((Path(hydra_cfg.sweep.dir) / "multirun.yaml").read_text())["hydra"]["overrides"]
+        swept |= {o.key_or_group for o in parse_overrides(command["task"]) if o.is_sweep_override()}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        pass
+    own = any(o.startswith(("hydra.job.config.override_dirname", "+hydra.job.config.override_dirname"))
+              for o in hydra_cfg.overrides.hydra)
+    if not swept or own:
+        return run_dirname(override_dirname)
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    chosen = [o for o in parse_overrides(list(hydra_cfg.overrides.task))
+              if o.key_or_group in swept and o.key_or_group not in excluded]
+    return run_dirname(",".join(sorted(f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in chosen)))
+
+
 def sweep_run() -> str:
     """In a sweep (-m), this run's name (its dir: ``optimizer=adam,seed=2``), so that lines of runs that run side by
     side (hydra/launcher=joblib) say whose they are; "" for a single run (configs/callbacks/default.yaml)."""
@@ -72,7 +101,7 @@ def sweep_run() -> str:
 def register_resolvers() -> None:
     from core.device_slots import device_slot
 
-    OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)  # hydra/default.yaml's sweep.subdir
+    OmegaConf.register_new_resolver("sweep_subdir", sweep_subdir, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True, use_cache=True)  # train.yaml: resume's dir
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices

@@ -26,10 +26,8 @@ CONFIG_DIR = ROOT / "configs"
 
 def entry_options(name: str, module) -> dict:
     """The arguments each script's ``__main__`` hands to ``entry_point``."""
-    from cli.commandline import name_sweep_runs
-
     if name == "train":
-        return dict(prepare=lambda argv: name_sweep_runs(argv, CONFIG_DIR), config_name="train",
+        return dict(config_name="train",
                     required=module.REQUIRED)
     if name == "evaluate":
         return dict(config_name="evaluate", hints=module.HINTS)

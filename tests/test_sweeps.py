@@ -204,7 +204,7 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written beside the sweep dir
     runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    # named by what varies (the overrides every run shares are left out: cli/commandline.py name_sweep_runs)
+    # named by what varies (the overrides every run shares are left out: cli/resolvers.py sweep_subdir)
     assert runs == ["paths.data_dir=.._.._elsewhere_data", "paths.data_dir=.._.._other_data"]
     assert all((sweep_dir / run / "metrics.json").is_file() for run in runs)
     # the two runs' epoch lines interleave on the console: each names its run
