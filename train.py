@@ -36,8 +36,6 @@ from cli.commandline import (
     instantiate_all,
     instantiate_part,
     instantiate_trainer,
-    record_failure,
-    resume_config,
     user_errors_as_lines,
 )
 from cli.resolvers import RESOLVERS
@@ -47,12 +45,13 @@ from core.rundir import claim_run_dir
 from reporting.records import (
     flat_hparams,
     log_settings,
+    record_failure,
     run_status,
     save_run_config,
     write_manifest,
     write_metrics,
 )
-from reporting.trust import start_from
+from reporting.trust import resume_config, start_from
 
 if TYPE_CHECKING:  # annotations only: torch and Lightning are imported after the command line is checked
     import lightning as L

@@ -1,15 +1,12 @@
-"""What the entry points share around Hydra: a check of the command line
-before anything is built, and one-line errors instead of tracebacks.
+"""What the entry points share around Hydra, which composes each run once (``@hydra.main``): ``--help``,
+a sweep's cells checked before its first run, the parts built from the config, and one line instead of
+a traceback for a user's mistake.
 
-A user's mistake (an unknown key or option, a bad value, a missing data set,
-a checkpoint or run dir that names code) gets one line on stderr naming the
-bad value and what would be valid, and exit status 2. Only an exception whose
-``user_error`` attribute is true (``core.errors.UserError`` and its subclasses such as
-``datamodules.DataError``; ``models.ModelOptionError``, models/ being standalone) and
-a few library errors translated where they are raised (Hydra's composition
-errors for an unknown key, Lightning's for a Trainer it cannot build) are
-turned into that line: every other exception, a ``ValueError`` from a bug
-included, keeps its traceback.
+A mistake gets one line on stderr naming the bad value and what would be valid, and exit status 2: an
+exception whose ``user_error`` attribute is true (``core.errors``; ``models.ModelOptionError`` and
+``datamodules.DataError`` are their rooms' own), or one of Hydra's composition errors, read by class and
+attributes (``hydra_error_line``). Every other exception, a ``ValueError`` from a bug included, keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from pathlib import Path
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError
+from core.errors import UserError, first_line, user_error_in
 from core.files import remove_empty_run_dirs
 from core.rundir import check_run_dir_arguments
 from reporting.trust import parse_overrides
@@ -53,14 +50,13 @@ def unwrap(error: BaseException) -> BaseException:
 
 
 def is_user_error(error: BaseException) -> bool:
-    """Bad input, raised on purpose: an exception whose class says ``user_error = True``."""
-    return getattr(unwrap(error), "user_error", False) is True
+    """Bad input, raised on purpose (``core.errors.is_user_error``), inside Hydra's or OmegaConf's wrapping."""
+    return user_error_in(unwrap(error)) is not None
 
 
 def message(error: BaseException) -> str:
-    """The first line of the innermost user-facing message."""
-    text = str(unwrap(error)).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    """The first line of the user error's message, or of the innermost error's."""
+    return first_line(user_error_in(unwrap(error)) or unwrap(error))
 
 
 LOOKALIKES = str.maketrans("oil", "011")  # letters typed for digits: resnet2O, vggl1, resnetI8
@@ -181,79 +177,6 @@ def fail(text: str, status: int = 2) -> None:
     sys.exit(status)
 
 
-def record_failure(cfg: DictConfig, error: BaseException) -> None:
-    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
-    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
-    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
-    ``SweepSummary`` names every failed run once the sweep is done."""
-    import traceback
-
-    from reporting.records import save_run_config, write_metrics
-    from training.callbacks import DivergenceError
-    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
-    diverged = isinstance(cause, DivergenceError)
-    reason = message(cause) if is_user_error(cause) or diverged else f"{type(cause).__name__}: {message(cause)}"
-    if diverged:
-        print(f"error: {reason}", file=sys.stderr)
-    elif not isinstance(error, SystemExit) and not is_user_error(cause):
-        traceback.print_exception(cause)  # a bug: its traceback, once
-    elif not isinstance(error, SystemExit):
-        print(f"error: {reason}", file=sys.stderr)
-    save_run_config(cfg)
-    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
-
-
-def resume_config(cfg: DictConfig) -> None:
-    """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its
-    own overrides and then the ones given now, so the resumed run is the same run (Hydra has already put it
-    in that run's dir: ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and
-    overrides, written to .hydra/ and HPARAMS) becomes the resumed run's.
-
-    A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
-    only (reporting/trust.py), and its overrides may choose options and set plain values, never name code
-    (``check_untrusted_overrides``) nor where anything is written (``drop_stored_locations``), unless the
-    same override is typed again now."""
-    import yaml
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    from reporting.trust import check_untrusted_overrides, drop_stored_locations, stored_config
-    from training.checkpoints import resume_target  # torch: only when resuming
-
-    checkpoint, run_dir, loaded = resume_target(cfg.resume)
-    stored_config(loaded, str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
-    hydra_cfg = HydraConfig.get()
-    if Path(hydra_cfg.runtime.output_dir).resolve() != run_dir.resolve():
-        raise UserError(f"resume={cfg.resume!r} continues the run in its own dir {run_dir}; leave hydra.run.dir out")
-    source = run_dir / ".hydra" / "overrides.yaml"
-    try:
-        original = yaml.safe_load(source.read_text()) or []
-    except (OSError, yaml.YAMLError) as error:
-        raise UserError(f"{source} is not readable ({message(error)}); resume needs the run's overrides") from None
-    given = [a for a in OmegaConf.to_container(hydra_cfg.overrides.task) if not a.startswith("resume=")]
-    original = [a for a in original if not isinstance(a, str) or not a.startswith(("resume=", "hydra.run.dir="))]
-    check_untrusted_overrides([a for a in original if a not in given], str(source))
-    original = drop_stored_locations(original, given, str(source))
-    quoted = "'" + str(checkpoint).replace("\\", "\\\\").replace("'", "\\'") + "'"  # a sweep run's dir: a=b,seed=1
-    overrides = [*original, *given, f"resume={quoted}"]
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main
-        composed = compose(hydra_cfg.job.config_name, overrides=overrides, return_hydra_config=True)
-    else:  # a task function called on its own (tests)
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            composed = compose(hydra_cfg.job.config_name or "train", overrides=overrides, return_hydra_config=True)
-    with read_write(hydra_cfg), open_dict(hydra_cfg):  # what .hydra/ and HPARAMS record: the resumed run's
-        hydra_cfg.runtime.choices = composed.hydra.runtime.choices
-        hydra_cfg.overrides.task = composed.hydra.overrides.task
-    with open_dict(cfg):
-        for key in list(cfg):
-            del cfg[key]
-        for key in composed:
-            if key != "hydra":  # as @hydra.main hands a config over
-                cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
-
-
 HELP_FLAGS = ("--help", "-h")
 
 
@@ -368,30 +291,9 @@ def instantiate_all(group: DictConfig | None, **purge) -> list:
 
 
 def instantiate_trainer(node: DictConfig, **kwargs):
-    """``lightning.Trainer`` from its config, ``trainer.precision`` as this machine runs it (``auto`` resolved,
-    bf16 refused on a CPU that emulates it: ``training.performance.usable_precision``); a Trainer Lightning
-    refuses to build on this machine (``trainer=gpu`` without a GPU, ``trainer.devices=0``) is the user's to
-    fix: one line."""
+    """``lightning.Trainer`` from its config node, as this machine can run it (training/trainer.py)."""
     from hydra.utils import instantiate
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from training.performance import usable_precision
+    from training.trainer import build_trainer
 
-    if node.get("precision") is not None:
-        kwargs.setdefault("precision", usable_precision(node.precision, node.get("accelerator", "auto")))
-    if node.get("max_steps") not in (None, -1):  # ours, not Lightning's: see training.callbacks.StopAtStep
-        from training.callbacks import StopAtStep
-
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StopAtStep(node.max_steps)]
-        kwargs["max_steps"] = -1
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as error:
-        cause = unwrap(error)
-        if not isinstance(cause, MisconfigurationException):
-            raise
-        text = message(cause)
-        if "not available" in text or "No supported gpu backend" in text:
-            raise UserError(f"trainer.accelerator={node.get('accelerator')!r}: this machine has no GPU "
-                            f"(Lightning: {text}); run on the CPU with trainer=cpu") from None
-        raise UserError(f"trainer: {text}") from None
+    return build_trainer(lambda **more: instantiate(node, **more), node, **kwargs)

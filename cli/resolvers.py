@@ -11,16 +11,13 @@ names ``RESOLVERS`` carries them along, and unpickling it in a worker registers 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 from omegaconf import OmegaConf
 
 from core.errors import UserError
-from core.files import run_dirname, safe_name, unique_dir
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from core.files import run_dirname, unique_dir
 
 
 def run_dir(resume: str | None, default: str) -> str:
@@ -35,27 +32,6 @@ def run_dir(resume: str | None, default: str) -> str:
         except UserError:
             pass
     return unique_dir(default)
-
-
-def model_of(ckpt_path: str | None, weights: str | None) -> str:
-    """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
-    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why).
-    What a run dir or card stores is data: the name is cut to letters, digits and ``-_.`` (``safe_name``),
-    so it stays one folder-name part, never a path (``/../..``) nor an interpolation (``${...}``)."""
-    try:
-        if weights:
-            text = str(weights)
-            card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
-                    else WEIGHTS_DIR / f"{text}.json")
-            return safe_name(json.loads(card.read_text())["model"]["name"])
-        if ckpt_path:
-            path = Path(ckpt_path).resolve()
-            for folder in (path, *path.parents):
-                if (folder / ".hydra" / "config.yaml").is_file():
-                    return safe_name(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
-        pass
-    return "model"
 
 
 def sweep_subdir(override_dirname: str) -> str:
@@ -104,6 +80,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("sweep_subdir", sweep_subdir, replace=True)  # hydra/default.yaml's sweep.subdir
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True, use_cache=True)  # its run.dir, sweep.dir
     OmegaConf.register_new_resolver("run_dir", run_dir, replace=True, use_cache=True)  # train.yaml: resume's dir
+    from reporting.records import model_of
+
     OmegaConf.register_new_resolver("device_slot", device_slot, replace=True)  # trainer=gpu_sweep's devices
     OmegaConf.register_new_resolver("sweep_run", sweep_run, replace=True)  # callbacks/default.yaml's epoch_log.run
     # evaluate.yaml's run dir: the model, before torch

@@ -19,6 +19,23 @@ class UserError(ValueError):
     user_error = True
 
 
+def user_error_in(error: BaseException | None) -> BaseException | None:
+    """The user error ``error`` is, or was raised from (``raise ... from``: Hydra's ``instantiate`` wraps what a
+    constructor raised so); None for anything else, which keeps its traceback."""
+    while error is not None and getattr(error, "user_error", False) is not True:
+        error = error.__cause__
+    return error
+
+
+def is_user_error(error: BaseException) -> bool:
+    return user_error_in(error) is not None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def check_number(name: str, value: object, must_be: str, within: Callable[[float], bool] = lambda v: True,
                  integer: bool = False) -> float | int:
     """``UserError`` for a numeric option out of its range: "<name> must be <must_be>, got <value>".

@@ -1,6 +1,8 @@
 """What a training run records about itself, beside its checkpoints: Hydra's
-.hydra/ folder (written once the config is valid), metrics.json, and the flat
-settings that TensorBoard's HPARAMS tab shows next to the final metrics."""
+.hydra/ folder (written once the config is valid), metrics.json (with a failed
+sweep run's reason: ``record_failure``), manifest.json, and the flat settings
+that TensorBoard's HPARAMS tab shows next to the final metrics; and, read back
+without torch, the model a run dir or weights card names (``model_of``)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,42 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from core.files import write_json, write_text
+from core.errors import first_line, is_user_error, user_error_in
+from core.files import safe_name, write_json, write_text
 from reporting.manifest import manifest
 
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # TensorBoard's HPARAMS tab: the option chosen in each group below, these knobs and every key the run overrides
 HPARAMS = ("optimizer.lr", "optimizer.weight_decay", "optimizer.momentum", "data.batch_size", "data.augment",
            "model.dropout", "model.batchnorm", "regularization.strength", "trainer.max_epochs", "seed", "tags")
 # groups and keys that say where and how fast a run went, not what it learned: never in HPARAMS
 NOT_HPARAMS = ("hydra", "paths", "performance", "callbacks", "logger", "recipe")  # recipe: the model's name again
+
+
+def model_of(ckpt_path: str | None, weights: str | None) -> str:
+    """The model name for the run dir (configs/evaluate.yaml), read without torch from the checkpoint's
+    run dir (.hydra/config.yaml) or the weights' card; "model" when neither says (build() reports why).
+    What a run dir or card stores is data: the name is cut to letters, digits and ``-_.`` (``safe_name``),
+    so it stays one folder-name part, never a path (``/../..``) nor an interpolation (``${...}``)."""
+    try:
+        if weights:
+            text = str(weights)
+            card = (Path(text).with_suffix(".json") if text.endswith((".pth", ".pt", ".json")) or "/" in text
+                    else WEIGHTS_DIR / f"{text}.json")
+            return safe_name(json.loads(card.read_text())["model"]["name"])
+        if ckpt_path:
+            path = Path(ckpt_path).resolve()
+            for folder in (path, *path.parents):
+                if (folder / ".hydra" / "config.yaml").is_file():
+                    return safe_name(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())["model"]["name"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        pass
+    return "model"
 
 
 def rank_zero_only(function):
@@ -133,6 +159,29 @@ def run_status(cfg: DictConfig, metrics: dict) -> str:
     if not all(math.isfinite(metrics.get(name, 0.0)) for name in ("train/loss", "val/loss")):
         return "diverged"
     return "debug" if cfg.trainer.get("fast_dev_run") or cfg.trainer.get("overfit_batches") else "completed"
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """A sweep's run that failed: it says so as a single run would, in one line on stderr (a bad value's
+    line is printed already; a bug keeps its traceback, printed once), and its config and metrics.json
+    (status failed or diverged, and why) are written. The launcher goes on with the other runs;
+    ``SweepSummary`` names every failed run once the sweep is done."""
+    import traceback
+
+    from training.callbacks import DivergenceError
+
+    cause = error.__context__ if isinstance(error, SystemExit) and error.__context__ else error  # a bad value, reported
+    diverged = isinstance(cause, DivergenceError)
+    text = first_line(user_error_in(cause) or cause)
+    reason = text if is_user_error(cause) or diverged else f"{type(cause).__name__}: {text}"
+    if diverged:
+        print(f"error: {reason}", file=sys.stderr)
+    elif not isinstance(error, SystemExit) and not is_user_error(cause):
+        traceback.print_exception(cause)  # a bug: its traceback, once
+    elif not isinstance(error, SystemExit):
+        print(f"error: {reason}", file=sys.stderr)
+    save_run_config(cfg)
+    write_metrics(cfg, {"status": "diverged" if diverged else "failed", "error": reason})
 
 
 class SweepSummary(Callback):

@@ -8,10 +8,13 @@ are data someone may have crafted, so they are read as options only:
   its registered ``name`` and the options its builder accepts;
 - the data module from the ``configs/data/<option>.yaml`` option its stored
   node matches, with that option's keys only; the class comes from our YAML;
-- both pass the value rules of ``cli/validation.py``;
+- their values are checked by the builders that take them, as a command line's are;
 - any ``_target_`` stored anywhere in the configuration that none of our
   configs names, any other ``_x_`` key of Hydra's (``_args_``, ...) and any
-  key the registry or the option does not know is refused with one line.
+  key the registry or the option does not know is refused with one line;
+- a run dir's overrides choose options and set plain values, never code nor
+  where anything is written (``check_untrusted_overrides``,
+  ``drop_stored_locations``); ``resume_config`` composes a resumed run from them.
 
 Nothing stored is ever passed to ``hydra.utils.instantiate``.
 """
@@ -25,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PLAIN = (str, int, float, bool, type(None))
@@ -302,3 +306,53 @@ def check_untrusted_overrides(overrides: list, source: str) -> None:
             raise UserError(f"{source}: {text!r} is not a plain value (refused: a run dir names options, not code)")
         if any(isinstance(v, str) and "${" in v for v in plain):
             raise UserError(f"{source}: {text!r} holds an interpolation (refused: a run dir names options, not code)")
+
+
+def resume_config(cfg: DictConfig) -> None:
+    """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its
+    own overrides and then the ones given now, so the resumed run is the same run (Hydra has already put it
+    in that run's dir: ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and
+    overrides, written to .hydra/ and HPARAMS) becomes the resumed run's.
+
+    A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
+    only (reporting/trust.py), and its overrides may choose options and set plain values, never name code
+    (``check_untrusted_overrides``) nor where anything is written (``drop_stored_locations``), unless the
+    same override is typed again now."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from reporting.trust import check_untrusted_overrides, drop_stored_locations, stored_config
+    from training.checkpoints import resume_target  # torch: only when resuming
+
+    checkpoint, run_dir, loaded = resume_target(cfg.resume)
+    stored_config(loaded, str(checkpoint))  # refuse unsafe or unreadable files, or stored code, before anything runs
+    hydra_cfg = HydraConfig.get()
+    if Path(hydra_cfg.runtime.output_dir).resolve() != run_dir.resolve():
+        raise UserError(f"resume={cfg.resume!r} continues the run in its own dir {run_dir}; leave hydra.run.dir out")
+    source = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        original = yaml.safe_load(source.read_text()) or []
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"{source} is not readable ({first_line(error)}); resume needs the run's overrides") from None
+    given = [a for a in OmegaConf.to_container(hydra_cfg.overrides.task) if not a.startswith("resume=")]
+    original = [a for a in original if not isinstance(a, str) or not a.startswith(("resume=", "hydra.run.dir="))]
+    check_untrusted_overrides([a for a in original if a not in given], str(source))
+    original = drop_stored_locations(original, given, str(source))
+    quoted = "'" + str(checkpoint).replace("\\", "\\\\").replace("'", "\\'") + "'"  # a sweep run's dir: a=b,seed=1
+    overrides = [*original, *given, f"resume={quoted}"]
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main
+        composed = compose(hydra_cfg.job.config_name, overrides=overrides, return_hydra_config=True)
+    else:  # a task function called on its own (tests)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            composed = compose(hydra_cfg.job.config_name or "train", overrides=overrides, return_hydra_config=True)
+    with read_write(hydra_cfg), open_dict(hydra_cfg):  # what .hydra/ and HPARAMS record: the resumed run's
+        hydra_cfg.runtime.choices = composed.hydra.runtime.choices
+        hydra_cfg.overrides.task = composed.hydra.overrides.task
+    with open_dict(cfg):
+        for key in list(cfg):
+            del cfg[key]
+        for key in composed:
+            if key != "hydra":  # as @hydra.main hands a config over
+                cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
