@@ -65,8 +65,8 @@ REQUIRED = {"data.root": "data.root=<a folder holding train/<class>/* and test/<
 @user_errors_as_lines
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Every part from its config, seeded; bad input fails here, before any download or training."""
-    if cfg.resume:  # the run's own config again, from its own overrides and those given now
-        resume_config(cfg)
+    # resume=: the run's own config again, from its own overrides and those given now; purge_step for the loggers
+    purge = resume_config(cfg) if cfg.resume else {}
     check_run(cfg, REQUIRED)  # before torch is imported: a bad seed, trainer.* or callbacks.* value answers in a second
     import lightning as L
 
@@ -96,12 +96,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, ImageClassifier, L.Tr
         num_classes=datamodule.num_classes,
         config=OmegaConf.to_container(cfg, resolve=True),  # plain containers: loads with weights_only=True
     )
-    purge = start_from(cfg, module)  # resume= or ckpt_path=: checked, the weights loaded; purge_step for the loggers
     loggers = instantiate_all(cfg.logger, **purge)
     callbacks = instantiate_all(cfg.callbacks) + [instantiate(cfg.performance)]  # training/performance.py's switches
     # precision: auto resolved, bf16 checked; the model summary: ours (train())
     trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                   enable_model_summary=cfg.verbose, plugins=[RunCheckpointIO.of(callbacks)])
+    start_from(cfg, module)  # resume= or ckpt_path=: checked, a fine-tune's weights loaded
     datamodule.prepare_data()  # it may download; a missing data set is reported here
     datamodule.setup("fit")  # reads and checks every image before the run dir is written to or the trainer starts
     return datamodule, module, trainer

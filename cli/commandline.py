@@ -291,9 +291,11 @@ def instantiate_all(group: DictConfig | None, **purge) -> list:
 
 
 def instantiate_trainer(node: DictConfig, **kwargs):
-    """``lightning.Trainer`` from its config node, as this machine can run it (training/trainer.py)."""
-    from hydra.utils import instantiate
+    """``lightning.Trainer`` (the node's ``_target_``) from its config node's plain values, as this machine can run
+    it (training/trainer.py)."""
+    from hydra.utils import get_class
 
     from training.trainer import build_trainer
 
-    return build_trainer(lambda **more: instantiate(node, **more), node, **kwargs)
+    options = OmegaConf.to_container(node, resolve=True)
+    return build_trainer(get_class(options.pop("_target_")), options, **kwargs)

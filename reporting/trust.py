@@ -172,21 +172,21 @@ def build_datamodule(config: dict, source: str, replace: dict | None = None):
     return get_class(target)(**values)
 
 
-def start_from(cfg, module) -> dict:
+def start_from(cfg, module) -> None:
     """``resume=`` (continue a run in its dir) or ``ckpt_path=`` (fine-tune: a new run from a checkpoint's
     weights; optimizer, schedule and epochs start afresh), each checked like ``evaluate.py``'s checkpoint;
-    the fine-tune's weights are loaded here, a resume's by Lightning. The loggers' ``purge_step``, if any."""
-    from training.checkpoints import check_fits, check_same_length, load_checkpoint, resolve_checkpoint
+    the fine-tune's weights are loaded here, a resume's by Lightning."""
+    from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint
 
     if cfg.resume and cfg.ckpt_path:
         raise UserError("give resume= (continue a run in its dir) or ckpt_path= (a new run from its weights), not both")
     fits = f"model={cfg.model.name} as configured"
     if cfg.resume:
         checkpoint = load_checkpoint(cfg.resume)
-        check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only, as resume_argv checked
+        check_same_length(cfg, stored_config(checkpoint, cfg.resume))  # options only
         check_fits(module.state_dict(), checkpoint["state_dict"], cfg.resume, fits)
         check_unfinished(cfg, checkpoint)
-        return {"purge_step": checkpoint.get("global_step", 0)}  # the loggers drop what the killed run logged after it
+        return
     if cfg.ckpt_path:
         from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -196,7 +196,18 @@ def start_from(cfg, module) -> dict:
         check_fits(module.state_dict(), checkpoint["state_dict"], str(path), fits)
         module.load_state_dict(checkpoint["state_dict"])
         rank_zero_only(print)(fine_tune_line(path, checkpoint))
-    return {}
+
+
+def check_same_length(cfg, stored: dict) -> None:
+    """A resumed run keeps its learning-rate schedule, which was laid out for the run's length: a new
+    ``trainer.max_epochs`` would leave the extra epochs at the schedule's end (lr 0 for a cosine)."""
+    before, now = stored.get("trainer", {}).get("max_epochs"), cfg.trainer.max_epochs
+    factory = cfg.scheduler.factory
+    sized = factory is not None and any(key in factory and factory[key] is None for key in ("T_max", "total_steps"))
+    if sized and before is not None and before != now:
+        raise UserError(f"resume= with trainer.max_epochs={now}: this run's learning-rate schedule is laid out for "
+                        f"{before} epochs; resume it as it was (leave trainer.max_epochs out), or train a new run "
+                        f"from its weights: ckpt_path=<its checkpoint> trainer.max_epochs={now}")
 
 
 def check_unfinished(cfg, checkpoint: dict) -> None:
@@ -308,7 +319,7 @@ def check_untrusted_overrides(overrides: list, source: str) -> None:
             raise UserError(f"{source}: {text!r} holds an interpolation (refused: a run dir names options, not code)")
 
 
-def resume_config(cfg: DictConfig) -> None:
+def resume_config(cfg: DictConfig) -> dict:
     """``resume=<run dir or checkpoint>``: ``cfg`` becomes, in place, the run's config, composed again from its
     own overrides and then the ones given now, so the resumed run is the same run (Hydra has already put it
     in that run's dir: ``run_dir`` in configs/train.yaml). Hydra's record of this run (its choices and
@@ -317,7 +328,8 @@ def resume_config(cfg: DictConfig) -> None:
     A run dir handed to us is data, not code: its checkpoint must load with weights_only and store options
     only (reporting/trust.py), and its overrides may choose options and set plain values, never name code
     (``check_untrusted_overrides``) nor where anything is written (``drop_stored_locations``), unless the
-    same override is typed again now."""
+    same override is typed again now. Returns the loggers' ``purge_step``: they drop what the killed run logged
+    after its checkpoint (training/loggers.py)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -356,3 +368,4 @@ def resume_config(cfg: DictConfig) -> None:
         for key in composed:
             if key != "hydra":  # as @hydra.main hands a config over
                 cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
+    return {"purge_step": loaded.get("global_step", 0)}

@@ -141,3 +141,58 @@ def test_shell_completion_answers_without_importing_torch():
                             env={**__import__("os").environ, "COMP_LINE": "python train.py model=resnet1"})
     assert "model=resnet18" in result.stdout.split(), result.stdout + result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == "imported []", result.stderr[-3000:]
+
+
+def rooms_the_config_reaches(run) -> list[tuple[str, list[str]]]:
+    """The rooms whose functions receive the composed config (or a node of it), in the order ``run()`` reaches
+    them: (room, [file:function, ...]) with consecutive calls into one room merged. Parts built from the config
+    (a model, a data module) receive plain values from Hydra's ``instantiate``: they do not count."""
+    from omegaconf import DictConfig
+
+    rooms, path = {}, []
+
+    def room_of(filename: str) -> str | None:
+        if filename not in rooms:
+            part = Path(filename).resolve().relative_to(ROOT).parts[0] if filename.startswith(str(ROOT)) else None
+            rooms[filename] = part if part in ROOMS else None
+        return rooms[filename]
+
+    def holds_the_config(frame) -> bool:
+        for value in frame.f_locals.values():
+            if isinstance(value, DictConfig):
+                while value._get_parent() is not None:
+                    value = value._get_parent()
+                if {"model", "data", "trainer"} <= set(value.keys()):
+                    return True
+        return False
+
+    def profile(frame, event, arg):
+        room = room_of(frame.f_code.co_filename) if event == "call" else None
+        if room and holds_the_config(frame):
+            where = f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"
+            if not path or path[-1][0] != room:
+                path.append((room, []))
+            path[-1][1].append(where)
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return path
+
+
+def test_the_config_enters_each_room_once_on_its_way_from_train_py_to_its_uses(tmp_path, capsys):
+    """The config's path (issue 23): train.py hands it to cli/ (checks, then the parts built through Hydra) and
+    then to reporting/ (a checkpoint to start from, the run's records), and to no other room: a model, a data
+    module, the LightningModule and the Trainer receive plain values. A resumed run enters reporting/ first too,
+    to compose the stored run's config again (README "Layout")."""
+    from inprocess import run_entry
+
+    argv = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    outcome = {}
+    path = rooms_the_config_reaches(lambda: outcome.update(run=run_entry("train.py", argv, capsys, stage="run")))
+    assert outcome["run"][0] == 0, outcome["run"][1][-3000:]
+    assert [room for room, _ in path] == ["cli", "reporting"], path
+    assert "commandline.py:instantiate_trainer" in path[0][1] and "records.py:write_metrics" in path[1][1], path

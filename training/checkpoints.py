@@ -156,18 +156,6 @@ def warn_non_finite(state: dict, source: object) -> list[str]:
     return bad
 
 
-def check_same_length(cfg, stored: dict) -> None:
-    """A resumed run keeps its learning-rate schedule, which was laid out for the run's length: a new
-    ``trainer.max_epochs`` would leave the extra epochs at the schedule's end (lr 0 for a cosine)."""
-    before, now = stored.get("trainer", {}).get("max_epochs"), cfg.trainer.max_epochs
-    factory = cfg.scheduler.factory
-    sized = factory is not None and any(key in factory and factory[key] is None for key in ("T_max", "total_steps"))
-    if sized and before is not None and before != now:
-        raise UserError(f"resume= with trainer.max_epochs={now}: this run's learning-rate schedule is laid out for "
-                        f"{before} epochs; resume it as it was (leave trainer.max_epochs out), or train a new run "
-                        f"from its weights: ckpt_path=<its checkpoint> trainer.max_epochs={now}")
-
-
 def inside(path: object, folders: list[Path]) -> Path | None:
     """``path`` resolved (links and ``..`` followed, relative to the working dir as Lightning reads it),
     if it lies strictly inside one of ``folders``; None for anything else, a URL (``local://``) included."""

@@ -8,33 +8,31 @@ Trainer Lightning refuses to build on this machine (``trainer=gpu`` without a GP
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 
 from .callbacks import StopAtStep
 from .performance import usable_precision
 
 
-def build_trainer(make: Callable[..., L.Trainer], settings: Mapping, **kwargs) -> L.Trainer:
-    """``make(**kwargs)`` (the config's Trainer, e.g. Hydra's ``instantiate`` of the ``trainer`` node) with
-    the arguments ``settings`` (that node) needs on this machine added to ``kwargs``."""
-    if settings.get("precision") is not None:
-        kwargs.setdefault("precision", usable_precision(settings["precision"], settings.get("accelerator", "auto")))
-    if settings.get("max_steps") not in (None, -1):  # Lightning's counts optimizer steps of every optimizer
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StopAtStep(settings["max_steps"])]
-        kwargs["max_steps"] = -1
+def build_trainer(trainer_class: type[L.Trainer], options: Mapping, **kwargs) -> L.Trainer:
+    """``trainer_class(**options, **kwargs)`` (the config's Trainer: its ``trainer`` node's values), with what
+    this machine needs: ``precision`` resolved, ``max_steps`` ours."""
+    options = dict(options)
+    if options.get("precision") is not None and "precision" not in kwargs:
+        options["precision"] = usable_precision(options["precision"], options.get("accelerator", "auto"))
+    if options.get("max_steps") not in (None, -1):  # Lightning's counts optimizer steps of every optimizer
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StopAtStep(options["max_steps"])]
+        options["max_steps"] = -1
     try:
-        return make(**kwargs)
-    except Exception as error:
-        cause = error.__cause__ if error.__cause__ is not None else error  # a wrapper's (Hydra's) inner error
-        if not isinstance(cause, MisconfigurationException):
-            raise
-        text = str(cause).strip().splitlines()[0]
+        return trainer_class(**{**options, **kwargs})
+    except MisconfigurationException as error:
+        text = first_line(error)
         if "not available" in text or "No supported gpu backend" in text:
-            raise UserError(f"trainer.accelerator={settings.get('accelerator')!r}: this machine has no GPU "
+            raise UserError(f"trainer.accelerator={options.get('accelerator')!r}: this machine has no GPU "
                             f"(Lightning: {text}); run on the CPU with trainer=cpu") from None
         raise UserError(f"trainer: {text}") from None
