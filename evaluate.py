@@ -64,11 +64,15 @@ def build_from_weights(cfg: DictConfig):
 def build(cfg: DictConfig):
     check_run(cfg, REQUIRED, unset=("data",))  # before torch is imported
     from models.weights import shipped
+    from reporting.weights import check_export_name
     from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, warn_non_finite
     from training.module import ImageClassifier
 
     if cfg.weights and cfg.ckpt_path:
         raise UserError("give ckpt_path= or weights=, not both")
+    if cfg.export_name is not None and not cfg.export:
+        raise UserError(f"export_name={cfg.export_name!r} names the exported files; give export=<folder> too")
+    check_export_name(cfg.export_name)
     if cfg.weights:
         card_path, datamodule, module = build_from_weights(cfg)
         return card_path, ready(datamodule), module, make_trainer(cfg)
@@ -148,7 +152,8 @@ def evaluate(cfg: DictConfig) -> dict:
             print(f"wrote {png}")
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export,
-                                            data_dir=cfg.data.data_dir or cfg.paths.data_dir, force=cfg.force)
+                                            data_dir=cfg.data.data_dir or cfg.paths.data_dir, force=cfg.force,
+                                            name=cfg.export_name)
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
     print(f"run dir: {output_dir}")
     return report

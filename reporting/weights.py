@@ -35,7 +35,7 @@ from core.hardware import MAX_IMAGE_SIZE
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
 from models import create_model
-from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, sha256
+from models.weights import CARD_FORMAT, WeightsError, find_card, load_into, read_card, read_community, sha256
 from training.checkpoints import load_checkpoint, resolve_checkpoint
 
 from .trust import build_datamodule, model_spec, stored_config
@@ -171,8 +171,11 @@ def portable(arguments: list[str]) -> list[str]:
     return kept
 
 
-def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str = "data", force: bool = False) -> Path:
-    """Write ``<out_dir>/<model>-<data>.pth`` (the best-val checkpoint's network) and its card; return the card.
+def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str = "data", force: bool = False,
+           name: str | None = None) -> Path:
+    """Write ``<out_dir>/<name>.pth`` (the best-val checkpoint's network; a run without a best checkpoint: its
+    final one) and its card; return the card. ``name``: ``<model>-<data>`` unless given (a fine-tune beside the
+    from-scratch weights of the same model and data: ``resnet20-cifar10-finetuned``).
     All or nothing: both files are built and verified (the card read back, the file's sha256 checked, the
     weights loaded and their test accuracy measured) in a temporary folder inside ``out_dir``, then moved in;
     any failure leaves ``out_dir`` as it was. ``data_dir``: where the data is (from the command line)."""
@@ -205,7 +208,10 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = data_name(datamodule, data_cfg)
-    card_path = out_dir / f"{model_name}-{data}.json"
+    check_export_name(name)
+    card_path = out_dir / f"{name or f'{model_name}-{data}'}.json"
+    selected_by_val = checkpoint_path.name != "last.ckpt"  # a best checkpoint; else the run kept none
+    started = config["model"].get("weights")
     source = sha256(checkpoint_path)
     check_replaceable(card_path, data, source, force)
     for path in (card_path, card_path.with_suffix(".pth")):
@@ -229,9 +235,13 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
                        "choices": {k: v for k, v in record["choices"].items() if v and not k.startswith("hydra")}},
             "seed": config.get("seed"),
             "epochs": metrics.get("epochs"),
-            "selected": f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)",
+            "selected": (f"best validation accuracy: {checkpoint_path.name} (test measured once, on that checkpoint)"
+                         if selected_by_val else f"the final model: {checkpoint_path.name}, no selection (the run kept "
+                         "no best checkpoint: callbacks.model_checkpoint=null)"),
+            "started_from": started and starting_weights(started),
             "source": {"checkpoint": checkpoint_path.name, "checkpoint_sha256": source},
-            "metrics": {"val_acc": metrics.get("val/acc_best"), "run_test_acc": metrics.get("test/acc")},
+            "metrics": {"val_acc": metrics.get("val/acc_best" if selected_by_val else "val/acc"),
+                        "run_test_acc": metrics.get("test/acc")},
             "training": {"wall_time_s": metrics.get("wall_time_s"), "cpu": manifest.get("cpu"),
                          "devices": manifest.get("devices"), "torch_threads": manifest.get("torch_threads"),
                          "resumed": len(manifest.get("resumes", [])), "platform": manifest.get("platform")},
@@ -254,6 +264,27 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
         move_in([(file, card_path.with_suffix(".pth")), (staged_card, card_path)], Path(staging))
         fsync_dir(out_dir)
     return card_path
+
+
+def check_export_name(name: object) -> None:
+    """``export_name``: null, or one file name (letters, digits, ``-_.``; the suffixes are added)."""
+    if name is not None and (not isinstance(name, str) or safe_name(name) != name or name.startswith(".")):
+        raise WeightsError(f"export_name={name!r} is not valid: it must be a file name of letters, digits and -_. "
+                           "(the .pth and .json suffixes are added), e.g. resnet20-cifar10-finetuned")
+
+
+def starting_weights(weights: str) -> dict:
+    """What a fine-tune started from (its ``model.weights``), for its card: the file's name and sha256 and, for a
+    community checkpoint, its project and licence (their terms travel with what is made from their weights)."""
+    path = Path(weights)
+    found = {"file": path.name, "sha256": sha256(path) if path.is_file() else None}
+    if path.is_file() and not path.with_suffix(".json").is_file():
+        try:
+            card = read_community(path)[0]
+        except WeightsError:
+            return found
+        found.update(source=card["source"], licence=card["licence"], trained_on=card["data"]["copy"])
+    return found
 
 
 def move_in(moves: list[tuple[Path, Path]], staging: Path) -> None:

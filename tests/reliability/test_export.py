@@ -91,3 +91,55 @@ def test_force_is_a_checked_knob(value, says, tiny_run, tmp_path, monkeypatch, c
     code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", "export=weights", f"force={value}"], capsys)
     assert code == 2 and "force" in one_line(err) and says in one_line(err)
     assert not (tmp_path / "weights").exists()
+
+
+def test_a_run_without_a_best_checkpoint_exports_its_final_model_under_the_name_given(tiny_args, tmp_path, capsys):
+    """A fine-tune keeps no best checkpoint (its validation images may be in the starting weights' training
+    set): its card says the final model was exported, with no selection, and ``export_name`` keeps it apart
+    from the from-scratch weights of the same model and data."""
+    run_dir = tmp_path / "run"
+    code, err = run_entry("train.py", [*tiny_args, "callbacks.model_checkpoint=null", f"hydra.run.dir={run_dir}"],
+                          capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    folder = tmp_path / "weights"
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"export={folder}",
+                                          "export_name=lenet5-digits-finetuned"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    assert sorted(p.name for p in folder.iterdir()) == ["lenet5-digits-finetuned.json", "lenet5-digits-finetuned.pth"]
+    card = json.loads((folder / "lenet5-digits-finetuned.json").read_text())
+    assert card["selected"].startswith("the final model: last.ckpt, no selection") and card["started_from"] is None
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    net = create_model("lenet5", weights=str(folder / "lenet5-digits-finetuned.pth"))
+    assert all(torch.equal(value, final[f"net.{key}"]) for key, value in net.state_dict().items())
+
+
+@pytest.mark.parametrize("name, says", [
+    ("../elsewhere", "export_name='../elsewhere' is not valid: it must be a file name"),
+    ("a b", "export_name='a b' is not valid"),
+])
+def test_a_bad_export_name_is_one_line_and_writes_nothing(name, says, tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", "export=weights", f"export_name={name}"], capsys)
+    assert code == 2 and says in one_line(err)
+    assert list(tmp_path.iterdir()) == []  # no weights folder, no run dir
+
+
+def test_export_name_without_export_says_what_is_missing(tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={tiny_run[0]}", "export_name=x"], capsys)
+    assert code == 2 and "give export=<folder> too" in one_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fine_tune_card_names_the_community_weights_it_started_from_and_their_licence():
+    from helpers import ROOT
+    from reporting.weights import starting_weights
+
+    path = ROOT.parent / "shared" / "reference" / "akamaster" / "resnet20-12fca82f.th"
+    if not path.is_file():
+        pytest.skip(f"{path} is not on this machine")
+    found = starting_weights(str(path))
+    assert found == {"file": "resnet20-12fca82f.th", "sha256": sha256(path),
+                     "source": "akamaster/pytorch_resnet_cifar10", "licence": "BSD 2-clause",
+                     "trained_on": "CIFAR-10, the lossless originals (all 50,000 training images)"}
+    assert starting_weights("no/such/file.th") == {"file": "file.th", "sha256": None}
