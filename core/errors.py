@@ -39,10 +39,11 @@ def first_line(error: BaseException) -> str:
 def check_number(name: str, value: object, must_be: str, within: Callable[[float], bool] = lambda v: True,
                  integer: bool = False) -> float | int:
     """``UserError`` for a numeric option out of its range: "<name> must be <must_be>, got <value>".
-    Booleans, non-numbers, nan and inf are refused too."""
+    Booleans, non-numbers, nan and inf are refused too; inf and nan are told why (``lr=inf`` is > 0)."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
-        raise UserError(f"{name} must be {must_be}, got {value!r}")
+        finite = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
+        raise UserError(f"{name} must be {must_be}{finite}, got {value!r}")
     return value if integer else float(value)
 
 
