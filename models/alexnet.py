@@ -64,7 +64,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, check_switch, make_activation, variants
 
 FORMS = ("paper", "torchvision")
 HIDDEN = 4096  # units of fc6 and fc7
@@ -112,7 +112,7 @@ class AlexNet(nn.Module):
     def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg, batchnorm: bool,
                  dropout: float, stem: str, form: str) -> None:
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         check_stem(stem)
         check_choice("form", form, FORMS)
         conv1, pool_padding, pooled = STEMS[stem]

@@ -81,6 +81,7 @@ from .layers import (
     check_dropout,
     check_number,
     check_stem,
+    check_switch,
     make_activation,
     norm2d,
     variants,
@@ -145,7 +146,7 @@ class DenseNet(nn.Module):
                  activation: ActivationArg, batchnorm: bool, dropout: float, stem: str, compression: float,
                  form: str) -> None:
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         check_stem(stem)
         compression = check_compression(compression)
         check_choice("form", form, FORMS)

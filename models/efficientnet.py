@@ -96,6 +96,7 @@ from .layers import (
     check_dropout,
     check_number,
     check_stem,
+    check_switch,
     make_activation,
     make_divisible,
     variants,
@@ -213,6 +214,7 @@ class EfficientNet(nn.Module):
                  bn_eps_momentum: tuple[float, float], stages: tuple[Stage, ...] = STAGES) -> None:
         super().__init__()
         dropout, stem = check_dropout(dropout), check_stem(stem)
+        batchnorm = check_switch("batchnorm", batchnorm)
         stochastic_depth = check_dropout(stochastic_depth, "stochastic_depth")
         self.width_mult, self.depth_mult, self.resolution = width_mult, depth_mult, resolution
 

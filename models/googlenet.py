@@ -94,7 +94,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, check_switch, make_activation, variants
 
 FORMS = ("paper", "torchvision")
 
@@ -182,6 +182,7 @@ class GoogLeNet(nn.Module):
         check_choice("form", form, FORMS)
         check_stem(stem)
         dropout, aux_dropout = check_dropout(dropout), check_dropout(aux_dropout)
+        batchnorm = check_switch("batchnorm", batchnorm)
         paper = form == "paper"
 
         def conv(cin: int, cout: int, k: int, stride: int = 1) -> BasicConv2d:

@@ -103,6 +103,14 @@ def check_dropout(dropout: float, name: str = "dropout") -> float:
     return check_number(name, dropout, "a number in [0, 1)", lambda p: 0.0 <= p < 1.0)
 
 
+def check_switch(name: str, value: object) -> bool:
+    """An on/off switch (``batchnorm``) is true or false: the string "false" or 0 would be taken for a truth
+    value and build a network other than the one asked for."""
+    if not isinstance(value, bool):
+        raise ModelOptionError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def check_stem(stem: str) -> str:
     if stem not in STEMS:
         raise ModelOptionError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")

@@ -76,6 +76,7 @@ from .layers import (
     check_choice,
     check_dropout,
     check_number,
+    check_switch,
     make_activation,
     norm2d,
     variants,
@@ -147,7 +148,7 @@ class LeNet5(nn.Module):
     def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
                  batchnorm: bool, dropout: float, image_size: int, downsample: str) -> None:
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         check_number("image_size", image_size, "an integer >= 16 (LeNet-5's smallest input: 16x16 pixels)",
                      lambda s: s >= 16, integer=True)
         pool = downsample == "pool"
@@ -184,7 +185,7 @@ class LeNet5Paper(nn.Module):
     def __init__(self, *, num_classes: int, in_channels: int, activation: ActivationArg,
                  batchnorm: bool, dropout: float, image_size: int) -> None:
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         check_number("image_size", image_size, "an integer >= 32 (the paper's LeNet-5's smallest input: 32x32 pixels)",
                      lambda s: s >= 32, integer=True)
         c5_size = ((image_size - 4) // 2 - 4) // 2 - 4  # 1 for a 32x32 input

@@ -41,7 +41,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import ModelOptionError, check_dropout, check_number, variants
+from .layers import ModelOptionError, check_dropout, check_number, check_switch, variants
 
 
 class LinearClassifier(nn.Module):
@@ -90,7 +90,7 @@ def _check_linear(name: str, activation, batchnorm, stem) -> None:
     if activation != "identity":
         raise ModelOptionError(f"{name} is linear: it has no activation to choose (activation must be 'identity', got "
                                f"{activation!r})")
-    if batchnorm:
+    if check_switch("batchnorm", batchnorm):
         raise ModelOptionError(f"{name} is linear: it has no batchnorm (batchnorm must be false)")
     if stem != "cifar":
         raise ModelOptionError(f"{name} has no stem to choose: stem must be 'cifar', got {stem!r}")

@@ -84,7 +84,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, ConvNormAct, check_dropout, check_number, check_stem, make_divisible, variants
+from .layers import (
+    ActivationArg,
+    ConvNormAct,
+    check_dropout,
+    check_number,
+    check_stem,
+    check_switch,
+    make_divisible,
+    variants,
+)
 
 
 def _check_width(width_mult: float) -> float:
@@ -138,6 +147,7 @@ class MobileNetV1(nn.Module):
                  batchnorm: bool, dropout: float, stem: str, width_mult: float) -> None:
         super().__init__()
         dropout, stem, width_mult = check_dropout(dropout), check_stem(stem), _check_width(width_mult)
+        batchnorm = check_switch("batchnorm", batchnorm)
 
         def width(channels: int) -> int:
             return max(8, int(channels * width_mult))
@@ -205,6 +215,7 @@ class MobileNetV2(nn.Module):
                  batchnorm: bool, dropout: float, stem: str, width_mult: float) -> None:
         super().__init__()
         dropout, stem, width_mult = check_dropout(dropout), check_stem(stem), _check_width(width_mult)
+        batchnorm = check_switch("batchnorm", batchnorm)
         channels = make_divisible(V2_STEM_CHANNELS * width_mult, 8)
         first_stride = 2 if stem == "imagenet" else 1
         layers: list[nn.Module] = [

@@ -79,6 +79,7 @@ from .layers import (
     check_choice,
     check_dropout,
     check_stem,
+    check_switch,
     make_activation,
     norm2d,
     variants,
@@ -194,7 +195,7 @@ class ResNet(nn.Module):
         check_choice("form", form, FORMS)
         check_choice("shortcut", shortcut, SHORTCUTS)
         check_choice("shortcut_padding", shortcut_padding, PADDINGS)
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         channels = widths[0]
         kernel, stride = (7, 2) if stem == "imagenet" else (3, 1)
         self.conv1 = nn.Conv2d(in_channels, channels, kernel, stride, kernel // 2, bias=not batchnorm)

@@ -65,7 +65,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ActivationArg, check_choice, check_dropout, check_stem, make_activation, variants
+from .layers import ActivationArg, check_choice, check_dropout, check_stem, check_switch, make_activation, variants
 
 WIDTHS = (64, 128, 256, 512, 512)  # channels of the five stages
 # Table 1: convolutions per stage of configurations A, B, D, E.
@@ -89,7 +89,7 @@ class VGG(nn.Module):
     def __init__(self, depths: tuple[int, ...], *, num_classes: int, in_channels: int, activation: ActivationArg,
                  batchnorm: bool, dropout: float, stem: str, downsample: str) -> None:
         super().__init__()
-        dropout = check_dropout(dropout)
+        dropout, batchnorm = check_dropout(dropout), check_switch("batchnorm", batchnorm)
         check_stem(stem)
         check_choice("downsample", downsample, DOWNSAMPLES)
         layers: list[nn.Module] = []

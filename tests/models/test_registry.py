@@ -124,13 +124,13 @@ def check_activation_reaches_everything(model: nn.Module, name: str) -> None:
 def test_every_model_takes_the_switches_runs_and_refuses_bad_values_in_one_line(name):
     """On the meta device (structure and shapes; no memory, no arithmetic): a switch case, batchnorm on or
     off as the model's place in the registry says, gives what it says and 7 logits for a 1-channel image;
-    a bad stem, dropout or activation is one line naming it."""
+    a bad stem, dropout, batchnorm or activation is one line naming it."""
     case = switch_cases(name)[MODELS.index(name) % len(SWITCHES)]
     model = build(name, "meta", num_classes=7, in_channels=1, **case).eval()
     check_switches(model, name, **case)
     with torch.no_grad():
         assert model(torch.empty(2, 1, 32, 32, device="meta")).shape == (2, 7)
-    for option, value in [("stem", "tiny"), ("dropout", 1.5), ("activation", "swoosh")]:
+    for option, value in [("stem", "tiny"), ("dropout", 1.5), ("batchnorm", "maybe"), ("activation", "swoosh")]:
         with pytest.raises(ModelOptionError) as error:
             build(name, "meta", **{option: value})
         message = str(error.value)
