@@ -42,8 +42,8 @@ def check_number(name: str, value: object, must_be: str, within: Callable[[float
     Booleans, non-numbers, nan and inf are refused too; inf and nan are told why (``lr=inf`` is > 0)."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
-        finite = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
-        raise UserError(f"{name} must be {must_be}{finite}, got {value!r}")
+        why = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
+        raise UserError(f"{name} must be {must_be}{'' if integer else why}, got {value!r}")
     return value if integer else float(value)
 
 
