@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from core.errors import UserError
-from core.hardware import MAX_IMAGE_SIZE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -67,12 +66,6 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("optimizer.momentum", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     ("optimizer.alpha", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     ("optimizer.eps", "a number > 0", lambda v: _number(v) and v > 0),
-    ("data.num_workers", "an integer >= 0", lambda v: _integer(v) and v >= 0),
-    ("data.image_size", f"an integer in [1, {MAX_IMAGE_SIZE}]", lambda v: _integer(v) and 1 <= v <= MAX_IMAGE_SIZE),
-    ("data.crop_padding", "an integer >= 0", lambda v: _integer(v) and v >= 0),
-    ("data.cutout_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
-    ("data.stats_samples", "an integer >= 1", lambda v: _integer(v) and v >= 1),
-    ("data.download", "true or false", lambda v: isinstance(v, bool)),
     ("trainer.max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),
     ("trainer.min_epochs", "null or an integer >= 0", lambda v: v is None or (_integer(v) and v >= 0)),
     ("trainer.accelerator", f"one of {', '.join(ACCELERATORS)}", lambda v: v in ACCELERATORS),

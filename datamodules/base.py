@@ -37,7 +37,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.errors import check_choice
+from core.errors import check_choice, check_number
+from core.hardware import MAX_IMAGE_SIZE
 
 from .tensor_pipeline import TENSOR_AUGMENTATIONS, DeviceLoader
 from .transforms import AUGMENTATIONS, NORMALIZATIONS, DataError, build_transforms, channel_stats
@@ -128,6 +129,12 @@ class ClassificationDataModule(L.LightningDataModule):
                                           and not (isinstance(val_size, float) and 0 < val_size < 1)):
             raise DataError("data.val_size must be a count >= 0 (0: no validation split) or a fraction in (0, 1), "
                             f"got {val_size!r}")
+        check_number("data.num_workers", num_workers, "an integer >= 0 (0: load in this process)", lambda v: v >= 0,
+                     integer=True)
+        check_number("data.image_size", image_size, f"an integer in [1, {MAX_IMAGE_SIZE}]",
+                     lambda v: 1 <= v <= MAX_IMAGE_SIZE, integer=True)
+        check_number("data.crop_padding", crop_padding, "an integer >= 0", lambda v: v >= 0, integer=True)
+        check_number("data.cutout_size", cutout_size, "an integer >= 1", lambda v: v >= 1, integer=True)
         if "${" in str(data_dir):  # a config read without resolving it: the folder would be named after the text
             raise DataError(f"data.data_dir={data_dir!r} is an unresolved interpolation; give a folder")
         self.data_dir, self.batch_size, self.num_workers = str(data_dir), batch_size, num_workers

@@ -45,6 +45,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from core.errors import check_number
+
 from .base import ClassificationDataModule, TensorImages
 from .transforms import DataError
 
@@ -133,6 +135,7 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def __init__(self, root: str, stats_samples: int = 5000, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_number("data.stats_samples", stats_samples, "an integer >= 1", lambda v: v >= 1, integer=True)
         self.root = Path(root)
         for split in ("train", "test"):
             if not (self.root / split).is_dir():

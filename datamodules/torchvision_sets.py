@@ -42,6 +42,8 @@ class TorchvisionDataModule(ClassificationDataModule):
     def __init__(self, dataset: str = "cifar10", download: bool = True, **kwargs) -> None:
         if dataset not in DATASETS:
             raise DataError(f"data.dataset={dataset!r} is not valid; valid: {', '.join(DATASETS)}")
+        if not isinstance(download, bool):  # the string "false" would be taken for true
+            raise DataError(f"data.download must be true or false, got {download!r}")
         super().__init__(**kwargs)
         self.name, self.download = dataset, download
         (self.dataset_class, self.num_classes, self.in_channels, self.native_size, self.folder,

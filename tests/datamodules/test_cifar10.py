@@ -128,6 +128,9 @@ def test_failed_download_says_where_and_how(tmp_path, monkeypatch):
 def test_bad_options_are_refused_with_the_valid_values(tmp_path):
     with pytest.raises(ValueError, match="imagenet.*cifar10, cifar100, mnist"):
         TorchvisionDataModule(dataset="imagenet", data_dir=str(tmp_path))
+    for download in ("maybe", "false", 0):  # a string or a number would be taken for a truth value
+        with pytest.raises(DataError, match=rf"^data\.download must be true or false, got {download!r}$"):
+            TorchvisionDataModule(data_dir=str(tmp_path), download=download)
     with pytest.raises(ValueError, match="batch_size.*0"):
         make(tmp_path, batch_size=0)
     with pytest.raises(ValueError, match="robustly.*standardize"):

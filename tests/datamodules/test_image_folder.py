@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
+from core.errors import UserError
 from datamodules import DataError, ImageFolderDataModule
 from helpers import SHARED_DATA
 from models import create_model
@@ -97,6 +98,12 @@ def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_path
     changed = ImageFolderDataModule(pipeline="tensor", **options)
     changed.setup()
     assert not torch.equal(changed.test_set.source.images, tensor.test_set.source.images)
+
+
+@pytest.mark.parametrize("stats_samples", [0, -5, 2.5])
+def test_stats_samples_is_checked_when_built(tmp_path, stats_samples):
+    with pytest.raises(UserError, match=rf"^data\.stats_samples must be an integer >= 1, got {stats_samples!r}$"):
+        ImageFolderDataModule(root=str(tmp_path), stats_samples=stats_samples)
 
 
 def test_a_folder_without_train_and_test_is_refused(tmp_path):

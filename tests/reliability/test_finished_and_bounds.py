@@ -46,7 +46,7 @@ def edit_card(path, **changes) -> None:
     ("summarize.py", ["input_size=20000"], "input_size=20000: at most 1024 pixels a side"),
     ("summarize.py", ["input_size=[20000,32]"], "at most 1024 pixels a side"),
     ("train.py", ["experiment=smoke", "data.image_size=30000"],
-     "data.image_size=30000 is not valid: it must be an integer in [1, 1024]"),
+     "data.image_size must be an integer in [1, 1024], got 30000"),
     ("benchmark.py", ["image_size=30000"], "image_size=30000 is not valid: it must be an integer in [8, 1024]"),
 ])
 def test_an_image_size_is_bounded_before_anything_is_allocated(script, argv, says, tmp_path, monkeypatch, capsys):
