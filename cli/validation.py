@@ -78,8 +78,6 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("trainer.limit_train_batches", "null, an integer >= 1 or a fraction in (0, 1] (0 trains nothing)", _some_batches),
     ("trainer.limit_val_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
     ("trainer.limit_test_batches", "null, an integer >= 0 or a fraction in [0, 1]", _batches),
-    ("loss.label_smoothing", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-    ("loss.margin", "a number > 0", lambda v: _number(v) and v > 0),
     ("callbacks.last_checkpoint.every_n_train_steps", "null or an integer >= 1",
      lambda v: v is None or (_integer(v) and v >= 1)),
     ("callbacks.early_stopping.patience", "an integer >= 0", lambda v: _integer(v) and v >= 0),

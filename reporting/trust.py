@@ -37,7 +37,8 @@ PLAIN = (str, int, float, bool, type(None))
 REFUSED = "a checkpoint names options, not code; refused"
 # parts our configs named before and no longer do: checkpoints and run dirs written then still load
 RETIRED = frozenset({"lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.CSVLogger",
-                     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.ModelCheckpoint"})
+                     "lightning.pytorch.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.ModelCheckpoint",
+                     "torch.nn.CrossEntropyLoss"})
 
 
 @functools.cache

@@ -73,7 +73,7 @@ def test_a_linear_baseline_with_its_defaults_does_as_well_as_scikit_learn(tmp_pa
 
 
 @pytest.mark.parametrize("model, loss", [("linear_svm", "MulticlassHinge"), ("rff_svm", "MulticlassHinge"),
-                                         ("ovr_logreg", "OneVsRestLogistic"), ("logreg", "CrossEntropyLoss")])
+                                         ("ovr_logreg", "OneVsRestLogistic"), ("logreg", "CrossEntropy")])
 def test_a_linear_baseline_brings_its_loss_and_no_crops_and_the_command_line_still_wins(model, loss):
     from hydra import compose, initialize_config_dir
 
@@ -83,7 +83,7 @@ def test_a_linear_baseline_brings_its_loss_and_no_crops_and_the_command_line_sti
         cfg = compose("train", overrides=[f"model={model}", "loss=mse", "data.augment=crop"])
         assert cfg.loss._target_ == "training.losses.OneHotMSE", cfg.loss
         assert cfg.data.augment == "crop"
-        assert compose("train", overrides=["model=resnet20"]).loss._target_.endswith("CrossEntropyLoss")
+        assert compose("train", overrides=["model=resnet20"]).loss._target_.endswith("CrossEntropy")
 
 
 @pytest.mark.parametrize("model", ["logreg", "linear_svm"])

@@ -113,6 +113,12 @@ def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, over
     assert digest(run_dir) == before
 
 
+def test_a_checkpoint_written_when_configs_named_torchs_cross_entropy_still_names_no_code():
+    from reporting.trust import check_no_code
+
+    check_no_code({"loss": {"_target_": "torch.nn.CrossEntropyLoss", "label_smoothing": 0.0}}, "old.ckpt")
+
+
 def test_a_clean_checkpoint_still_rebuilds_through_the_registries(tiny_run):
     from reporting.trust import build_datamodule, build_model, stored_config
 
@@ -193,6 +199,7 @@ TRAIN_CASES = [
     (["model=logreg", "activation=tanh"], ["activation", "tanh", "identity"]),
     (["loss.label_smoothing=1"], ["loss.label_smoothing", "1", "[0, 1)"]),
     (["loss.label_smoothing=inf"], ["loss.label_smoothing", "inf"]),
+    (["loss.label_smoothing=-0.1"], ["loss.label_smoothing", "-0.1", "[0, 1)"]),  # torch trains with it silently
     (["loss=hinge", "loss.margin=0"], ["loss.margin", "0", "> 0"]),
     (["regularization=l2", "regularization.strength=-1"], ["regularization.strength", "-1", ">= 0"]),
     (["regularization=l2", "regularization.strength=inf"], ["regularization.strength", "inf"]),
