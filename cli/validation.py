@@ -61,11 +61,6 @@ def _some_batches(value: Any) -> bool:  # limit_train_batches: 0 would train not
 
 RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("seed", "an integer", _integer),
-    ("optimizer.lr", "a number > 0", lambda v: _number(v) and v > 0),
-    ("optimizer.weight_decay", "a number >= 0", lambda v: _number(v) and v >= 0),
-    ("optimizer.momentum", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-    ("optimizer.alpha", "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-    ("optimizer.eps", "a number > 0", lambda v: _number(v) and v > 0),
     ("trainer.max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),
     ("trainer.min_epochs", "null or an integer >= 0", lambda v: v is None or (_integer(v) and v >= 0)),
     ("trainer.accelerator", f"one of {', '.join(ACCELERATORS)}", lambda v: v in ACCELERATORS),

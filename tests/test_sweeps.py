@@ -142,7 +142,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     # each failure says so in the one line a single run prints, then a summary names both: no traceback
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and len(lines) == 5, result.stderr[-3000:]
-    assert (lines[0].startswith("error: optimizer.lr=-1 is not valid")
+    assert (lines[0].startswith("error: optimizer.lr must be a number > 0, got -1")
             and lines[1].startswith("error: training diverged"))
     assert lines[2].startswith("error: 2 of 3 runs of the sweep did not complete")
     assert sorted(line.split(":")[0].strip() for line in lines[3:]) == ["optimizer.lr=-1", "optimizer.lr=1000000.0"]
@@ -152,12 +152,12 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     rows = listed(tmp_path)
     assert set(rows) == set(runs)
     refused = rows[frozenset({"optimizer.lr=-1"})]
-    assert refused["status"] == "failed" and "optimizer.lr=-1" in refused["error"]
+    assert refused["status"] == "failed" and "optimizer.lr must be a number > 0, got -1" in refused["error"]
     diverged = rows[frozenset({"optimizer.lr=1000000.0"})]
     assert diverged["status"] == "diverged" and "diverged" in diverged["error"]
     good = rows[frozenset({"optimizer.lr=0.003"})]
     assert good["status"] == "completed" and 0 < float(good["test_acc"]) <= 1
-    assert "| optimizer.lr=-1 | lenet5 | 42 | failed: optimizer.lr=-1" in (tmp_path / "comparison.md").read_text()
+    assert "| optimizer.lr=-1 | lenet5 | 42 | failed: optimizer.lr must be" in (tmp_path / "comparison.md").read_text()
 
 
 def test_an_optuna_search_of_three_trials_completes_and_reports_its_best(tmp_path):

@@ -1,7 +1,9 @@
 """The LightningModule that makes any zoo model an image classifier.
 
 It takes a built ``nn.Module`` and partial optimizer / scheduler factories
-(completed here with the parameters and the run length), computes the loss,
+(completed here with the parameters and the run length; the optimizer is built
+once when the module is, so that a value torch refuses is one line before
+anything is written: ``check_optimizer``), computes the loss,
 adds the auxiliary heads' losses when a model returns them (GoogLeNet), and
 logs ``train/``, ``val/`` and ``test/`` metrics computed by torchmetrics.
 An explicit weight penalty (``regularization``) is added to the training
@@ -13,6 +15,8 @@ precision / recall / F1, per-class accuracy and the confusion matrix.
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning as L
@@ -27,10 +31,56 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from core.errors import UserError
+from core.errors import UserError, check_number
 
 from .callbacks import steps_planned
 from .schedulers import complete
+
+# What an optimizer's settings must be beyond what torch.optim checks itself (negative rates and decays,
+# betas outside [0, 1), ...: torch's own words, see check_optimizer). Each is a value torch accepts and
+# no run could want.
+OPTIMIZER_RULES: dict[str, tuple[str, Any]] = {
+    "lr": ("a number > 0", lambda v: v > 0),  # 0: nothing trains, and the run still "completes"
+    "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1),  # 1: past gradients never fade, the steps grow
+    "alpha": ("a number in [0, 1)", lambda v: 0 <= v < 1),  # RMSprop's 1: the squared-gradient mean stays 0
+    "eps": ("a number > 0", lambda v: v > 0),  # 0: a parameter with a zero gradient gets 0/0 = nan
+}
+
+
+def check_optimizer(factory: functools.partial, params: Iterable[torch.Tensor]) -> None:
+    """Build the optimizer ``factory`` makes once, on ``params``, to refuse its settings before a run starts.
+
+    Every setting whose default is a number must be a finite one (torch takes ``inf`` and, in SGD, ``nan``);
+    ``OPTIMIZER_RULES`` add what torch does not check. The rest is torch's: the ValueError (or TypeError)
+    its constructor raises becomes one line naming the key, in torch's words, with torch's default for it.
+    """
+    function = factory.func
+    name = getattr(function, "__name__", repr(function))
+    defaults = {key: p.default for key, p in inspect.signature(function).parameters.items()
+                if p.default is not p.empty}
+    for key, value in factory.keywords.items():
+        if key in OPTIMIZER_RULES:
+            check_number(f"optimizer.{key}", value, *OPTIMIZER_RULES[key])
+        elif isinstance(defaults.get(key), (int, float)) and not isinstance(defaults[key], bool):
+            check_number(f"optimizer.{key}", value, "a number")
+    try:
+        factory(params=list(params))
+    except (ValueError, TypeError) as error:  # torch's argument checks; anything else is a bug: its traceback
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        value = said.rpartition(": ")[2]  # torch ends each such message with the value: "Invalid eps value: -1"
+
+        def holds(given: Any) -> bool:
+            items = given if isinstance(given, Sequence) and not isinstance(given, str) else [given]
+            return any(str(item) == value for item in items)
+
+        keys = [key for key, given in factory.keywords.items() if holds(given)]
+        if len(keys) > 1:  # two settings of the same value: the one torch names
+            keys = [key for key in keys if key in said]
+        if len(keys) != 1:
+            raise UserError(f"optimizer: {name} refuses its settings: {said}") from None
+        key = keys[0]
+        default = f" (its default: {defaults[key]!r})" if key in defaults else ""
+        raise UserError(f"optimizer.{key}={factory.keywords[key]!r} is not valid for {name}: {said}{default}") from None
 
 
 class ImageClassifier(L.LightningModule):
@@ -54,6 +104,8 @@ class ImageClassifier(L.LightningModule):
             raise UserError(f"scheduler.interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "regularization"], logger=False)
         self.net = net
+        if optimizer is not None:  # the run's own is built in configure_optimizers, where the Trainer put the weights
+            check_optimizer(optimizer, net.parameters())
         self.segment_start_step = 0  # the optimizer step this fit started at (on_train_start)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()

@@ -1,13 +1,16 @@
-"""The LightningModule: auxiliary-head losses, schedules completed with the run length."""
+"""The LightningModule: auxiliary-head losses, schedules completed with the run length, optimizer settings
+checked when it is built."""
 
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
 from torch import nn
 
+from core.errors import UserError
 from training.module import ImageClassifier
 from training.schedulers import complete, warmup_cosine
 
@@ -86,3 +89,51 @@ def test_test_metrics_stay_right_when_the_first_batch_has_no_error():
     assert results["confusion_matrix"][0, 1] == 1
     f1 = [2 * p * r / (p + r) for p, r in [(1.0, 0.5), (2 / 3, 1.0)] + [(1.0, 1.0)] * 8]
     assert results["f1_macro"] == pytest.approx(sum(f1) / 10)
+
+
+OPTIMIZER_CASES = [
+    # the rules stricter than torch's (OPTIMIZER_RULES), in check_number's words
+    (torch.optim.SGD, dict(lr=0), "optimizer.lr must be a number > 0, got 0"),
+    (torch.optim.SGD, dict(lr=-1), "optimizer.lr must be a number > 0, got -1"),
+    (torch.optim.SGD, dict(lr=math.inf), "optimizer.lr must be a number > 0 (a finite one: not inf or nan), got inf"),
+    (torch.optim.SGD, dict(lr="abc"), "optimizer.lr must be a number > 0, got 'abc'"),
+    (torch.optim.SGD, dict(lr=0.1, momentum=1), "optimizer.momentum must be a number in [0, 1), got 1"),
+    (torch.optim.RMSprop, dict(lr=0.1, alpha=1.0), "optimizer.alpha must be a number in [0, 1), got 1.0"),
+    (torch.optim.Adam, dict(lr=0.1, eps=0), "optimizer.eps must be a number > 0, got 0"),
+    # any numeric setting: finite (torch takes inf, and SGD takes nan)
+    (torch.optim.SGD, dict(lr=0.1, weight_decay=math.nan),
+     "optimizer.weight_decay must be a number (a finite one: not inf or nan), got nan"),
+    (torch.optim.SGD, dict(lr=0.1, momentum=math.inf), "optimizer.momentum must be a number in [0, 1) (a finite one"),
+    # torch's own checks, in torch's words, naming the key and torch's default
+    (torch.optim.Adam, dict(lr=0.1, weight_decay=-1),
+     "optimizer.weight_decay=-1 is not valid for Adam: Invalid weight_decay value: -1 (its default: 0)"),
+    (torch.optim.Adam, dict(lr=0.1, betas=[0.9, 1.5]),
+     "optimizer.betas=[0.9, 1.5] is not valid for Adam: Invalid beta parameter at index 1: 1.5"),
+    (torch.optim.Adagrad, dict(lr=0.1, lr_decay=-1, weight_decay=-1),  # the same value twice: the key torch names
+     "optimizer.lr_decay=-1 is not valid for Adagrad: Invalid lr_decay value: -1"),
+    (torch.optim.SGD, dict(lr=0.1, nesterov=True),  # no one key to name: torch's line
+     "optimizer: SGD refuses its settings: Nesterov momentum requires a momentum and zero dampening"),
+]
+
+
+@pytest.mark.parametrize("optimizer, settings, says", OPTIMIZER_CASES, ids=[str(s) for _, s, _ in OPTIMIZER_CASES])
+def test_the_optimizer_is_built_once_with_the_module_so_a_bad_setting_is_one_line(optimizer, settings, says):
+    """The rules live where the partial optimizer is completed (issue 23): stated here only where stricter than
+    torch's; torch's own refusals come out as a UserError (one line, exit 2) before any run dir is written."""
+    with pytest.raises(UserError) as refused:
+        ImageClassifier(nn.Linear(2, 2), optimizer=functools.partial(optimizer, **settings), num_classes=2)
+    assert str(refused.value).startswith(says) and "\n" not in str(refused.value), str(refused.value)
+
+
+def test_good_optimizer_settings_pass_and_the_run_builds_its_own_optimizer():
+    lbfgs = functools.partial(torch.optim.LBFGS, lr=0.1, max_iter=4, line_search_fn="strong_wolfe")
+    module = ImageClassifier(nn.Linear(2, 2), optimizer=lbfgs, num_classes=2)
+    assert isinstance(module.configure_optimizers(), torch.optim.LBFGS)
+
+
+def test_a_bug_in_an_optimizer_keeps_its_traceback():
+    def broken(params, lr):
+        raise RuntimeError("a bug, not a setting")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        ImageClassifier(nn.Linear(2, 2), optimizer=functools.partial(broken, lr=0.1), num_classes=2)
