@@ -62,7 +62,7 @@ def build_from_weights(cfg: DictConfig):
 
 @user_errors_as_lines
 def build(cfg: DictConfig):
-    check_run(cfg, REQUIRED, unset=("data",))  # before torch is imported
+    check_run(cfg, REQUIRED)  # before torch is imported
     from models.weights import shipped
     from reporting.weights import check_export_name
     from training.checkpoints import check_fits, load_checkpoint, resolve_checkpoint, warn_non_finite

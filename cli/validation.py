@@ -1,13 +1,14 @@
-"""Checks of configured values, run first in each entry point's task function (``check_run``).
+"""Checks of configured values that no class of ours receives, run first in each entry point's task
+function (``check_run``), before torch is imported.
 
-A rule lives where the value is used: the datamodules, the model builders, ``WeightPenalty`` and
-``PerformanceSwitches`` check their own arguments (a model's "dropout must be ..." is named
-``model.dropout`` by ``cli.commandline.instantiate_part``). The rules here are for keys no class of
-ours receives (``seed``, ``test``, ``optimized_metric``, ``trainer.*``, ``callbacks.*``), plus those
-not yet moved to their constructor (``optimizer.*``, ``loss.*``, some ``data.*``, ``model.batchnorm``;
-issue 23). Each rule names a config key, what it must be, and a predicate; a value that breaks one gets
-one line naming the key, the value and what would be valid. Numbers must be finite. Keys absent from
-the composed config (a group without them) are skipped.
+A rule lives where the value is used (issue 23): the data modules (``data.*``), the model builders
+(``model.*``: "dropout must be ..." is named ``model.dropout`` by ``cli.commandline.instantiate_part``), the
+losses (``loss.*``), ``ImageClassifier`` (``optimizer.*``, beyond what torch.optim checks itself),
+``WeightPenalty`` and ``PerformanceSwitches`` check their own arguments. The rules here are for the keys
+left: ``seed``, ``test``, ``visualize``, ``force``, ``optimized_metric``, ``trainer.*`` and ``callbacks.*``.
+Each names a config key, what it must be, and a predicate; a value that breaks one gets one line naming
+the key, the value and what would be valid. Numbers must be finite. Keys absent from the composed config
+(a group without them, another entry point's) are skipped.
 """
 
 from __future__ import annotations
@@ -85,15 +86,14 @@ RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
 _ABSENT = object()
 
 
-def check_config(cfg: DictConfig, unset: tuple[str, ...] = ()) -> None:
-    """Raise UserError (one line) for the first configured value that breaks a rule.
-    Keys under a node of ``unset`` (evaluate.py's ``data``) may be null: not given."""
+def check_config(cfg: DictConfig) -> None:
+    """Raise UserError (one line) for the first configured value that breaks a rule."""
     for key, valid, ok in RULES:
         try:
             value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         except OmegaConfBaseException as error:  # an interpolation that does not resolve: ${nope}
             raise UserError(f"{key} does not resolve: {str(error).splitlines()[0]}") from None
-        if value is _ABSENT or (value is None and key.split(".")[0] in unset):
+        if value is _ABSENT:
             continue
         if not ok(value):
             finite = " (a finite one: not inf or nan)" if isinstance(value, float) and not math.isfinite(value) else ""
@@ -207,7 +207,7 @@ def check_additions(cfg: DictConfig, overrides: list[str]) -> None:
                         f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 
 
-def check_run(cfg: DictConfig, required: dict[str, str] | None = None, unset: tuple[str, ...] = (),
+def check_run(cfg: DictConfig, required: dict[str, str] | None = None,
               check: Callable[[DictConfig], None] | None = None) -> None:
     """What an entry point's task function checks first, on the config Hydra composed (once): nothing
     required left out, no ``+key`` unread, every value rule above, every interpolation resolvable, then
@@ -217,7 +217,7 @@ def check_run(cfg: DictConfig, required: dict[str, str] | None = None, unset: tu
     check_required(cfg, required)
     check_additions(cfg, (OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized()
                           else []))  # unresolved
-    check_config(cfg, unset)
+    check_config(cfg)
     check_interpolations(cfg)
     if check is not None:
         check(cfg)

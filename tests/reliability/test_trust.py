@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from helpers import ROOT, run_script
-from inprocess import digest, one_line, run_entry
+from inprocess import copy_run, digest, one_line, run_entry
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +111,29 @@ def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, over
     code, err = run_entry("train.py", [f"resume={run_dir}"], capsys)
     assert code == 2 and says in one_line(err) and "refused" in one_line(err)
     assert digest(run_dir) == before
+
+
+@pytest.mark.parametrize("node, key, value, words", [
+    ("data", "num_workers", -1, ["data.num_workers", "-1", ">= 0"]),
+    ("data", "image_size", 30000, ["data.image_size", "30000", "[1, 1024]"]),
+    ("model", "batchnorm", "maybe", ["batchnorm", "maybe", "true or false"]),
+])
+def test_evaluate_refuses_a_checkpoint_storing_a_bad_value_when_the_part_is_built(tiny_run, tmp_path, capsys, node,
+                                                                                  key, value, words):
+    """reporting/trust.py checks that a checkpoint names options, not code; the values are checked by the data module
+    and the model builder that take them (issue 23): one line, exit 2, nothing written."""
+    run_dir = copy_run(tiny_run[0], tmp_path / "run")
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint["hyper_parameters"]["config"][node][key] = value
+        torch.save(checkpoint, path)
+    before, out = digest(run_dir), tmp_path / "eval"
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"hydra.run.dir={out}", f"paths.output_dir={out}"],
+                          capsys)
+    assert code == 2, err
+    line = one_line(err)
+    assert all(word in line for word in words), line
+    assert digest(run_dir) == before and not any(out.rglob("*"))
 
 
 def test_a_checkpoint_written_when_configs_named_torchs_cross_entropy_still_names_no_code():
