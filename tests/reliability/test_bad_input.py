@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
 from helpers import ROOT, run_script
 
@@ -54,11 +55,13 @@ def test_each_bad_value_gets_one_line_naming_it(overrides, words, tmp_path, monk
 
     argv = ["experiment=smoke", *overrides, f"paths.output_dir={tmp_path}"]
 
-    def main():  # what @hydra.main does before train.build: compose, with the hydra node set
+    def main():  # what @hydra.main does before train.build: compose, with the hydra node set, then handed over
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=sys.argv[1:], return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):  # without the hydra node, as @hydra.main hands it over: the optimizer's settings are
+            del cfg["hydra"]  # checked after train.build resolves the whole config, hydra's runtime dir unset here
         train.build(cfg)
 
     monkeypatch.setattr(sys, "argv", ["train.py", *argv])
