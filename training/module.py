@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lightning as L
@@ -39,7 +39,7 @@ from .schedulers import complete
 # What an optimizer's settings must be beyond what torch.optim checks itself (negative rates and decays,
 # betas outside [0, 1), ...: torch's own words, see check_optimizer). Each is a value torch accepts and
 # no run could want.
-OPTIMIZER_RULES: dict[str, tuple[str, Any]] = {
+OPTIMIZER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "lr": ("a number > 0", lambda v: v > 0),  # 0: nothing trains, and the run still "completes"
     "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1),  # 1: past gradients never fade, the steps grow
     "alpha": ("a number in [0, 1)", lambda v: 0 <= v < 1),  # RMSprop's 1: the squared-gradient mean stays 0
@@ -47,18 +47,18 @@ OPTIMIZER_RULES: dict[str, tuple[str, Any]] = {
 }
 
 
-def check_optimizer(factory: functools.partial, params: Iterable[torch.Tensor]) -> None:
+def check_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> None:
     """Build the optimizer ``factory`` makes once, on ``params``, to refuse its settings before a run starts.
 
     Every setting whose default is a number must be a finite one (torch takes ``inf`` and, in SGD, ``nan``);
     ``OPTIMIZER_RULES`` add what torch does not check. The rest is torch's: the ValueError (or TypeError)
     its constructor raises becomes one line naming the key, in torch's words, with torch's default for it.
     """
-    function = factory.func
+    function, settings = getattr(factory, "func", factory), getattr(factory, "keywords", {})  # a plain callable too
     name = getattr(function, "__name__", repr(function))
     defaults = {key: p.default for key, p in inspect.signature(function).parameters.items()
                 if p.default is not p.empty}
-    for key, value in factory.keywords.items():
+    for key, value in settings.items():
         if key in OPTIMIZER_RULES:
             check_number(f"optimizer.{key}", value, *OPTIMIZER_RULES[key])
         elif isinstance(defaults.get(key), (int, float)) and not isinstance(defaults[key], bool):
@@ -73,14 +73,14 @@ def check_optimizer(factory: functools.partial, params: Iterable[torch.Tensor]) 
             items = given if isinstance(given, Sequence) and not isinstance(given, str) else [given]
             return any(str(item) == value for item in items)
 
-        keys = [key for key, given in factory.keywords.items() if holds(given)]
+        keys = [key for key, given in settings.items() if holds(given)]
         if len(keys) > 1:  # two settings of the same value: the one torch names
             keys = [key for key in keys if key in said]
         if len(keys) != 1:
             raise UserError(f"optimizer: {name} refuses its settings: {said}") from None
         key = keys[0]
         default = f" (its default: {defaults[key]!r})" if key in defaults else ""
-        raise UserError(f"optimizer.{key}={factory.keywords[key]!r} is not valid for {name}: {said}{default}") from None
+        raise UserError(f"optimizer.{key}={settings[key]!r} is not valid for {name}: {said}{default}") from None
 
 
 class ImageClassifier(L.LightningModule):
