@@ -153,7 +153,8 @@ def rooms_the_config_reaches(run) -> list[tuple[str, list[str]]]:
 
     def room_of(filename: str) -> str | None:
         if filename not in rooms:
-            part = Path(filename).resolve().relative_to(ROOT).parts[0] if filename.startswith(str(ROOT)) else None
+            path = Path(filename).resolve()
+            part = path.relative_to(ROOT).parts[0] if path.is_relative_to(ROOT) else None
             rooms[filename] = part if part in ROOMS else None
         return rooms[filename]
 
