@@ -43,8 +43,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.commandline import entry_point
 from cli.validation import check_run
+from core.errors import UserError, user_errors_as_lines
 from core.files import write_text
 from core.hardware import MAX_IMAGE_SIZE, cpu, cpu_has_amx_bf16
 

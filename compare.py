@@ -37,8 +37,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.commandline import entry_point
 from cli.validation import check_run
+from core.errors import UserError, user_errors_as_lines
 from core.files import refuse_link, write_text
 from reporting import best_of_grid
 from reporting.comparison import (

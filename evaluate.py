@@ -25,8 +25,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cli.commandline import UserError, entry_point, instantiate_trainer, user_errors_as_lines
+from cli.commandline import entry_point, instantiate_trainer
 from cli.validation import check_run
+from core.errors import UserError, user_errors_as_lines
 from core.files import log_to_file, write_json
 from core.rundir import claim_run_dir
 from reporting.trust import build_datamodule, build_model, evaluation_data, stored_config

@@ -23,8 +23,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cli.commandline import UserError, entry_point, fail, user_errors_as_lines
+from cli.commandline import entry_point
 from cli.validation import check_run
+from core.errors import UserError, fail, user_errors_as_lines
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEVICES = ("cuda", "cpu")

@@ -24,8 +24,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from cli.commandline import UserError, entry_point, user_errors_as_lines
+from cli.commandline import entry_point
 from cli.validation import check_run
+from core.errors import UserError, user_errors_as_lines
 from core.files import save_figure, write_text
 from core.hardware import MAX_IMAGE_SIZE
 

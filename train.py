@@ -30,16 +30,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cli.commandline import (
-    entry_point,
-    fail,
-    instantiate_all,
-    instantiate_part,
-    instantiate_trainer,
-    user_errors_as_lines,
-)
+from cli.commandline import entry_point, instantiate_all, instantiate_part, instantiate_trainer
 from cli.resolvers import RESOLVERS
 from cli.validation import check_run
+from core.errors import fail, user_errors_as_lines
 from core.files import log_to_file
 from core.rundir import claim_run_dir
 from reporting.records import (

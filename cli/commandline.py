@@ -11,7 +11,6 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError, first_line, user_error_in
+from core.errors import UserError, fail, first_line, nearest, user_error_in
 from core.files import remove_empty_run_dirs
 from core.rundir import check_run_dir_arguments
 from reporting.trust import parse_overrides
@@ -57,20 +56,6 @@ def is_user_error(error: BaseException) -> bool:
 def message(error: BaseException) -> str:
     """The first line of the user error's message, or of the innermost error's."""
     return first_line(user_error_in(unwrap(error)) or unwrap(error))
-
-
-LOOKALIKES = str.maketrans("oil", "011")  # letters typed for digits: resnet2O, vggl1, resnetI8
-
-
-def nearest(value: str, valid: list[str]) -> str | None:
-    """The valid name a typo most likely meant: one that differs only in case or in a letter typed for a
-    digit (``resnet2O`` -> resnet20, where difflib alone prefers resnet32), else difflib's closest."""
-    plain = {name.lower().translate(LOOKALIKES): name for name in reversed(valid)}  # the first wins a tie
-    typed = value.lower().translate(LOOKALIKES)
-    if typed in plain:
-        return plain[typed]
-    near = difflib.get_close_matches(typed, list(plain), n=1)
-    return plain[near[0]] if near else None
 
 
 def group_options(config_dir: Path) -> dict[str, list[str]]:
@@ -172,11 +157,6 @@ def check_sweep(argv: list[str], config_dir: Path, config_name: str, required: d
         GlobalHydra.instance().clear()
 
 
-def fail(text: str, status: int = 2) -> None:
-    print(f"error: {text}", file=sys.stderr)
-    sys.exit(status)
-
-
 HELP_FLAGS = ("--help", "-h")
 
 
@@ -248,20 +228,6 @@ def entry_point(config_dir: Path, main: Callable[[], object], config_name: str |
 
     return run
 
-
-def user_errors_as_lines(function: Callable) -> Callable:
-    """For the set-up phase of a task function: bad input -> one line, exit 2."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except Exception as error:
-            if is_user_error(error):
-                fail(message(error))
-            raise
-
-    return wrapper
 
 
 def instantiate_part(node: DictConfig, key: str, **kwargs):

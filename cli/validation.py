@@ -59,7 +59,6 @@ def _some_batches(value: Any) -> bool:  # limit_train_batches: 0 would train not
             or (_number(value) and not _integer(value) and 0 < value <= 1))
 
 
-
 RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("seed", "an integer", _integer),
     ("trainer.max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),

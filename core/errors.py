@@ -6,7 +6,10 @@ entry points (cli/commandline.py) turn it into ``error: ...`` and exit 2;
 nothing else is turned into one line, so bugs keep their tracebacks.
 """
 
+import difflib
+import functools
 import math
+import sys
 from collections.abc import Callable
 
 
@@ -52,3 +55,37 @@ def check_choice(name: str, value: object, valid: tuple) -> object:
     if value not in valid:
         raise UserError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def fail(text: str, status: int = 2) -> None:
+    print(f"error: {text}", file=sys.stderr)
+    sys.exit(status)
+
+
+def user_errors_as_lines(function: Callable) -> Callable:
+    """For the set-up phase of a task function: bad input -> one line, exit 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            if is_user_error(error):
+                fail(first_line(user_error_in(error)))
+            raise
+
+    return wrapper
+
+
+LOOKALIKES = str.maketrans("oil", "011")  # letters typed for digits: resnet2O, vggl1, resnetI8
+
+
+def nearest(value: str, valid: list[str]) -> str | None:
+    """The valid name a typo most likely meant: one that differs only in case or in a letter typed for a
+    digit (``resnet2O`` -> resnet20, where difflib alone prefers resnet32), else difflib's closest."""
+    plain = {name.lower().translate(LOOKALIKES): name for name in reversed(valid)}  # the first wins a tie
+    typed = value.lower().translate(LOOKALIKES)
+    if typed in plain:
+        return plain[typed]
+    near = difflib.get_close_matches(typed, list(plain), n=1)
+    return plain[near[0]] if near else None

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from hydra.errors import InstantiationException
 
-from cli.commandline import is_user_error, user_errors_as_lines
-from core.errors import UserError, check_choice, check_number
+from cli.commandline import is_user_error
+from core.errors import UserError, check_choice, check_number, user_errors_as_lines
 
 
 class ElsewhereError(RuntimeError):  # a room the entry points never import: the attribute is enough
