@@ -13,12 +13,16 @@ from helpers import run_script
 RESNET18_PARAMS = 11_173_962  # at 3x32x32, 10 classes, CIFAR stem (README's zoo table)
 
 
-def assert_one_line_error(result, text: str) -> None:
-    """Exit status 2, no traceback, and the last line of stderr is the one error line."""
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
+def assert_one_line_error(capsys, argv: list[str], text: str) -> None:
+    """``python summarize.py <argv>`` in this process (tests/inprocess.py; its __main__ runs in the tests above):
+    exit status 2, no traceback, and the last line of stderr is the one error line."""
+    from inprocess import run_entry
+
+    code, stderr = run_entry("summarize.py", argv, capsys, stage="run")
+    assert code == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and stderr.strip().splitlines()[-1] == errors[0], stderr
     assert text in errors[0], errors[0]
 
 
@@ -73,18 +77,18 @@ def test_markdown_table_for_a_readme(tmp_path):
     assert any(line.startswith("- resnet20 at 3x64x64: 269,722 parameters") for line in lines)
 
 
-def test_an_input_too_small_is_one_line_naming_the_layer_and_the_smallest_size(tmp_path):
-    result = run_script("summarize.py", "model=vgg11", "input_size=8", f"hydra.run.dir={tmp_path}")
-    assert_one_line_error(result, "error: input 8x8 is too small for vgg11: the feature map vanishes at features.15 "
-                                  "(MaxPool2d: 1x1 -> 0x0); use input_size >= 32")
+def test_an_input_too_small_is_one_line_naming_the_layer_and_the_smallest_size(tmp_path, capsys):
+    assert_one_line_error(capsys, ["model=vgg11", "input_size=8", f"hydra.run.dir={tmp_path}"],
+                          "error: input 8x8 is too small for vgg11: the feature map vanishes at features.15 "
+                          "(MaxPool2d: 1x1 -> 0x0); use input_size >= 32")
 
 
-def test_a_bad_format_is_one_line_with_the_valid_ones(tmp_path):
-    result = run_script("summarize.py", "format=xml", f"hydra.run.dir={tmp_path}")
-    assert_one_line_error(result, "format='xml' is not valid; valid: table, csv, json, markdown")
+def test_a_bad_format_is_one_line_with_the_valid_ones(tmp_path, capsys):
+    assert_one_line_error(capsys, ["format=xml", f"hydra.run.dir={tmp_path}"],
+                          "format='xml' is not valid; valid: table, csv, json, markdown")
 
 
-def test_the_zoo_table_is_the_readmes_and_comes_from_the_registry(tmp_path):
+def test_the_zoo_table_is_the_readmes_and_comes_from_the_registry(tmp_path, capsys):
     """table=zoo prints the README's rows (paper and year from each model file's PAPER, counts from analysis/)."""
     from helpers import ROOT
 
@@ -96,5 +100,5 @@ def test_the_zoo_table_is_the_readmes_and_comes_from_the_registry(tmp_path):
     readme = (ROOT / "README.md").read_text().splitlines()
     for row in rows:
         assert row in readme, row
-    assert_one_line_error(run_script("summarize.py", "table=zoo", "models=[resnet999]", f"hydra.run.dir={tmp_path}"),
+    assert_one_line_error(capsys, ["table=zoo", "models=[resnet999]", f"hydra.run.dir={tmp_path}"],
                           "models: resnet999: unknown model; valid: alexnet")
