@@ -26,15 +26,24 @@ def assert_one_line_error(capsys, argv: list[str], text: str) -> None:
     assert text in errors[0], errors[0]
 
 
-def test_table_on_the_terminal_and_the_receptive_field_plot(tmp_path):
-    result = run_script("summarize.py", "model=resnet18", "plot=true", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+def summarize(capsys, *argv: str) -> tuple[int, str, str]:
+    """``python summarize.py <argv>`` in this process (tests/inprocess.py): (exit status, stdout, stderr). Its
+    __main__ runs as a real process in test_json_on_stdout_is_the_whole_output_and_adds_up."""
+    from inprocess import run_entry_output
+
+    code, out, err = run_entry_output("summarize.py", list(argv), capsys)
+    assert code in (0, None), err[-3000:]
+    return code, out, err
+
+
+def test_table_on_the_terminal_and_the_receptive_field_plot(tmp_path, capsys):
+    _, stdout, _ = summarize(capsys, "model=resnet18", "plot=true", f"hydra.run.dir={tmp_path}")
+    lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["layer", "type", "output"]
     conv1 = next(line.split() for line in lines if line.startswith("conv1 "))
     assert conv1 == ["conv1", "Conv2d", "64x32x32", "1,728", "1,728", "1,769,472", "3", "1", "32x32"]
-    assert f"resnet18 at 3x32x32: {RESNET18_PARAMS:,} parameters" in result.stdout
-    assert "receptive field of the last feature map (layer4.1.act_out): 109 pixels, jump 8" in result.stdout
+    assert f"resnet18 at 3x32x32: {RESNET18_PARAMS:,} parameters" in stdout
+    assert "receptive field of the last feature map (layer4.1.act_out): 109 pixels, jump 8" in stdout
     image = Image.open(tmp_path / "receptive_field.png")
     assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
 
@@ -52,12 +61,11 @@ def test_json_on_stdout_is_the_whole_output_and_adds_up(tmp_path):
     assert totals["last_map"] == "features.20" and totals["last_map_rf"] == [150, 150]
 
 
-def test_csv_into_a_file_at_another_input_size(tmp_path):
+def test_csv_into_a_file_at_another_input_size(tmp_path, capsys):
     out = tmp_path / "lenet5.csv"
-    result = run_script("summarize.py", "model=lenet5", "data=digits", "input_size=64", "format=csv",
-                        f"output={out}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout == ""
+    _, stdout, _ = summarize(capsys, "model=lenet5", "data=digits", "input_size=64", "format=csv", f"output={out}",
+                             f"hydra.run.dir={tmp_path / 'run'}")
+    assert stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["name"] for r in rows[:4]] == ["features.0", "features.1", "features.2", "features.3"]
     conv = rows[0]  # 6 filters 5x5 over 1 channel (digits are grey) at 64x64
@@ -66,11 +74,9 @@ def test_csv_into_a_file_at_another_input_size(tmp_path):
     assert rows[-1]["name"] == "total" and int(rows[-1]["params"]) == sum(int(r["params"]) for r in rows[:-1])
 
 
-def test_markdown_table_for_a_readme(tmp_path):
-    result = run_script("summarize.py", "model=resnet20", "format=markdown", "input_size=64",
-                        f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+def test_markdown_table_for_a_readme(tmp_path, capsys):
+    _, stdout, _ = summarize(capsys, "model=resnet20", "format=markdown", "input_size=64", f"hydra.run.dir={tmp_path}")
+    lines = stdout.splitlines()
     assert lines[0] == "| layer | type | output | params | N*F*F*D+N | MACs | RF | jump | (W-F+2P)/S+1 |"
     assert lines[1].startswith("|---|---|---|---:|")
     assert "| conv1 | Conv2d | 16x64x64 | 432 | 432 | 1,769,472 | 3 | 1 | 64x64 |" in lines
@@ -93,9 +99,8 @@ def test_the_zoo_table_is_the_readmes_and_comes_from_the_registry(tmp_path, caps
     from helpers import ROOT
 
     names = ["lenet5", "logreg", "resnet20", "alexnet"]
-    result = run_script("summarize.py", "table=zoo", f"models=[{','.join(names)}]", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    _, stdout, _ = summarize(capsys, "table=zoo", f"models=[{','.join(names)}]", f"hydra.run.dir={tmp_path}")
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("| model")]
     assert [row.split(" | ")[0][2:] for row in rows] == ["logreg", "lenet5", "alexnet", "resnet20"]  # by paper year
     readme = (ROOT / "README.md").read_text().splitlines()
     for row in rows:
