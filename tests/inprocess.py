@@ -35,6 +35,12 @@ def entry_options(name: str, module) -> dict:
 
 
 def run_entry(script: str, argv: list[str], capsys, stage: str = "build") -> tuple[int, str]:
+    code, _, err = run_entry_output(script, argv, capsys, stage)
+    return code, err
+
+
+def run_entry_output(script: str, argv: list[str], capsys, stage: str = "run") -> tuple[int, str, str]:
+    """``run_entry``, with what the command printed on stdout too: (exit status, stdout, stderr)."""
     import importlib
 
     from cli.commandline import entry_point
@@ -80,7 +86,8 @@ def run_entry(script: str, argv: list[str], capsys, stage: str = "build") -> tup
             handler.close()
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None  # leave no composed config behind for other tests (Lightning reads it)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def one_line(stderr: str) -> str:

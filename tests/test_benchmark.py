@@ -55,14 +55,17 @@ def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path):
     ("models=[resnet999]", "resnet999: unknown model; valid:"),
     ("device=cuda", "device=cuda: no CUDA device is visible here"),
 ])
-def test_bad_input_is_one_line(override, expected, tmp_path):
+def test_bad_input_is_one_line(override, expected, tmp_path, capsys):
+    """In this process (tests/inprocess.py); benchmark.py's __main__ runs in the test above."""
     import torch
+
+    from inprocess import run_entry
 
     if override.startswith("device") and torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    result = run_script("benchmark.py", override, f"hydra.run.dir={tmp_path}", timeout=300)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("error: ") and expected in result.stderr
+    code, err = run_entry("benchmark.py", [override, f"hydra.run.dir={tmp_path}"], capsys, stage="run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and expected in err
 
 
 def benchmark_settings(*overrides: str, amx: bool = False, monkeypatch=None):

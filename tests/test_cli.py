@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from helpers import run_script
+from inprocess import one_line, run_entry
 
 
-def assert_one_line_error(result, *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == errors[0]  # the last word, not buried in a log
+def assert_one_line_error(code: int, stderr: str, *needles: str) -> None:
+    assert code == 2, stderr[-2000:]
+    line = one_line(stderr)  # one "error: " line, no traceback
+    assert stderr.strip().splitlines()[-1] == line  # the last word, not buried in a log
     for needle in needles:
-        assert needle in errors[0], errors[0]
-
-
-def test_help_lists_the_groups_and_their_options():
-    result = run_script("train.py", "--help")
-    assert result.returncode == 0
-    for group, option in [("model", "lenet5"), ("model", "resnet18"), ("data", "digits"), ("optimizer", "adam"),
-                          ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"),
-                          ("activation", "tanh")]:
-        line = next((out for out in result.stdout.splitlines() if out.startswith(f"{group}:")), "")
-        assert option in line, (group, option, result.stdout[:3000])
+        assert needle in line, line
 
 
 def test_cfg_job_prints_the_composed_config():
@@ -35,50 +25,50 @@ def test_cfg_job_prints_the_composed_config():
     assert "activation: tanh" in result.stdout
 
 
-def test_unknown_model_is_one_line_naming_it_and_the_valid_ones(tmp_path):
-    result = run_script("train.py", "model=resnet999", f"hydra.run.dir={tmp_path}")
-    assert_one_line_error(result, "resnet999", "lenet5", "resnet18")
+# Run in this process (tests/inprocess.py) as `python <script> <argv>` would, from an empty folder; the exit status
+# of a real process is checked below (a command that only prints) and in tests/reliability/test_trust.py.
+BAD_COMMANDS = {
+    "unknown model": ("train.py", ["model=resnet999", "hydra.run.dir={tmp}/run"], ["resnet999", "lenet5", "resnet18"]),
+    "unknown optimizer in a sweep, refused before any run": (
+        "train.py", ["-m", "optimizer=adam,adamx", "hydra.sweep.dir={tmp}/sweep"], ["adamx", "adamw", "sgd"]),
+    "missing cifar10 names the directory and how to download": (
+        "train.py", ["data=cifar10", "data.download=false", "paths.data_dir={tmp}/no_data_here",
+                     "hydra.run.dir={tmp}/run"], ["{tmp}/no_data_here", "download"]),
+    "evaluate without ckpt_path": ("evaluate.py", [], ["ckpt_path or weights is required"]),
+    "evaluate with a path that does not exist": (
+        "evaluate.py", ["ckpt_path={tmp}/nope.ckpt", "hydra.run.dir={tmp}/eval"], ["nope.ckpt", "does not exist"]),
+    "bad value of a known option": ("train.py", ["experiment=smoke", "data.augment=sideways",
+                                                 "hydra.run.dir={tmp}/run"], ["sideways", "standard"]),
+    # the run dir is Hydra's default, outputs/<time>_... in the current folder
+    "no GPU here": ("train.py", ["experiment=smoke", "trainer=gpu"], ["trainer.accelerator"]),
+    "missing cifar10, default run dir": ("train.py", ["experiment=smoke", "data=cifar10", "data.download=false",
+                                                      "paths.data_dir={tmp}/none"], ["{tmp}/none"]),
+    "weights that do not exist": ("evaluate.py", ["weights=no-such-weights"], ["no-such-weights"]),
+}
 
 
-def test_unknown_optimizer_in_a_sweep_is_refused_before_any_run(tmp_path):
-    result = run_script("train.py", "-m", "optimizer=adam,adamx", f"hydra.sweep.dir={tmp_path}")
-    assert_one_line_error(result, "adamx", "adamw", "sgd")
-    assert not any(tmp_path.iterdir())
+@pytest.mark.parametrize("case", list(BAD_COMMANDS))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_run_dir(case, tmp_path, capsys, monkeypatch):
+    """One line naming the bad value, exit 2, and no run dir left behind (each of these created an empty
+    outputs/<time>_... dir: 22 of 70 after a README walk-through); a refused sweep starts no run."""
+    script, argv, needles = BAD_COMMANDS[case]
+    if case == "no GPU here" and torch.cuda.is_available():
+        pytest.skip("valid on a GPU machine")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, err = run_entry(script, [a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert_one_line_error(code, err, *(n.replace("{tmp}", str(tmp_path)) for n in needles))
+    assert not any(work.iterdir()), list(work.rglob("*"))  # Hydra's default run dir, outputs/<time>_..., is removed
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))  # nothing written anywhere
+    assert not (tmp_path / "sweep").exists() or not any((tmp_path / "sweep").iterdir())  # no run of the sweep started
 
 
-def test_missing_cifar10_names_the_directory_and_how_to_download(tmp_path):
-    empty = tmp_path / "no_data_here"
-    result = run_script("train.py", "data=cifar10", "data.download=false", f"paths.data_dir={empty}",
-                        f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_line_error(result, str(empty), "download")
-
-
-def test_evaluate_without_ckpt_path():
-    result = run_script("evaluate.py")
-    assert_one_line_error(result, "ckpt_path or weights is required")
-
-
-def test_evaluate_with_a_path_that_does_not_exist(tmp_path):
-    result = run_script("evaluate.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert_one_line_error(result, "nope.ckpt", "does not exist")
-
-
-def test_bad_value_of_a_known_option_is_one_line(tmp_path):
-    result = run_script("train.py", "experiment=smoke", "data.augment=sideways", f"hydra.run.dir={tmp_path}")
-    assert_one_line_error(result, "sideways", "standard")
-
-
-def test_a_command_that_fails_its_checks_or_only_prints_leaves_no_run_dir(tmp_path):
-    """Each of these created an empty outputs/<time>_... dir (22 of 70 after a README walk-through)."""
-    commands = [("train.py", "experiment=smoke", "trainer=gpu"),  # no GPU here
-                ("train.py", "experiment=smoke", "data=cifar10", "data.download=false",
-                 f"paths.data_dir={tmp_path / 'none'}"),
-                ("evaluate.py", "weights=no-such-weights"), ("evaluate.py",),
-                ("summarize.py", "model=lenet5", "data=digits")]  # prints its table, writes nothing
-    for script, *overrides in commands:
-        result = run_script(script, *overrides, cwd=tmp_path)
-        assert ("error: " in result.stderr) == (script != "summarize.py"), result.stderr[-2000:]
-        assert not (tmp_path / "outputs").exists(), (script, overrides, list((tmp_path / "outputs").rglob("*")))
+def test_a_command_that_only_prints_leaves_no_run_dir(tmp_path):
+    """summarize.py prints its table and writes nothing: as a user runs it, the run dir Hydra made is removed."""
+    result = run_script("summarize.py", "model=lenet5", "data=digits", cwd=tmp_path)
+    assert result.returncode == 0 and "error: " not in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists(), list((tmp_path / "outputs").rglob("*"))
 
 
 HELP_GROUPS = {  # the groups each entry point's config composes; never _base, recipe (internal) or another's groups
@@ -87,6 +77,9 @@ HELP_GROUPS = {  # the groups each entry point's config composes; never _base, r
     "evaluate.py": ["logger", "paths", "trainer"],
     "summarize.py": ["activation", "data", "model", "paths"],
     "compare.py": [], "benchmark.py": []}
+HELP_OPTIONS = {"train.py": [("model", "lenet5"), ("model", "resnet18"), ("data", "digits"), ("optimizer", "adam"),
+                             ("scheduler", "cosine"), ("trainer", "gpu"), ("logger", "tensorboard"),
+                             ("activation", "tanh")]}
 HEAVY = ("torch", "lightning", "torchvision", "torchmetrics", "matplotlib")
 
 
@@ -98,6 +91,9 @@ def test_help_lists_only_the_groups_its_entry_point_reads_and_imports_no_torch(s
     groups = (lines[lines.index("== Configuration groups ==") + 3:lines.index("== Config ==") - 1]
               if HELP_GROUPS[script] else [])
     assert [line.split(":")[0] for line in groups] == HELP_GROUPS[script]
+    for group, option in HELP_OPTIONS.get(script, []):  # each group's line lists its options
+        line = next((out for out in groups if out.startswith(f"{group}:")), "")
+        assert option in line, (group, option, result.stdout[:3000])
     assert "== Config ==" in lines and f"python {script}" in lines[0]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
                 if line.startswith("import time:")}

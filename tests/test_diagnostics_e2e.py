@@ -74,9 +74,11 @@ def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):
     assert metrics["watch/generalization_gap"] == pytest.approx(metrics["train/acc"] - metrics["val/acc"], abs=1e-6)
 
 
-def test_a_bad_period_is_one_line_and_exit_status_2(tmp_path):
-    result = run_script("train.py", "experiment=smoke", "callbacks=diagnostics", "callbacks.grad_norms.every_n_steps=0",
-                        f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "callbacks.grad_norms.every_n_steps" in lines[0] and "0" in lines[0], result.stderr
+def test_a_bad_period_is_one_line_and_exit_status_2(tmp_path, capsys):
+    from inprocess import run_entry
+
+    code, err = run_entry("train.py", ["experiment=smoke", "callbacks=diagnostics",
+                                       "callbacks.grad_norms.every_n_steps=0", f"hydra.run.dir={tmp_path}"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "callbacks.grad_norms.every_n_steps" in lines[0] and "0" in lines[0], err

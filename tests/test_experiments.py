@@ -21,6 +21,7 @@ from torch import nn
 
 from datamodules.transforms import AUGMENTATIONS, NORMALIZATIONS
 from helpers import ROOT, run_script
+from inprocess import run_entry
 from models.resnet import PadShortcut
 
 CONFIGS = ROOT / "configs"
@@ -102,18 +103,20 @@ def test_every_experiment_trains_one_step(one_step_each, name):
     assert model is None or config["model"]["name"] == model
 
 
-def test_the_fine_tune_preset_trains_one_step_from_published_weights(cifar10_jpeg, tmp_path):
-    """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, weights recognised."""
+def test_the_fine_tune_preset_trains_one_step_from_published_weights(cifar10_jpeg, tmp_path, capsys):
+    """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, weights recognised
+    (in this process: the sweep above runs train.py's __main__)."""
     weights = ROOT.parent / "shared" / "reference" / NEEDS_WEIGHTS["resnet_cifar_finetune"]
     if not weights.is_file():
         pytest.skip(f"{weights} is not here")
     root, cache = cifar10_jpeg
     one_step = [o for o in ONE_STEP if not o.startswith(("data=", "data.val_size"))]
-    result = run_script("train.py", "experiment=resnet_cifar_finetune", f"model.weights={weights}", "data=image_folder",
-                        f"data.root={root}", f"paths.data_dir={cache}", "data.val_size=100", *one_step,
-                        f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "akamaster/pytorch_resnet_cifar10" in result.stderr
+    code, err = run_entry("train.py", ["experiment=resnet_cifar_finetune", f"model.weights={weights}",
+                                       "data=image_folder", f"data.root={root}", f"paths.data_dir={cache}",
+                                       "data.val_size=100", *one_step, f"hydra.run.dir={tmp_path / 'run'}"],
+                          capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    assert "akamaster/pytorch_resnet_cifar10" in err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["best_checkpoint"].endswith("last.ckpt")  # the final model is what is tested
 
@@ -166,13 +169,19 @@ DATA = sorted(path.stem for path in (CONFIGS / "data").glob("*.yaml"))
 SWEEPS_AUGMENTATION = {"augmentation_ablation"}  # asks what augmentation does: sets it on purpose
 
 
+@pytest.fixture(scope="module")
+def own_data():
+    """Each data set's own config as train.yaml composes it, composed once for every preset below."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return {data: compose("train", overrides=[f"data={data}"]).data for data in DATA}
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_a_preset_run_on_other_data_keeps_that_data_sets_augmentation_and_split(name):
+def test_a_preset_run_on_other_data_keeps_that_data_sets_augmentation_and_split(name, own_data):
     """experiment=lenet5_cifar data=mnist must not switch on the flips that MNIST's config rules out: a preset may
     turn augmentation off (a linear model on pixels), never choose it for a data set it was not written for."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        for data in DATA:
-            own = compose("train", overrides=[f"data={data}"]).data
+        for data, own in own_data.items():
             cfg = compose("train", overrides=[f"experiment={name}", f"data={data}"]).data
             if name not in SWEEPS_AUGMENTATION:
                 assert cfg.augment in (own.augment, "none"), (name, data, cfg.augment, own.augment)

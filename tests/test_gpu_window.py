@@ -201,11 +201,14 @@ def test_bad_input_is_one_line_before_anything_is_written(overrides, expected, i
     assert not (tmp_path / "new").exists() and [p.name for p in existing.iterdir()] == ["keep.txt"]
 
 
-def test_cuda_is_asked_for_where_none_is_visible_in_one_line(images, tmp_path):
+def test_cuda_is_asked_for_where_none_is_visible_in_one_line(images, tmp_path, capsys):
+    from inprocess import run_entry
+
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    result = run_script("gpu_window.py", f"data_root={images}", f"out={tmp_path / 'w'}", timeout=300)
-    assert result.returncode == 2 and result.stderr.startswith("error: device=cuda: no CUDA device is visible here")
+    code, err = run_entry("gpu_window.py", [f"data_root={images}", f"out={tmp_path / 'w'}"], capsys, stage="run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: device=cuda: no CUDA device is visible here"), err
     assert not (tmp_path / "w").exists()
 
 

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import backend_context, plugin_data_pb2
 
 from helpers import run_script
+from inprocess import run_entry
 
 SHARED = ("experiment=smoke", "data.batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
           "trainer.limit_val_batches=1", "trainer.limit_test_batches=1")
@@ -104,13 +105,13 @@ def test_verbose_brings_lightnings_output_back(tmp_path):
     assert "GPU available" in result.stdout + result.stderr and "Total FLOPs" in result.stdout
 
 
-def test_resume_with_another_max_epochs_under_a_run_length_schedule_is_refused(sweep):
+def test_resume_with_another_max_epochs_under_a_run_length_schedule_is_refused(sweep, capsys):
     sweep_dir, _ = sweep
     run_dir = sweep_dir / "optimizer=sgd"
     before = sorted(p.name for p in run_dir.rglob("*"))
-    result = run_script("train.py", f"resume='{run_dir}'", "trainer.max_epochs=3")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    code, err = run_entry("train.py", [f"resume='{run_dir}'", "trainer.max_epochs=3"], capsys, stage="run")
+    assert code == 2
+    assert err.strip().splitlines() == [
         "error: resume= with trainer.max_epochs=3: this run's learning-rate schedule is laid out for 1 epochs; resume "
         "it as it was (leave trainer.max_epochs out), or train a new run from its weights: ckpt_path=<its checkpoint> "
         "trainer.max_epochs=3"]
@@ -132,7 +133,7 @@ def test_resume_with_csv_keeps_the_first_epochs_rows_and_extends_a_schedule_with
     assert "epoch 3/3" in resumed.stdout and "epoch 1/" not in resumed.stdout
 
 
-def test_ckpt_path_starts_a_new_run_from_the_weights(sweep, tmp_path):
+def test_ckpt_path_starts_a_new_run_from_the_weights(sweep, tmp_path, capsys):
     """Fine-tuning at an lr too small to move the weights: the new run's first validation is the old run's."""
     sweep_dir, _ = sweep
     source = sweep_dir / "optimizer=sgd"
@@ -143,14 +144,15 @@ def test_ckpt_path_starts_a_new_run_from_the_weights(sweep, tmp_path):
     new = json.loads((tmp_path / "metrics.json").read_text())
     assert new["val/loss"] == pytest.approx(old["val/loss"], abs=1e-5) and new["epochs"] == 1
     assert "epoch 1/1" in result.stdout  # a new run: epochs from 1, in its own dir
-    both = run_script("train.py", f"ckpt_path='{source}'", f"resume='{source}'")
-    assert both.returncode == 2 and both.stderr.strip().splitlines()[-1].startswith("error: give resume=")
+    code, err = run_entry("train.py", [f"ckpt_path='{source}'", f"resume='{source}'"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: give resume="), err
 
 
-def test_an_added_key_that_nothing_reads_is_refused():
-    result = run_script("train.py", "experiment=smoke", "+ckpt_pth=outputs/x")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_an_added_key_that_nothing_reads_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its run dir would be outputs/<time>_... here: none is left
+    code, err = run_entry("train.py", ["experiment=smoke", "+ckpt_pth=outputs/x"], capsys)
+    assert code == 2 and not any(tmp_path.iterdir())
+    assert err.strip().splitlines() == [
         "error: +ckpt_pth=outputs/x: nothing reads ckpt_pth, so the run would ignore it (did you mean ckpt_path?); "
         "keys: callbacks, ckpt_path, data, logger, loss, model, optimized_metric, optimizer, paths, performance, "
         "regularization, resume, scheduler, seed, tags, task_name, test, trainer, verbose"]
@@ -186,11 +188,11 @@ def test_confusion_matrix_figure_is_titled_and_readable_at_tensorboards_size():
     assert width <= 600 and smallest * 400 / width >= 8  # the counts stay at least 8 px on screen
 
 
-def test_compare_places_validation_points_at_their_epochs_without_an_epoch_scalar(tmp_path):
+def test_compare_places_validation_points_at_their_epochs_without_an_epoch_scalar(tmp_path, capsys):
     from reporting.comparison import val_curve
 
-    result = run_script("train.py", *SHARED, "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "test=false",
-                        f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = run_entry("train.py", [*SHARED, "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2",
+                                       "test=false", f"hydra.run.dir={tmp_path}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
     epochs, accs = val_curve(tmp_path)
     assert epochs == [2, 4] and len(accs) == 2

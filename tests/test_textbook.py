@@ -269,14 +269,15 @@ def test_the_receptive_field_box_is_the_units_input_region():
     assert unit == (5, 5) and box == ((10, 23), (10, 23))
 
 
-def test_summarize_draws_the_receptive_field_on_a_real_image(tmp_path):
-    result = run_script("summarize.py", "model=lenet5", "data=digits", "rf_image=true", "rf_layer=features.6",
-                        f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_summarize_draws_the_receptive_field_on_a_real_image(tmp_path, capsys):
+    # in this process (tests/inprocess.py); summarize.py's __main__ runs in tests/test_summarize.py
+    code, err = run_entry("summarize.py", ["model=lenet5", "data=digits", "rf_image=true", "rf_layer=features.6",
+                                           f"hydra.run.dir={tmp_path}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
     assert (tmp_path / "receptive_field_image.png").is_file()
-    bad = run_script("summarize.py", "model=lenet5", "data=digits", "rf_image=true", "rf_layer=classifier.1",
-                     f"hydra.run.dir={tmp_path}")
-    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: rf_layer='classifier.1'")
+    code, err = run_entry("summarize.py", ["model=lenet5", "data=digits", "rf_image=true", "rf_layer=classifier.1",
+                                           f"hydra.run.dir={tmp_path}"], capsys, stage="run")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: rf_layer='classifier.1'"), err[-3000:]
 
 
 # the shortened commands of the rows that had none --------------------------------------

@@ -107,41 +107,46 @@ def copied_card(tmp_path):
     return tmp_path / card_path.name, card
 
 
-def one_line_error(result, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+def one_line_error(capsys, argv: list[str], *fragments: str) -> None:
+    """``python evaluate.py <argv>``, in this process (tests/inprocess.py; evaluate.py's __main__ runs above):
+    exit status 2 and one line on stderr, naming ``fragments``."""
+    from inprocess import run_entry
+
+    code, err = run_entry("evaluate.py", argv, capsys)
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
 
-def test_unknown_weights_name_is_one_line(tmp_path):
-    one_line_error(run_script("evaluate.py", "weights=resnet20-imagenet21k", f"hydra.run.dir={tmp_path}"),
+def test_unknown_weights_name_is_one_line(tmp_path, capsys):
+    one_line_error(capsys, ["weights=resnet20-imagenet21k", f"hydra.run.dir={tmp_path}"],
                    "resnet20-imagenet21k", "lenet5-cifar10")
     with pytest.raises(WeightsError, match="'cifar100' is not shipped for model 'resnet20'; valid: cifar10"):
         create_model("resnet20", weights="cifar100")
 
 
-def test_corrupted_weights_file_is_refused_before_it_is_opened(copied_card, tmp_path):
+def test_corrupted_weights_file_is_refused_before_it_is_opened(copied_card, tmp_path, capsys):
     card_path, card = copied_card
     file = card_path.with_name(card["file"])
     data = bytearray(file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     file.write_bytes(bytes(data))
-    one_line_error(run_script("evaluate.py", f"weights={file}", f"hydra.run.dir={tmp_path / 'run'}"),
+    one_line_error(capsys, [f"weights={file}", f"hydra.run.dir={tmp_path / 'run'}"],
                    "does not match its card", "sha256")
     with pytest.raises(WeightsError, match="does not match its card"):
         create_model("logreg", weights=str(file))
 
 
-def test_weights_for_another_model_are_one_line(copied_card, tmp_path):
+def test_weights_for_another_model_are_one_line(copied_card, tmp_path, capsys):
     card_path, card = copied_card
     with pytest.raises(ValueError, match="are for model 'logreg', not 'resnet20'"):
         create_model("resnet20", weights=str(card_path))
     # a card that claims another model for these tensors: the tensors do not fit it
     card["model"] = {"name": "linear_svm", "options": {**card["model"]["options"], "num_classes": 100}}
     card_path.write_text(json.dumps(card))
-    one_line_error(run_script("evaluate.py", f"weights={card_path}", f"hydra.run.dir={tmp_path / 'run'}"),
+    one_line_error(capsys, [f"weights={card_path}", f"hydra.run.dir={tmp_path / 'run'}"],
                    "does not fit model=linear_svm", "of another shape")
 
 

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from helpers import ROOT, run_script
+from helpers import ROOT
+from inprocess import run_entry
 from training.checkpoints import load_checkpoint
 
 
@@ -52,22 +53,23 @@ def malicious(tmp_path):
 
 
 @pytest.mark.parametrize("script,argument", [("evaluate.py", "ckpt_path"), ("train.py", "resume")])
-def test_a_checkpoint_that_would_run_code_is_refused(malicious, script, argument, tmp_path):
+def test_a_checkpoint_that_would_run_code_is_refused(malicious, script, argument, tmp_path, capsys):
     path, marker = malicious
-    result = run_script(script, f"{argument}={path}", f"hydra.run.dir={tmp_path / 'out'}")
-    assert result.returncode != 0
-    line = one_error_line(result.stderr)
+    code, err = run_entry(script, [f"{argument}={path}", f"hydra.run.dir={tmp_path / 'out'}"], capsys, stage="run")
+    assert code == 2
+    line = one_error_line(err)
     assert str(path) in line and "refused" in line and "weights_only" in line
     assert not marker.exists()
 
 
-def test_a_truncated_checkpoint_gets_one_line(tiny_run, tmp_path):
+def test_a_truncated_checkpoint_gets_one_line(tiny_run, tmp_path, capsys):
     real = (tiny_run[0] / "checkpoints" / "last.ckpt").read_bytes()
     path = tmp_path / "truncated.ckpt"
     path.write_bytes(real[: len(real) // 2])
-    result = run_script("evaluate.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}")
-    assert result.returncode == 2
-    line = one_error_line(result.stderr)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}"], capsys,
+                          stage="run")
+    assert code == 2
+    line = one_error_line(err)
     assert str(path) in line and "corrupted or truncated" in line
 
 
@@ -84,13 +86,13 @@ def test_damaged_checkpoints_are_one_line_errors(tiny_run, tmp_path, damage):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def test_resuming_with_another_architecture_names_expected_and_found(tiny_run, tmp_path):
+def test_resuming_with_another_architecture_names_expected_and_found(tiny_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run[0], run_dir)
     overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
-    result = run_script("train.py", f"resume={run_dir}", "model=resnet20")
-    assert result.returncode == 2
-    line = one_error_line(result.stderr)
+    code, err = run_entry("train.py", [f"resume={run_dir}", "model=resnet20"], capsys, stage="run")
+    assert code == 2
+    line = one_error_line(err)
     assert "last.ckpt does not fit model=resnet20" in line
     assert "missing" in line and "unexpected" in line  # what the model expected and what the file holds
     # the failed resume must not rewrite the run's record: the next plain resume= would compose resnet20

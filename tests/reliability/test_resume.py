@@ -15,6 +15,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import ROOT, final_metrics, run_script
+from inprocess import one_line, run_entry
 
 COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=16",
           "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7",
@@ -49,7 +50,7 @@ def kill_mid_epoch(run_dir, step: int) -> None:
     assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
 
 
-def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path):
+def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path, capsys):
     whole_dir, whole_metrics = uninterrupted
     whole_ckpt = torch.load(whole_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     steps_per_epoch = whole_ckpt["global_step"] // 5
@@ -59,18 +60,24 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp
     killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert killed_at["global_step"] == 2 * steps_per_epoch  # the last epoch end before the kill
     # the run dir names code (the crash callback's _target_): a run dir handed to resume= may not
-    refused = run_script("train.py", f"resume={run_dir}")
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
-    assert "callbacks.crash._target_" in refused.stderr.strip().splitlines()[-1]
+    code, err = run_entry("train.py", [f"resume={run_dir}"], capsys)  # in this process: the check, not the run
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert "callbacks.crash._target_" in one_line(err) and one_line(err) == err.strip().splitlines()[-1]
     overrides = run_dir / ".hydra" / "overrides.yaml"  # so the test takes its crash callback out of the run's files
     overrides.write_text(yaml.safe_dump([o for o in yaml.safe_load(overrides.read_text()) if "crash" not in o]))
     for path in (run_dir / "checkpoints").glob("*.ckpt"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         del checkpoint["hyper_parameters"]["config"]["callbacks"]["crash"]
         torch.save(checkpoint, path)
-    result = run_script("train.py", f"resume={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert final_metrics(result.stdout)["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # resumed in this process, with the two threads the killed and the whole run had
+    try:
+        code, err = run_entry("train.py", [f"resume={run_dir}"], capsys, stage="run")
+    finally:
+        torch.set_num_threads(threads)
+    assert code in (0, None), err[-3000:]
+    resumed_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed_metrics["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
     resumed_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert (resumed_ckpt["epoch"], resumed_ckpt["global_step"]) == (whole_ckpt["epoch"], whole_ckpt["global_step"])
     resumed, whole = weights(run_dir), weights(whole_dir)
@@ -86,8 +93,10 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp
     assert written["train_images_per_s"] * written["wall_time_s"] / 16 == pytest.approx(segment, rel=0.01)
 
 
-def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path, capsys):
     (tmp_path / "checkpoints").mkdir()
-    result = run_script("train.py", f"resume={tmp_path}")
-    assert result.returncode == 2
-    assert "no checkpoint to resume from" in result.stderr and "refusing to start from scratch" in result.stderr
+    code, err = run_entry("train.py", [f"resume={tmp_path}"], capsys)
+    assert code == 2
+    line = one_line(err)
+    assert "no checkpoint to resume from" in line and "refusing to start from scratch" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoints"] and not any((tmp_path / "checkpoints").iterdir())

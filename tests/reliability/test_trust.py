@@ -305,13 +305,11 @@ def test_the_battery_is_what_the_issue_asks_for():
     assert len(TRAIN_CASES) + len(EVALUATE_CASES) + 2 >= 60
 
 
-@pytest.mark.parametrize("overrides", [["trainer=gpu"], ["optimizer.lrr=0.1"],
-                                       ["data=image_folder", "data.root=/nope"]])
-def test_as_a_user_runs_it_a_bad_command_leaves_an_earlier_run_byte_identical(earlier, overrides):
-    if overrides == ["trainer=gpu"] and torch.cuda.is_available():
-        pytest.skip("valid on a GPU machine")
+def test_as_a_user_runs_it_a_bad_command_leaves_an_earlier_run_byte_identical(earlier):
+    """The battery's path as a real process: exit status 2, one line, the earlier run untouched (trainer=gpu and
+    data.root=/nope, once checked here too, are the battery's cases)."""
     run_dir, before = earlier
-    result = run_script("train.py", "experiment=smoke", *overrides, f"hydra.run.dir={run_dir}")
+    result = run_script("train.py", "experiment=smoke", "optimizer.lrr=0.1", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2
     one_line(result.stderr)
     assert digest(run_dir) == before
