@@ -42,7 +42,7 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert not any(key.startswith(("net.", "model.", "optimizer"))
                    for key in state), "a plain state_dict of the network"
-    assert name == f"{card['model']['name']}-{card['data']['name']}"
+    assert name == card_path.stem == file.stem and name.startswith(f"{card['model']['name']}-{card['data']['name']}")
     for key in ("options",):
         assert key in card["model"]
     data = card["data"]
