@@ -35,9 +35,12 @@ def images(tmp_path_factory):
 
 def test_the_dry_run_runs_every_part_and_writes_the_report(images, tmp_path):
     out = tmp_path / "window"
+    stray = ROOT / "gpu_window.log"  # Hydra's default job log, in the window's run dir: the working folder
+    there = stray.exists()
     result = run_script("gpu_window.py", "window=dry_run", "device=cpu", f"data_root={images}",
                         f"out={out}", timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert there or not stray.exists(), "gpu_window.py wrote a log into the folder it was run from"
     report = json.loads((out / "window.json").read_text())
     parts = report["parts"]
     assert list(parts) == list(PARTS)
