@@ -52,6 +52,10 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
     assert isinstance(card["seed"], int) and card["epochs"] >= 1 and card["commit"]
     assert 0 < card["metrics"]["val_acc"] <= 1 and 0 < card["metrics"]["test_acc"] <= 1
     assert card["software"]["torch"] and card["training"]["wall_time_s"] > 0 and card["training"]["cpu"]
+    started = card.get("started_from")
+    if started and started.get("source"):  # another project's weights fine-tuned here: their licence ships beside them
+        assert started["licence"] and started["sha256"] and "/" not in started["file"]
+        assert (card_path.parent / f"LICENSE-{started['source'].replace('/', '-')}.txt").is_file()
     text = card_path.read_text()  # no path of the training machine: where it kept the data, its cache, its run dir
     assert '"/' not in text and "=/" not in text and "hydra.run.dir" not in text and "paths." not in text
 
@@ -69,7 +73,7 @@ def test_a_card_records_its_recipe_without_the_training_machines_paths():
 def test_shipped_weights_reach_their_card_accuracy_on_the_real_test_split(cifar10_jpeg, name, card_path):
     root, cache = cifar10_jpeg
     card = read_card(card_path)
-    net = create_model(card["model"]["name"], weights="cifar10")
+    net = create_model(card["model"]["name"], weights=name.removeprefix(f"{card['model']['name']}-"))  # cifar10, ...
     assert not net.training
     correct, total = accuracy_on_test_split(net, card_datamodule(card, root=str(root), data_dir=str(cache)))
     assert total == 10000
