@@ -277,7 +277,7 @@ def starting_weights(weights: str) -> dict:
     """What a fine-tune started from (its ``model.weights``), for its card: the file's name and sha256 and, for a
     community checkpoint, its project and licence (their terms travel with what is made from their weights)."""
     path = Path(weights)
-    found = {"file": path.name, "sha256": sha256(path) if path.is_file() else None}
+    found = {"file": path.name, "file_sha256": sha256(path) if path.is_file() else None}
     if path.is_file() and not path.with_suffix(".json").is_file():
         try:
             card = read_community(path)[0]

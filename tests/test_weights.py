@@ -54,7 +54,7 @@ def test_card_is_complete_and_its_sha256_matches(name, card_path):
     assert card["software"]["torch"] and card["training"]["wall_time_s"] > 0 and card["training"]["cpu"]
     started = card.get("started_from")
     if started and started.get("source"):  # another project's weights fine-tuned here: their licence ships beside them
-        assert started["licence"] and started["sha256"] and "/" not in started["file"]
+        assert started["licence"] and started["file_sha256"] and "/" not in started["file"]
         assert (card_path.parent / f"LICENSE-{started['source'].replace('/', '-')}.txt").is_file()
     text = card_path.read_text()  # no path of the training machine: where it kept the data, its cache, its run dir
     assert '"/' not in text and "=/" not in text and "hydra.run.dir" not in text and "paths." not in text

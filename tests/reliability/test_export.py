@@ -139,7 +139,7 @@ def test_a_fine_tune_card_names_the_community_weights_it_started_from_and_their_
     if not path.is_file():
         pytest.skip(f"{path} is not on this machine")
     found = starting_weights(str(path))
-    assert found == {"file": "resnet20-12fca82f.th", "sha256": sha256(path),
+    assert found == {"file": "resnet20-12fca82f.th", "file_sha256": sha256(path),
                      "source": "akamaster/pytorch_resnet_cifar10", "licence": "BSD 2-clause",
                      "trained_on": "CIFAR-10, the lossless originals (all 50,000 training images)"}
-    assert starting_weights("no/such/file.th") == {"file": "file.th", "sha256": None}
+    assert starting_weights("no/such/file.th") == {"file": "file.th", "file_sha256": None}
