@@ -4,7 +4,6 @@ and a joblib sweep on the CPU that records which device each run was given."""
 from __future__ import annotations
 
 import multiprocessing
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,13 @@ from hydra import compose, initialize_config_dir
 
 from core.device_slots import claim_device
 from helpers import ROOT, run_script
-
-
-def _claim_and_hold(lock_dir: str, devices: int, results, ready, release, per_device: int = 1) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        device = claim_device(lock_dir, devices, per_device)
-    results.put((device, bool(caught)))
-    ready.wait()  # hold the device until every worker has claimed one, like joblib workers that live on
-    release.wait()
+from slot_worker import claim_and_hold
 
 
 def claims(tmp_path: Path, devices: int, processes: int, per_device: int = 1) -> list[tuple[int, bool]]:
     context = multiprocessing.get_context("spawn")  # as loky starts joblib's workers: fresh interpreters
     results, ready, release = context.Queue(), context.Barrier(processes), context.Event()
-    workers = [context.Process(target=_claim_and_hold, args=(str(tmp_path), devices, results, ready,
+    workers = [context.Process(target=claim_and_hold, args=(str(tmp_path), devices, results, ready,
                                                              release, per_device))
                for _ in range(processes)]
     for worker in workers:
