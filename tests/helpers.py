@@ -13,10 +13,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600,
                flags: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python <flags> <script> <overrides>`` in a subprocess, with ``env`` added to the environment; output
-    captured as text."""
-    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "2", "HYDRA_FULL_ERROR": "0"}
+    """``python <flags> <script> <overrides>`` in a subprocess, with ``env`` added to the environment (it wins over
+    the defaults here: OMP_NUM_THREADS as this process has it, else 2); output captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "2",
+           "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
         [sys.executable, *flags, str(ROOT / script), *overrides],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
