@@ -9,6 +9,10 @@ import pytest
 
 from helpers import run_script
 
+# slow: one sweep of four debug runs, about 18 s. The presets set Lightning's own Trainer flags (fast_dev_run,
+# limit_*_batches, overfit_batches, profiler); default: --help lists them (test_cli.py)
+pytestmark = pytest.mark.slow
+
 PRESETS = ("fdr", "limit", "overfit", "profiler")
 
 

@@ -41,6 +41,8 @@ def vgg_runs(tmp_path_factory):
     return runs
 
 
+# slow: two VGG-11 runs, about 22 s; default: each diagnostic's callback (training/test_diagnostics.py)
+@pytest.mark.slow
 def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs):
     relu, sigmoid = read(vgg_runs["relu"]), read(vgg_runs["sigmoid"])
     relu_first = [10 ** e.value for e in relu.Scalars(FIRST)]  # logged as log10
@@ -54,6 +56,8 @@ def test_sigmoid_gives_the_first_layer_far_smaller_gradients_than_relu(vgg_runs)
     assert min(first / last for first, last in zip(relu_first, relu_last)) > 1e-2
 
 
+# slow: the same two VGG-11 runs; default: each diagnostic's callback and its switch (training/test_diagnostics.py)
+@pytest.mark.slow
 def test_every_diagnostic_is_written_and_each_switches_off(vgg_runs):
     relu, sigmoid = read(vgg_runs["relu"]), read(vgg_runs["sigmoid"])
     scalars = relu.Tags()["scalars"]

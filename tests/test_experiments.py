@@ -103,6 +103,9 @@ def test_every_experiment_trains_one_step(one_step_each, name):
     assert model is None or config["model"]["name"] == model
 
 
+# slow: about 23 s (60,000 JPEGs decoded, ResNet-20 on them); default: the preset composes
+#   (test_every_cell_of_the_sweep_composes), the files load (models/test_community_weights.py)
+@pytest.mark.slow
 def test_the_fine_tune_preset_trains_one_step_from_published_weights(cifar10_jpeg, tmp_path, capsys):
     """experiment=resnet_cifar_finetune on the JPEG copy, from akamaster's ResNet-20: one step, weights recognised
     (in this process: the sweep above runs train.py's __main__)."""

@@ -33,6 +33,9 @@ def images(tmp_path_factory):
     return root
 
 
+# slow: every part of a GPU window, tiny, about 70 s: run it before asking for the device (README Tests); the
+#   report's format and the window's commands stay in the default suite
+@pytest.mark.slow
 def test_the_dry_run_runs_every_part_and_writes_the_report(images, tmp_path):
     out = tmp_path / "window"
     stray = ROOT / "gpu_window.log"  # Hydra's default job log, in the window's run dir: the working folder

@@ -102,6 +102,9 @@ def trained(tmp_path, capsys, *overrides: str) -> dict:
     return json.loads((tmp_path / "metrics.json").read_text())
 
 
+# slow: two epochs of L-BFGS, about 8 s (15 s beside another worker); default: L-BFGS keeps NCHW
+#   (training/test_performance.py)
+@pytest.mark.slow
 def test_lbfgs_trains_lenet5_on_digits(tmp_path, capsys):
     """Two epochs: 0.967 test accuracy here (one epoch: 0.76); a broken closure or line search stays near 0.1."""
     metrics = trained(tmp_path, capsys, "optimizer=lbfgs", "scheduler=none", "data.batch_size=256",

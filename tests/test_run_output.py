@@ -99,6 +99,7 @@ def test_the_console_is_quiet_and_ends_with_a_rounded_table_and_the_run_dir(swee
     assert val.split()[0] == "val" and all(len(x.split(".")[-1]) == 4 for x in val.split()[1:])
 
 
+@pytest.mark.slow  # a run of its own for Lightning's own lines, about 9 s
 def test_verbose_brings_lightnings_output_back(tmp_path):
     result = run_script("train.py", *SHARED, "test=false", "verbose=true", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -118,6 +119,9 @@ def test_resume_with_another_max_epochs_under_a_run_length_schedule_is_refused(s
     assert sorted(p.name for p in run_dir.rglob("*")) == before
 
 
+# slow: two runs, about 20 s; default: bit-exact resume (reliability/test_resume.py) and the loggers' purge_step
+#   (training/test_loggers.py)
+@pytest.mark.slow
 def test_resume_with_csv_keeps_the_first_epochs_rows_and_extends_a_schedule_without_length(tmp_path):
     run = ("experiment=smoke", "data.batch_size=8", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
            "test=false", "logger=csv", "scheduler=none")
@@ -133,6 +137,8 @@ def test_resume_with_csv_keeps_the_first_epochs_rows_and_extends_a_schedule_with
     assert "epoch 3/3" in resumed.stdout and "epoch 1/" not in resumed.stdout
 
 
+# slow: a run of its own, about 10 s; default: test_train_evaluate.py::test_a_fine_tune_says_so_in_its_first_line
+@pytest.mark.slow
 def test_ckpt_path_starts_a_new_run_from_the_weights(sweep, tmp_path, capsys):
     """Fine-tuning at an lr too small to move the weights: the new run's first validation is the old run's."""
     sweep_dir, _ = sweep
@@ -158,6 +164,9 @@ def test_an_added_key_that_nothing_reads_is_refused(capsys, tmp_path, monkeypatc
         "regularization, resume, scheduler, seed, tags, task_name, test, trainer, verbose"]
 
 
+# slow: an evaluate.py of its own, about 8 s; default:
+#   test_train_evaluate.py::test_evaluate_reproduces_the_test_accuracy_and_writes_its_report
+@pytest.mark.slow
 def test_evaluate_prints_per_class_table_and_confusion_matrix_and_names_the_model(sweep, tmp_path):
     sweep_dir, _ = sweep
     source = sweep_dir / "optimizer=sgd"

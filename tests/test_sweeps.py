@@ -160,6 +160,9 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     assert "| optimizer.lr=-1 | lenet5 | 42 | failed: optimizer.lr must be" in (tmp_path / "comparison.md").read_text()
 
 
+# slow: three trials, about 14 s; default: its best trial's report
+#   (test_compare.py::test_optuna_best_trial_is_named)
+@pytest.mark.slow
 def test_an_optuna_search_of_three_trials_completes_and_reports_its_best(tmp_path):
     result = run_script("train.py", "hparams_search=optuna_lr_wd", *TINY, "hydra.sweeper.n_trials=3",
                         f"hydra.sweep.dir={tmp_path}")
@@ -195,6 +198,9 @@ def test_launchers_compose(launcher, target):
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.tasks_per_node == 1
 
 
+# slow: joblib workers, about 14 s; default: the sweep dir naming
+#   (test_a_run_dir_name_is_one_folder_of_bounded_length, test_run_output.py)
+@pytest.mark.slow
 def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_the_sweep_dir(tmp_path):
     """A '/' in an override's value would nest folders and '..' would leave the sweep dir:
     each run is one folder directly in it, named by its overrides (joblib runs them side by side)."""

@@ -199,12 +199,18 @@ def sparsity_runs(tmp_path_factory):
     return sweep_dir
 
 
+# slow: two runs, about 12 s; default: the sparsity count itself
+#   (test_sparsity_counts_weights_below_the_threshold_per_layer)
+@pytest.mark.slow
 def test_l1_makes_more_weights_zero_than_l2_after_the_same_steps(sparsity_runs):
     l1, l2 = events(run_of(sparsity_runs, "regularization=l1")), events(run_of(sparsity_runs, "regularization=l2"))
     assert last(l1, "watch/sparsity/all") > 2 * last(l2, "watch/sparsity/all")
     assert sum(t.startswith("watch/sparsity/") for t in l1.Tags()["scalars"]) == 6  # LeNet-5's 5 weight layers + all
 
 
+# slow: the same two runs; default: each picture on a fixed network (the filter, feature-map and Grad-CAM tests
+#   above)
+@pytest.mark.slow
 def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsity_runs):
     run = events(run_of(sparsity_runs, "regularization=l1"))
     images = set(run.Tags()["images"])
@@ -217,6 +223,9 @@ def test_diagnostics_draw_filters_feature_maps_grad_cam_means_and_margins(sparsi
     assert 0 <= last(run, "watch/inside_margin") <= 1 and "xray/margins" in run.Tags()["histograms"]
 
 
+# slow: the same two runs and an evaluate.py; default: the figures' sizes and labels
+#   (test_the_report_figures_are_titled_labelled_and_report_sized)
+@pytest.mark.slow
 def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
     from matplotlib.image import imread
 
@@ -228,6 +237,8 @@ def test_evaluate_writes_the_pictures_as_png(sparsity_runs, tmp_path):
         assert width >= 800 and height >= 200, (name, width, height)
 
 
+# slow: a textbook row's sweep, about 11 s; default: the textbook rows' pieces (above) and the batchnorm row (below)
+@pytest.mark.slow
 def test_sigmoid_outputs_are_not_zero_centred_and_tanh_outputs_are(tmp_path):
     result = run_script("train.py", "-m", "experiment=smoke", "activation=sigmoid,tanh", "callbacks=diagnostics",
                         "trainer.max_epochs=1", "trainer.limit_train_batches=5", "test=false", *SHORT,
@@ -240,6 +251,9 @@ def test_sigmoid_outputs_are_not_zero_centred_and_tanh_outputs_are(tmp_path):
     assert min(means["sigmoid"]) > 0.2 and max(abs(m) for m in means["tanh"]) < 0.2, means
 
 
+# slow: a textbook row's sweep, about 10 s; default: the random features themselves
+#   (test_random_fourier_features_approximate_the_rbf_kernel_and_stay_fixed)
+@pytest.mark.slow
 def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
     result = run_script("train.py", "-m", "experiment=kernel_svm", "regularization.C=10000", "seed=1",
                         "trainer.max_epochs=5", *SHORT, f"hydra.sweep.dir={tmp_path}")
@@ -249,6 +263,8 @@ def test_the_kernel_svm_beats_the_linear_svm_on_digits(tmp_path):
     assert acc["rff_svm"] > acc["linear_svm"] + 0.01 and acc["rff_svm"] > 0.95, acc
 
 
+# slow: two runs at lr 0.3, about 9 s; default: the batchnorm switch changes the network (models/test_registry.py)
+@pytest.mark.slow
 def test_batchnorm_trains_at_an_lr_where_the_plain_network_fails(tmp_path):
     # one epoch of the measured runs (seed 1, lr 0.3): with batchnorm 0.52 val acc, without 0.097
     result = run_script("train.py", "-m", "experiment=batchnorm_lr", "optimizer.lr=0.3", "seed=1", "test=false",
@@ -285,6 +301,8 @@ def metrics_of(run_dir) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+# slow: a textbook row's sweep of four runs, about 15 s; default: each loss's definition and the margins (above)
+@pytest.mark.slow
 def test_losses_row_logs_margins_and_mae_trains_far_slower_than_cross_entropy(tmp_path):
     # the row's command, 2 epochs, seed 1: test acc cross-entropy ~0.90, MAE ~0.51; inside the margin ~0.22 and 1.0
     result = run_script("train.py", "-m", "experiment=smoke", "loss=cross_entropy,hinge,mse,mae",
@@ -322,6 +340,9 @@ def test_each_feature_normalization_gives_the_training_split_its_statistics(opti
         assert (x.min(), x.max()) == (0.0, 255.0) and torch.equal(x, x.round())  # the raw pixel values
 
 
+# slow: a textbook row's sweep of four runs, about 10 s; default: each option's statistics
+#   (test_each_feature_normalization_gives_the_training_split_its_statistics)
+@pytest.mark.slow
 def test_the_feature_normalization_row_runs_every_option(tmp_path):
     result = run_script("train.py", "-m", "experiment=smoke", "data.normalize=standardize,minmax,robust,none", "seed=1",
                         "trainer.max_epochs=1", "trainer.limit_train_batches=3", *SHORT, f"hydra.sweep.dir={tmp_path}")
@@ -331,6 +352,7 @@ def test_the_feature_normalization_row_runs_every_option(tmp_path):
         assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1, (option, metrics)
 
 
+@pytest.mark.slow  # 12 epochs, about 12 s; default: the gap's definition (training/test_diagnostics.py)
 def test_the_generalization_gap_is_logged_each_epoch_and_opens_without_dropout(tmp_path):
     # the row's command, its dropout-free arm, 12 epochs, seed 1 (the gap then ends at 0.05, 0.09, 0.05 for seeds 1-3;
     # with dropout 0.5 at -0.25 for seed 1: train/acc is measured with dropout on)
@@ -344,6 +366,9 @@ def test_the_generalization_gap_is_logged_each_epoch_and_opens_without_dropout(t
     assert plain["train/acc"] > plain["val/acc"] and plain["watch/generalization_gap"] > 0.02, plain
 
 
+# slow: up to 20 epochs, about 11 s; default: early_stopping composes beside diagnostics
+#   (training/test_diagnostics.py)
+@pytest.mark.slow
 def test_early_stopping_ends_the_overfitting_run_before_max_epochs(tmp_path):
     # seed 1 stops at epoch 6 of 20 with patience 2 (seeds 2 and 3 at 18 and 20: one seed, a wide margin)
     result = run_script("train.py", "-m", "experiment=overfitting", "model.dropout=0.0",
@@ -355,6 +380,7 @@ def test_early_stopping_ends_the_overfitting_run_before_max_epochs(tmp_path):
     assert metrics["status"] == "completed" and metrics["epochs"] < 20 and "test/acc" in metrics, metrics
 
 
+@pytest.mark.slow  # a sweep of eight runs, about 13 s; default: best_of reads made-up runs (test_compare.py)
 def test_the_optimizer_grid_preset_runs_and_best_of_grid_reads_its_real_runs(tmp_path, capsys):
     result = run_script("train.py", "-m", "experiment=optimizer_lr_grid", "optimizer=sgd,adam",
                         "optimizer.lr=1e-3,1e-1", "seed=1,2", "trainer.max_epochs=1", "trainer.limit_train_batches=5",

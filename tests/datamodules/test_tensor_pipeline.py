@@ -216,6 +216,7 @@ def test_images_must_be_uint8():
     assert [len(x) for x, _ in loader] == [3, 1]
 
 
+@pytest.mark.slow  # two trainings, about 12 s; default: the batches themselves (distribution, coverage, seeds) above
 def test_training_on_digits_reaches_the_same_accuracy_on_both_paths(tmp_path):
     # the two runs side by side, one core each (about the time of one run on a 2-core machine)
     runs = {
@@ -268,6 +269,9 @@ with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
 '''
 
 
+# slow: two DDP processes, about 14 s; default: the shards themselves
+#   (test_distributed_ranks_get_disjoint_equal_shards_of_one_permutation)
+@pytest.mark.slow
 def test_under_ddp_each_rank_trains_and_tests_on_its_own_shard(tmp_path):
     """Two CPU processes (gloo), as Lightning launches them: disjoint equal training shards,
     the test split covered once."""

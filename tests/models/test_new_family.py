@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from helpers import ROOT
 
 TOY = textwrap.dedent('''
@@ -33,6 +35,9 @@ TOY_YAML = "defaults:\n  - /_base/model@_here_\n  - _self_\n\nname: toy\nwidth: 
 LEFT_OUT = {".git", ".venv", "outputs", "multirun", "data", "weights"}  # at the top of the checkout only
 
 
+# slow: a copy of the repository and a run in it, about 9 s: run it after a change to models/__init__.py or the
+#   registry
+@pytest.mark.slow
 def test_a_new_family_is_its_file_and_its_yaml(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, ignore=lambda folder, names: [

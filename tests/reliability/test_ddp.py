@@ -13,6 +13,8 @@ from helpers import final_metrics, run_script
 TEST_IMAGES = 360  # digits' fixed test split
 
 
+# slow: two processes with gloo, about 24 s: run it after a change to training/ or reporting/ (README Tests)
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_one_run_with_synced_metrics(tmp_path_factory):
     parent = tmp_path_factory.mktemp("ddp")
     run_dir = parent / "run"

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from helpers import run_script
 
 
+# slow: a second run, about 9 s; default: reliability/test_resume.py, whose killed run and whole run, two processes
+#   with one seed, must agree bit for bit
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_weights(tiny_run, tiny_args, tmp_path):
     first, _ = tiny_run
     second = tmp_path / "again"

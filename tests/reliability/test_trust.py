@@ -418,6 +418,8 @@ def test_two_runs_resolving_the_same_dir_name_get_two_dirs(tmp_path):
     assert unique_dir(name) == name and unique_dir(name) == name + "_2" and unique_dir(name) == name + "_3"
 
 
+# slow: two train.py processes at once, about 13 s; default: unique_dir's numbering (above)
+@pytest.mark.slow
 def test_two_train_py_started_in_the_same_second_write_to_different_dirs(tmp_path):
     """Both name the same dir (as two runs of one second do); each gets its own."""
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -228,6 +228,9 @@ def test_bf16_is_not_refused_for_a_gpu():
     check_precision("bf16-mixed", "gpu", flags=set())
 
 
+# slow: a train.py process, about 7 s; default: the same refusal in this process
+#   (test_bf16_on_a_cpu_without_bf16_instructions_is_refused)
+@pytest.mark.slow
 def test_train_py_refuses_bf16_on_a_cpu_without_bf16_in_one_line(tmp_path):
     """train.py as a user runs it, on a CPU whose /proc/cpuinfo lacks the bf16 flags (faked: this one may have them)."""
     import subprocess
@@ -304,6 +307,10 @@ def test_the_entry_points_trainer_runs_in_what_auto_resolved_to(flags, expected,
     assert trainer.precision == expected
 
 
+# slow: a train.py process, about 7 s; default: what auto resolves to and the Trainer that runs in it, in this
+#   process (test_precision_auto_is_bf16_exactly_where_the_cpu_has_amx,
+#   test_the_entry_points_trainer_runs_in_what_auto_resolved_to)
+@pytest.mark.slow
 def test_train_py_prints_the_precision_auto_chose_first_and_records_it(tmp_path):
     """train.py as a user runs it, on a CPU whose /proc/cpuinfo has AMX (faked: this one may not)."""
     import json
