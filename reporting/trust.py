@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError, first_line
+from core.errors import UserError, first_line, is_user_error, user_error_in
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PLAIN = (str, int, float, bool, type(None))
@@ -158,11 +158,20 @@ def data_spec(config: dict, source: str, replace: dict | None = None) -> tuple[s
 
 
 def build_model(config: dict, source: str, **sizes):
-    """The zoo model a stored config describes, through the registry only."""
+    """The zoo model a stored config describes, through the registry only. A value its builder refuses (the one place
+    that rule lives) is named as the file stores it: "<file>: its stored config.model.dropout must be ..."."""
     from models import create_model
 
     name, options = model_spec(config, source)
-    return create_model(name, **{**options, **sizes})
+    try:
+        return create_model(name, **{**options, **sizes})
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        text = first_line(user_error_in(error))
+        named = re.split(r"[ =]", text, maxsplit=1)[0] in options
+        raise UserError(f"{source}: its stored config.model.{text}" if named
+                        else f"{source}: its stored model={name}: {text}") from None
 
 
 def build_datamodule(config: dict, source: str, replace: dict | None = None):

@@ -116,7 +116,9 @@ def test_a_run_dir_whose_overrides_name_code_is_refused(tiny_run, tmp_path, over
 @pytest.mark.parametrize("node, key, value, words", [
     ("data", "num_workers", -1, ["data.num_workers", "-1", ">= 0"]),
     ("data", "image_size", 30000, ["data.image_size", "30000", "[1, 1024]"]),
-    ("model", "batchnorm", "maybe", ["batchnorm", "maybe", "true or false"]),
+    # the builder's rule, named as the file stores it (the file, then config.model.<key>)
+    ("model", "batchnorm", "maybe", [".ckpt: its stored config.model.batchnorm", "maybe", "true or false"]),
+    ("model", "dropout", 1.5, [".ckpt: its stored config.model.dropout", "1.5"]),
 ])
 def test_evaluate_refuses_a_checkpoint_storing_a_bad_value_when_the_part_is_built(tiny_run, tmp_path, capsys, node,
                                                                                   key, value, words):
