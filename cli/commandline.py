@@ -196,6 +196,41 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
     return "\n".join(lines)
 
 
+def resumed_config(config_dir: Path, config_name: str, argv: list[str]) -> str:
+    """``train.py resume=<run> --cfg job``: the config the resumed run will have (its own overrides, then the ones
+    given now: ``reporting.trust.resume_config``), not the command's own, which Hydra would print. Reads the run
+    dir and its checkpoint, writes nothing. ``--resolve`` resolves the interpolations, as Hydra's flag does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from reporting.trust import resume_config
+
+    overrides = [a for a in argv if not a.startswith("-") and a not in ("job", "hydra", "all")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            with read_write(cfg.hydra), open_dict(cfg.hydra):  # as Hydra's run would have it: the run's own dir
+                cfg.hydra.runtime.output_dir = str(Path(OmegaConf.select(cfg, "hydra.run.dir")).absolute())
+            HydraConfig.instance().set_config(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            resume_config(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    return OmegaConf.to_yaml(cfg, resolve="--resolve" in argv).rstrip()
+
+
+def printing_a_resumed_config(argv: list[str], config_name: str | None) -> bool:
+    """``--cfg job`` (or ``-c job``) with ``resume=`` on train.py's command line."""
+    flag = next((i for i, a in enumerate(argv) if a in ("--cfg", "-c")), None)
+    return (config_name == "train" and flag is not None and argv[flag + 1:flag + 2] == ["job"]
+            and any(a.startswith("resume=") for a in argv))
+
+
 def entry_point(config_dir: Path, main: Callable[[], object], config_name: str | None = None,
                 hints: dict[str, str] | None = None, required: dict[str, str] | None = None):
     """Wrap a ``@hydra.main`` function, which composes the run once: register our resolvers, answer
@@ -213,6 +248,9 @@ def entry_point(config_dir: Path, main: Callable[[], object], config_name: str |
             if config_name is not None and any(a in HELP_FLAGS for a in argv):
                 print(entry_help(config_dir, config_name, [a for a in argv if not a.startswith("-")]))
                 raise SystemExit(0)  # as Hydra's own --help; nothing composed, no run dir
+            if printing_a_resumed_config(argv, config_name):
+                print(resumed_config(config_dir, config_name, argv))
+                raise SystemExit(0)  # as Hydra's own --cfg: nothing run, nothing written
             check_run_dir_arguments(argv)  # before Hydra creates it: a file, a read-only file system
             check_group_values(argv, config_dir)
             if config_name is not None and any(a in HYDRA_FLAGS for a in argv):

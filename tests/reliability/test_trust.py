@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from helpers import ROOT, run_script
-from inprocess import copy_run, digest, one_line, run_entry
+from inprocess import copy_run, digest, one_line, run_entry, run_entry_output
 
 
 @pytest.fixture(autouse=True)
@@ -155,6 +155,21 @@ def test_a_clean_checkpoint_still_rebuilds_through_the_registries(tiny_run):
     assert datamodule.name == "digits" and type(net).__name__ == "LeNet5"
     assert net.state_dict().keys() == {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
                                        if k.startswith("net.")}.keys()
+
+
+def test_cfg_job_with_resume_prints_the_resumed_runs_config_and_writes_nothing(tiny_run, tmp_path, capsys):
+    """Hydra answers --cfg before the task function, with the command's own config (seed 42, smoke's 10 epochs);
+    the run that resume= would continue has its own overrides, then the ones given now."""
+    run_dir = copy_run(tiny_run[0], tmp_path / "run")
+    before = digest(run_dir)
+    code, out, err = run_entry_output("train.py", [f"resume={run_dir}", "trainer.limit_val_batches=2", "--cfg", "job"],
+                                      capsys)
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert printed["seed"] == 3 and printed["trainer"]["max_epochs"] == 1  # the run's own (tiny_args)
+    assert printed["trainer"]["limit_val_batches"] == 2  # given now
+    assert printed["resume"] == str(run_dir / "checkpoints" / "last.ckpt")
+    assert digest(run_dir) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 # ---- the battery: one line, exit 2, naming the bad value; an earlier run dir untouched ---------------
