@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from core.errors import first_line, is_user_error, user_error_in
 from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
-from core.hardware import MAX_IMAGE_SIZE
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
 from models import create_model
@@ -70,15 +70,12 @@ def test_accuracy(net: nn.Module, datamodule: ClassificationDataModule) -> tuple
 
 
 def card_data(card: dict, source: object = "the card") -> dict:
-    """The card's ``data`` section, checked before anything is allocated: an ``image_size`` of 30000 would
-    ask for gigabytes per image, a missing section or a non-number statistic would fail deep inside."""
+    """The card's ``data`` section, its shape checked (a missing section or a non-number statistic would fail deep
+    inside); its values, ``image_size`` among them, by the data module that takes them (``card_datamodule``)."""
     data = card.get("data")
     if not isinstance(data, dict):
         raise WeightsError(f"{source}: its data is {data!r}; expected the data section export writes")
-    size, norm, split = data.get("image_size"), data.get("normalization"), data.get("split")
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
-        raise WeightsError(f"{source}: its data.image_size is {size!r}; expected an integer in [1, {MAX_IMAGE_SIZE}] "
-                           "(a larger image needs gigabytes)")
+    norm, split = data.get("normalization"), data.get("split")
     numbers = lambda v: isinstance(v, list) and v and all(  # noqa: E731
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
     if not isinstance(norm, dict) or not numbers(norm.get("shift")) or not numbers(norm.get("scale")):
@@ -97,16 +94,21 @@ def card_datamodule(card: dict, root: str | None = None, data_dir: str = "data",
     an image folder at ``root`` (e.g. the CIFAR-10 JPEG copy), digits (scikit-learn's), else torchvision's
     copy in ``data_dir``."""
     data = card_data(card)
-    common = dict(data_dir=data_dir, batch_size=batch_size, image_size=data["image_size"], augment="none",
+    common = dict(data_dir=data_dir, batch_size=batch_size, image_size=data.get("image_size"), augment="none",
                   normalize=data["normalization"].get("method"), stats=data["normalization"],
                   seed=data["split"]["seed"], val_size=data["split"].get("val"), pipeline="tensor")
-    if root:
-        return ImageFolderDataModule(root=root, num_workers=0, **common)
-    if data["name"] == "digits":
-        return DigitsDataModule(**common)
-    if data["name"] not in DATASETS:
+    if not root and data["name"] != "digits" and data["name"] not in DATASETS:
         raise WeightsError(f"the card's data set {data['name']!r} is a folder of images: give data.root=<that folder>")
-    return TorchvisionDataModule(dataset=data["name"], download=download, **common)
+    try:  # the data module's own rules (an image_size of 30000 would ask for gigabytes), named as the card states them
+        if root:
+            return ImageFolderDataModule(root=root, num_workers=0, **common)
+        if data["name"] == "digits":
+            return DigitsDataModule(**common)
+        return TorchvisionDataModule(dataset=data["name"], download=download, **common)
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        raise WeightsError(f"the card: its {first_line(user_error_in(error))}") from None
 
 
 def evaluate_card(card_path: Path, root: str | None = None, data_dir: str = "data", download: bool = True) -> dict:

@@ -59,4 +59,4 @@ def test_a_card_s_image_size_is_bounded_before_anything_is_allocated(shipped_car
     monkeypatch.chdir(tmp_path)
     edit_card(shipped_card, data__image_size=30000)
     code, err = run_entry("evaluate.py", [f"weights={shipped_card.with_suffix('.pth')}", "data.data_dir=data"], capsys)
-    assert code == 2 and "data.image_size is 30000" in one_line(err) and "[1, 1024]" in one_line(err)
+    assert code == 2 and "the card: its data.image_size must be an integer in [1, 1024], got 30000" in one_line(err)
