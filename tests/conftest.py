@@ -70,6 +70,11 @@ def cifar10_jpeg(tmp_path_factory):
     if not archive.is_file():
         pytest.skip(f"{archive} is not here (it sits in ../shared/data/ beside the checkout)")
     root = tmp_path_factory.mktemp("cifar10-jpeg")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+    if shutil.which("tar"):  # 1 s on a tmpfs here; Python's tarfile took 8 s for the same 60,000 files
+        import subprocess
+
+        subprocess.run(["tar", "-xzf", str(archive), "-C", str(root)], check=True)
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
     return root, tmp_path_factory.mktemp("cifar10-jpeg-cache")
