@@ -23,7 +23,7 @@ from pathlib import Path
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError, fail, first_line, nearest, user_error_in
+from core.errors import UserError, fail, first_line, nearest, under, user_error_in
 from core.files import remove_empty_run_dirs
 from core.rundir import check_run_dir_arguments
 from reporting.trust import parse_overrides
@@ -281,8 +281,7 @@ def instantiate_part(node: DictConfig, key: str, **kwargs):
         text = message(error)
         if text.startswith((f"{key}.", f"{key}=", f"{key} ")):  # named already
             raise unwrap(error) from None
-        first = re.split(r"[ =]", text, maxsplit=1)[0]
-        raise UserError(f"{key}.{text}" if first in node else f"{key}: {text}") from None
+        raise UserError(under(key, text, node)) from None
 
 
 def instantiate_all(group: DictConfig | None, **purge) -> list:

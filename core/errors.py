@@ -9,6 +9,7 @@ nothing else is turned into one line, so bugs keep their tracebacks.
 import difflib
 import functools
 import math
+import re
 import sys
 from collections.abc import Callable
 
@@ -55,6 +56,14 @@ def check_choice(name: str, value: object, valid: tuple) -> object:
     if value not in valid:
         raise UserError(f"{name}={value!r} is not valid; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def under(node: str, text: str, keys) -> str:
+    """A constructor's one-line refusal named under the config node its values came from (the rule lives in the
+    constructor alone): "dropout must be ..." from node ``model`` reads "model.dropout must be ..."; a line that
+    starts with none of ``keys`` reads "model: ..."."""
+    first = re.split(r"[ =]", text, maxsplit=1)[0]
+    return f"{node}.{text}" if first in keys else f"{node}: {text}"
 
 
 def fail(text: str, status: int = 2) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError, first_line, is_user_error, user_error_in
+from core.errors import UserError, first_line, is_user_error, under, user_error_in
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PLAIN = (str, int, float, bool, type(None))
@@ -168,10 +168,8 @@ def build_model(config: dict, source: str, **sizes):
     except Exception as error:
         if not is_user_error(error):
             raise
-        text = first_line(user_error_in(error))
-        named = re.split(r"[ =]", text, maxsplit=1)[0] in options
-        raise UserError(f"{source}: its stored config.model.{text}" if named
-                        else f"{source}: its stored model={name}: {text}") from None
+        text = under("config.model", first_line(user_error_in(error)), options)
+        raise UserError(f"{source}: its stored {text}") from None
 
 
 def build_datamodule(config: dict, source: str, replace: dict | None = None):
