@@ -162,6 +162,11 @@ class ClassificationDataModule(L.LightningDataModule):
         tensor path both must be ``TensorImages``."""
         raise NotImplementedError
 
+    def load_test(self) -> Dataset:
+        """The test split alone (``setup("test")`` with given statistics); a subclass whose training
+        images cost time to read overrides it."""
+        return self.load()[2]
+
     @property
     def tensor_path(self) -> bool:
         """Whether the loaders are ``DeviceLoader``s (see the module docstring for ``auto``)."""
@@ -173,7 +178,14 @@ class ClassificationDataModule(L.LightningDataModule):
 
     # the shared machinery -----------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
+        """The three splits; ``stage="test"`` with the statistics given (a weights card's) reads the test split
+        alone: an evaluation has no use for the training images (50,000 JPEGs decoded for nothing)."""
+        if self.train_set is not None or (stage == "test" and self.test_set is not None):
+            return
+        if stage == "test" and self.fixed_stats:
+            self.shift, self.scale = self.fixed_stats
+            test = self.load_test()
+            self.test_set = Transformed(test, range(len(test)), build_transforms("none", **self.transform_options()))
             return
         pool, targets, test = self.load()
         holdout = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(targets))
@@ -182,13 +194,15 @@ class ClassificationDataModule(L.LightningDataModule):
         train_idx, val_idx = stratified_split(targets, holdout, self.seed)
         self.shift, self.scale = self.fixed_stats or channel_stats(self.train_images_for_stats(pool, train_idx),
                                                                    self.normalize)
-        common = dict(shift=self.shift, scale=self.scale, image_size=self.image_size, resize=self.resize,
-                      crop_padding=self.crop_padding, cutout_size=self.cutout_size)
-        train_tf = build_transforms(self.augment, **common)
-        eval_tf = build_transforms("none", **common)
+        train_tf = build_transforms(self.augment, **self.transform_options())
+        eval_tf = build_transforms("none", **self.transform_options())
         self.train_set = Transformed(pool, train_idx, train_tf)
         self.val_set = Transformed(pool, val_idx, eval_tf)
         self.test_set = Transformed(test, range(len(test)), eval_tf)
+
+    def transform_options(self) -> dict:
+        return dict(shift=self.shift, scale=self.scale, image_size=self.image_size, resize=self.resize,
+                    crop_padding=self.crop_padding, cutout_size=self.cutout_size)
 
     def _device(self) -> torch.device:
         """The training device: the attached Trainer's, else ``self.device`` (set it for a plain loop)."""

@@ -10,10 +10,11 @@ On the torchvision path images are decoded lazily, one at a time, at every
 epoch. On the tensor path (the default wherever it fits, see
 ``tensor_path``) the whole folder is decoded ONCE, with ``num_workers``
 processes, through the very same Resize and CenterCrop, into one uint8
-tensor per split, and cached as ``<data_dir>/image_folder_cache/<key>.pt``
-where the key is a hash of the resolved root and ``image_size``; the cache
-also records every file's name, size and modification time and is rebuilt
-when they change. Both paths see identical pixels.
+tensor per split, and cached as ``<data_dir>/image_folder_cache/<key>-<split>.pt``
+where the key is a hash of the resolved root and ``image_size``; each cache
+also records every file's name, size and modification time of its split and
+is rebuilt when they change. Both paths see identical pixels. An evaluation
+with given statistics (a weights card's) reads the test split alone.
 
 The normalization statistics come from ``stats_samples`` training images
 drawn with the seed (all of them if there are fewer), to keep start-up short
@@ -189,47 +190,52 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def load(self):
         train, test = self.folder("train"), self.folder("test")
-        decoded_bytes = (len(train) + len(test)) * self.in_channels * self.image_size**2
+        splits = self.read({"train": train, "test": test})
+        return splits["train"], torch.as_tensor(train.targets), splits["test"]
+
+    def load_test(self):
+        return self.read({"test": self.folder("test")})["test"]
+
+    def read(self, folders: dict[str, datasets.ImageFolder]) -> dict:
+        """Each split decoded into a tensor (the cache) on the tensor path; on the torchvision path the folders
+        themselves, every file checked now (they are decoded lazily at every epoch, not in the middle of
+        training)."""
+        decoded_bytes = sum(len(f) for f in folders.values()) * self.in_channels * self.image_size**2
         self._fits_in_memory = decoded_bytes <= self.tensor_max_bytes
         if self.pipeline == "auto" and not self._fits_in_memory:
             log.info(f"data.pipeline=auto: {self.root} would take {decoded_bytes / 2**30:.1f} GiB decoded; "
                      "torchvision path")
         if self.tensor_path:
-            train, test = self.decoded(train, test)
-        else:  # decoded lazily at every epoch: check every file now, not in the middle of training
-            self.check(Checked(train.samples + test.samples))
-        return train, torch.as_tensor(train.targets), test
+            return {name: self.decoded(name, folder) for name, folder in folders.items()}
+        self.check(Checked([sample for folder in folders.values() for sample in folder.samples]))
+        return folders
 
-    def cache_path(self) -> Path:
+    def cache_path(self, split: str) -> Path:
         key = hashlib.sha1(f"{self.root.resolve()}|{self.image_size}".encode()).hexdigest()[:16]
-        return Path(self.data_dir) / "image_folder_cache" / f"{key}.pt"
+        return Path(self.data_dir) / "image_folder_cache" / f"{key}-{split}.pt"
 
-    def decoded(self, train: datasets.ImageFolder, test: datasets.ImageFolder) -> tuple[TensorImages, TensorImages]:
-        """Both splits as uint8 tensors, from the cache or decoded once and cached."""
+    def decoded(self, split: str, folder: datasets.ImageFolder) -> TensorImages:
+        """The split as a uint8 tensor, from its cache or decoded once and cached."""
         files = hashlib.sha1()
-        for path, _ in train.samples + test.samples:
+        for path, _ in folder.samples:
             stat = os.stat(path)
             files.update(f"{os.path.relpath(path, self.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-        path = self.cache_path()
+        path = self.cache_path(split)
         cached = torch.load(path, weights_only=True) if path.is_file() else None
         if cached is not None:
             if cached["files"] == files.hexdigest() and cached["image_size"] == self.image_size:
-                return (TensorImages(cached["train"], cached["train_targets"]),
-                        TensorImages(cached["test"], cached["test_targets"]))
-            log.info(f"{path} is stale ({self.root} changed); decoding again")
-        log.info(f"decoding {len(train) + len(test)} images of {self.root} once into {path}")
-        splits = {}
-        for name, folder in (("train", train), ("test", test)):
-            batches = self.check(Checked(folder.samples, self.to_size()))
-            splits[name] = torch.from_numpy(np.stack([image for images, _, _ in batches for image in images]))
-            splits[f"{name}_targets"] = torch.tensor([target for _, targets, _ in batches for target in targets])
+                return TensorImages(cached["images"], cached["targets"])
+            log.info(f"{path} is stale ({self.root}/{split} changed); decoding again")
+        log.info(f"decoding {len(folder)} images of {self.root}/{split} once into {path}")
+        batches = self.check(Checked(folder.samples, self.to_size()))
+        images = torch.from_numpy(np.stack([image for images, _, _ in batches for image in images]))
+        targets = torch.tensor([target for _, targets, _ in batches for target in targets])
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")  # renamed when complete: no half-written cache
-        torch.save({"root": str(self.root.resolve()), "image_size": self.image_size, "files": files.hexdigest(),
-                    **splits}, partial)
+        torch.save({"root": str(self.root.resolve()), "split": split, "image_size": self.image_size,
+                    "files": files.hexdigest(), "images": images, "targets": targets}, partial)
         partial.replace(path)
-        return (TensorImages(splits["train"], splits["train_targets"]),
-                TensorImages(splits["test"], splits["test_targets"]))
+        return TensorImages(images, targets)
 
     def train_images_for_stats(self, pool, indices):
         generator = torch.Generator().manual_seed(self.seed)

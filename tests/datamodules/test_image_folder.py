@@ -11,6 +11,7 @@ import torch
 
 from core.errors import UserError
 from datamodules import DataError, ImageFolderDataModule
+from datamodules.image_folder import Checked
 from helpers import SHARED_DATA
 from models import create_model
 from training.module import ImageClassifier
@@ -77,7 +78,8 @@ def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_path
                            ImageFolderDataModule(pipeline="torchvision", **options))
     tensor.setup()
     torchvision.setup()
-    assert list((tmp_path / "data" / "image_folder_cache").glob("*.pt")) == [tensor.cache_path()]
+    assert (sorted((tmp_path / "data" / "image_folder_cache").glob("*.pt"))
+            == sorted([tensor.cache_path("train"), tensor.cache_path("test")]))
     # the same 100 images, the same pixels
     assert tensor.shift == torchvision.shift and tensor.scale == torchvision.scale
     assert tensor.train_set.indices == torchvision.train_set.indices
@@ -92,12 +94,41 @@ def test_the_tensor_path_decodes_once_into_a_cache_and_sees_the_torchvision_path
     assert torch.equal(again.train_set.source.images, tensor.train_set.source.images)
     monkeypatch.undo()
     # another image size is another cache; a changed file makes the cache stale
-    assert ImageFolderDataModule(pipeline="tensor", image_size=16, **options).cache_path() != tensor.cache_path()
+    assert (ImageFolderDataModule(pipeline="tensor", image_size=16, **options).cache_path("test")
+            != tensor.cache_path("test"))
     cat, dog = (next((root / "test" / name).iterdir()) for name in ("cat", "dog"))
     cat.write_bytes(dog.read_bytes())
     changed = ImageFolderDataModule(pipeline="tensor", **options)
     changed.setup()
     assert not torch.equal(changed.test_set.source.images, tensor.test_set.source.images)
+
+
+@pytest.mark.parametrize("pipeline", ["tensor", "torchvision"])
+def test_an_evaluation_with_given_statistics_reads_the_test_split_alone(cifar_jpegs, tmp_path, monkeypatch, pipeline):
+    """A weights card's evaluation: the training images are neither decoded nor checked, and the test batches are
+    those of a full set-up with the same statistics."""
+    stats = {"shift": [0.5, 0.4, 0.3], "scale": [0.25, 0.25, 0.25]}
+    options = dict(root=str(cifar_jpegs), data_dir=str(tmp_path / "data"), val_size=20, batch_size=25,
+                   pipeline=pipeline, stats=stats)
+    full = ImageFolderDataModule(**options)
+    full.setup("fit")
+    expected = torch.cat([x for x, _ in full.test_dataloader()])
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+    read = []
+
+    class Recorded(Checked):  # every file decoded or checked passes through Checked
+        def __init__(self, samples, transform=None):
+            read.extend(samples)
+            super().__init__(samples, transform)
+
+    monkeypatch.setattr("datamodules.image_folder.Checked", Recorded)
+    alone = ImageFolderDataModule(**options)
+    alone.setup("test")
+    assert read and all("/test/" in path for path, _ in read), read[:3]
+    assert alone.train_set is None and (alone.shift, alone.scale) == (stats["shift"], stats["scale"])
+    assert torch.equal(torch.cat([x for x, _ in alone.test_dataloader()]), expected)
+    if pipeline == "tensor":
+        assert list((tmp_path / "data" / "image_folder_cache").glob("*.pt")) == [alone.cache_path("test")]
 
 
 @pytest.mark.parametrize("stats_samples", [0, -5, 2.5])
