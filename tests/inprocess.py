@@ -8,11 +8,14 @@ created and set as Hydra's runtime output dir, the hydra node removed), then run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -39,8 +42,14 @@ def run_entry(script: str, argv: list[str], capsys, stage: str = "build") -> tup
     return code, err
 
 
-def run_entry_output(script: str, argv: list[str], capsys, stage: str = "run") -> tuple[int, str, str]:
-    """``run_entry``, with what the command printed on stdout too: (exit status, stdout, stderr)."""
+def run_entry_output(script: str, argv: list[str], capsys=None, stage: str = "run") -> tuple[int, str, str]:
+    """``run_entry``, with what the command printed on stdout too: (exit status, stdout, stderr). Without
+    ``capsys`` (a fixture wider than one test has none) what it prints is caught here instead."""
+    if capsys is None:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code, _, _ = run_entry_output(script, argv, NO_CAPTURE, stage)
+        return code, out.getvalue(), err.getvalue()
     import importlib
 
     from cli.commandline import entry_point
@@ -88,6 +97,12 @@ def run_entry_output(script: str, argv: list[str], capsys, stage: str = "run") -
         HydraConfig.instance().cfg = None  # leave no composed config behind for other tests (Lightning reads it)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+class NO_CAPTURE:  # noqa: N801  (capsys's one method, for a caller that catches the output itself)
+    @staticmethod
+    def readouterr():
+        return SimpleNamespace(out="", err="")
 
 
 def one_line(stderr: str) -> str:

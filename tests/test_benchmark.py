@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_script
+from inprocess import run_entry, run_entry_output
 
 SMALL = ("quick=true", "batch_sizes=[16]", "data_size=1024", "threads=1")  # one thread: steady on a shared CPU
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path):
+def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path, capsys):
     written = tmp_path / "reports" / "cpu.md"  # report=: the markdown where asked, the JSON beside it
     from core.hardware import cpu_has_amx_bf16
 
     # models= with quick=true: the command line's models (in its order), quick's protocol
-    result = run_script("benchmark.py", *SMALL, "models=[resnet20,lenet5]", f"report={written}",
-                        f"hydra.run.dir={tmp_path / 'run'}", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, stdout, stderr = run_entry_output("benchmark.py", [*SMALL, "models=[resnet20,lenet5]", f"report={written}",
+                                                             f"hydra.run.dir={tmp_path / 'run'}"], capsys)
+    assert code == 0, stderr[-3000:]
     report = json.loads(written.with_suffix(".json").read_text())
     machine, peak = report["machine"], report["peak"]
     assert machine["cpu"]["cores_usable"] >= 1 and machine["torch_threads"] == 1 and machine["device_type"] == "cpu"
@@ -56,10 +56,9 @@ def test_quick_benchmark_reports_the_machine_its_peak_and_every_table(tmp_path):
     ("device=cuda", "device=cuda: no CUDA device is visible here"),
 ])
 def test_bad_input_is_one_line(override, expected, tmp_path, capsys):
-    """In this process (tests/inprocess.py); benchmark.py's __main__ runs in the test above."""
+    """In this process (tests/inprocess.py), as the test above; benchmark.py's __main__ as a process of its own:
+    tests/test_cli.py (--help)."""
     import torch
-
-    from inprocess import run_entry
 
     if override.startswith("device") and torch.cuda.is_available():
         pytest.skip("a GPU is visible here")

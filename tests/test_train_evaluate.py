@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import final_metrics, run_script
+from inprocess import run_entry, run_entry_output
 
 
 def test_training_on_digits_reaches_90_percent_test_accuracy(digits_run):
@@ -77,11 +79,11 @@ def test_evaluate_reproduces_the_test_accuracy_and_writes_its_report(digits_run,
     assert "xray/confusion_matrix_test" in events.Tags()["images"]
 
 
-def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tmp_path):
+def test_evaluate_accepts_a_run_dir_and_picks_its_best_checkpoint(digits_run, tmp_path, capsys):
     run_dir, _ = digits_run
-    result = run_script("evaluate.py", f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path}",
-                        "trainer.enable_progress_bar=false")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"hydra.run.dir={tmp_path}",
+                                          "trainer.enable_progress_bar=false"], capsys, stage="run")
+    assert code == 0, err[-3000:]
     best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
     assert json.loads((tmp_path / "metrics.json").read_text())["checkpoint"].endswith(best.split("/")[-1])
 
@@ -150,13 +152,14 @@ def test_the_best_checkpoint_is_named_by_the_epoch_its_line_shows(digits_run):
     assert named == min(e for e in accs if accs[e] == max(accs.values()))  # the first epoch at the best accuracy
 
 
-def test_a_fine_tune_says_so_in_its_first_line(digits_run, tmp_path):
+def test_a_fine_tune_says_so_in_its_first_line(digits_run, tmp_path, capsys, caplog):
     """ckpt_path= resumes in the lightning-hydra-template and fine-tunes here: the run says which, once."""
     run_dir, _ = digits_run
-    result = run_script("train.py", "experiment=smoke", f"ckpt_path={run_dir}", "trainer.max_epochs=1", "test=false",
-                        f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    first = result.stdout.splitlines()[0]
+    caplog.set_level(logging.INFO, logger="train")  # the epoch lines (Hydra's logging set-up is not run in-process)
+    code, out, err = run_entry_output("train.py", ["experiment=smoke", f"ckpt_path={run_dir}", "trainer.max_epochs=1",
+                                                   "test=false", f"hydra.run.dir={tmp_path}"], capsys)
+    assert code == 0, err[-3000:]
+    first = out.splitlines()[0]
     assert first.startswith(f"fine-tune: weights from {run_dir}/checkpoints/epoch") and "(epoch " in first
     assert "a fresh optimizer and learning-rate schedule from epoch 1" in first and "resume=" in first
-    assert "epoch 1/1 " in result.stdout
+    assert "epoch 1/1 " in caplog.text  # a new run: epochs from 1

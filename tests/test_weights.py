@@ -17,7 +17,8 @@ import pytest
 import torch
 import torchvision
 
-from helpers import ROOT, final_metrics, run_script
+from helpers import ROOT, final_metrics
+from inprocess import run_entry_output
 from models import create_model
 from models import weights as weights_module
 from models.weights import WeightsError, read_card, sha256, shipped
@@ -89,13 +90,15 @@ def test_torch_hub_loads_shipped_weights(cifar10_jpeg):
     assert correct / total == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
 
 
-def test_evaluate_py_evaluates_shipped_weights_with_the_card_normalization(cifar10_jpeg, tmp_path):
+def test_evaluate_py_evaluates_shipped_weights_with_the_card_normalization(cifar10_jpeg, tmp_path, capsys):
     root, cache = cifar10_jpeg
     card = read_card(shipped()["logreg-cifar10"])
-    result = run_script("evaluate.py", "weights=logreg-cifar10", f"data.root={root}", f"paths.data_dir={cache}",
-                        "logger=none", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert final_metrics(result.stdout)["test/acc"] == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
+    code, stdout, stderr = run_entry_output("evaluate.py", ["weights=logreg-cifar10", f"data.root={root}",
+                                                            f"paths.data_dir={cache}", "logger=none",
+                                                            "trainer.enable_progress_bar=false",
+                                                            f"hydra.run.dir={tmp_path}"], capsys)
+    assert code == 0, stderr[-2000:]
+    assert final_metrics(stdout)["test/acc"] == pytest.approx(card["metrics"]["test_acc"], abs=1e-4)
 
 
 # ---- bad weights: one line each ---------------------------------------------------

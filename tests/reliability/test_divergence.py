@@ -13,21 +13,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import run_script
+from inprocess import run_entry
 from training.callbacks import DivergenceError, DivergenceGuard
 
 
-def test_a_diverging_run_stops_with_one_line_and_a_finite_last_checkpoint(tmp_path):
+def test_a_diverging_run_stops_with_one_line_and_a_finite_last_checkpoint(tmp_path, capsys):
     # plain SGD at lr=1e6: the first epoch (2 steps) still has finite losses and writes last.ckpt,
-    # the second epoch's first loss is NaN
+    # the second epoch's first loss is NaN (in this process; a sweep's diverging run, in its own process, is
+    # test_sweeps.py::test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it)
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "experiment=smoke", "optimizer=sgd", "scheduler=none", "optimizer.lr=1e6",
-                        "trainer.max_epochs=3", "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
-                        "test=false", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 1, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
+    code, stderr = run_entry("train.py", ["experiment=smoke", "optimizer=sgd", "scheduler=none", "optimizer.lr=1e6",
+                                          "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+                                          "trainer.enable_progress_bar=false", "test=false",
+                                          f"hydra.run.dir={run_dir}"], capsys, stage="run")
+    assert code == 1, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr[-3000:]
+    assert "Traceback" not in stderr
     match = re.search(r"training diverged: loss is (nan|inf|-inf) in epoch 2, batch 1 \(after (\d+) "
                       r"optimizer steps\)", errors[0])
     assert match, errors[0]
