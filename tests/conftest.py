@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch: its OpenMP pool is sized once, at import
     # the cores shared among the workers, for torch here and the train.py processes tests start: two workers of two
@@ -16,7 +20,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch: its 
 
 import pytest
 
-from helpers import run_script
+from helpers import SWEEP_TINY, run_script
 
 SCRATCH_FREE_BYTES = 4 << 30  # the suite writes about 1.5 GB of scratch (the extracted JPEG copy, checkpoints)
 
@@ -49,20 +53,52 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory):
-    """One real training run on digits, shared by the end-to-end tests."""
-    run_dir = tmp_path_factory.mktemp("digits_run")
-    result = run_script(
-        "train.py", "experiment=smoke", "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result
+def made_once(tmp_path_factory):
+    """``made_once(name, make)``: the folder ``name`` made by ``make(folder)`` once for the whole session, whichever
+    xdist worker asks first (the others wait for it, then reuse it), with what ``make`` returned (a finished
+    process: its returncode, stdout and stderr; nothing when there is no process). A training run that several
+    test modules read is paid once, not once per worker (about 7 s of imports and set-up each here).
+    Read-only: copy it before changing it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "made-once"
+    shared.mkdir(exist_ok=True)
+
+    def made(name: str, make) -> tuple[Path, SimpleNamespace]:
+        folder, record = shared / name, shared / f"{name}.json"
+        with open(shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not record.is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # what a worker's failed attempt left
+                result = make(folder) or SimpleNamespace(returncode=0, stdout="", stderr="")
+                finished = {k: getattr(result, k) for k in ("returncode", "stdout", "stderr")}
+                if finished["returncode"] != 0:  # every asker fails with the same output; the next one tries again
+                    raise AssertionError(f"{name}: {finished['stderr'][-3000:]}")
+                record.write_text(json.dumps(finished))
+        return folder, SimpleNamespace(**json.loads(record.read_text()))
+
+    return made
 
 
 @pytest.fixture(scope="session")
-def cifar10_jpeg(tmp_path_factory):
-    """All 60,000 real CIFAR-10 images of ../shared/data (JPEG copy), extracted once: (root, cache dir)."""
+def digits_run(made_once):
+    """One real training run on digits, shared by the end-to-end tests."""
+    return made_once("digits_run", lambda run_dir: run_script(
+        "train.py", "experiment=smoke", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"))
+
+
+@pytest.fixture(scope="session")
+def seed_sweep_runs(made_once):
+    """One ``train.py -m`` process: two optimizers x two seeds (four runs, two cells), as ``<folder>/sweep``;
+    read by the sweep and the TensorBoard tests (copy it before writing into it)."""
+    folder, result = made_once("seed_sweep", lambda folder: run_script(
+        "train.py", "-m", *SWEEP_TINY, "optimizer=sgd,adam", "seed=1,2", f"hydra.sweep.dir={folder / 'sweep'}"))
+    return folder / "sweep", result
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(made_once):
+    """All 60,000 real CIFAR-10 images of ../shared/data (JPEG copy), extracted once, and a cache dir shared by
+    every test that reads them (the decoded tensors are written there once): (root, cache dir)."""
     import tarfile
 
     from helpers import SHARED_DATA
@@ -70,10 +106,15 @@ def cifar10_jpeg(tmp_path_factory):
     archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} is not here (it sits in ../shared/data/ beside the checkout)")
-    root = tmp_path_factory.mktemp("cifar10-jpeg")
-    if shutil.which("tar"):  # 1 s on a tmpfs here; Python's tarfile took 8 s for the same 60,000 files
-        subprocess.run(["tar", "-xzf", str(archive), "-C", str(root)], check=True)
-    else:
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")
-    return root, tmp_path_factory.mktemp("cifar10-jpeg-cache")
+
+    def extract(folder):
+        (folder / "images").mkdir(parents=True)
+        (folder / "cache").mkdir()
+        if shutil.which("tar"):  # 1 s on a tmpfs here; Python's tarfile took 8 s for the same 60,000 files
+            subprocess.run(["tar", "-xzf", str(archive), "-C", str(folder / "images")], check=True)
+        else:
+            with tarfile.open(archive) as tar:
+                tar.extractall(folder / "images", filter="data")
+
+    folder, _ = made_once("cifar10-jpeg", extract)
+    return folder / "images", folder / "cache"

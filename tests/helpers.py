@@ -9,6 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# LeNet-5 on digits, two epochs of three batches: the runs of the tests' sweeps
+SWEEP_TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
+              "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
 
 
 def run_script(script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 
 import matplotlib.image
@@ -18,11 +19,10 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import compare
-from helpers import run_script
+from helpers import SWEEP_TINY, run_script
 from reporting.comparison import val_curve
 
-TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
+TINY = SWEEP_TINY
 
 
 def run_dirs(sweep_dir):
@@ -42,11 +42,10 @@ def listed(sweep_dir):
 
 
 @pytest.fixture(scope="module")
-def seed_sweep(tmp_path_factory):
-    """Two optimizers x two seeds: four runs, two cells."""
-    sweep_dir = tmp_path_factory.mktemp("seed_sweep")
-    result = run_script("train.py", "-m", *TINY, "optimizer=sgd,adam", "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
+def seed_sweep(seed_sweep_runs, tmp_path_factory):
+    """Two optimizers x two seeds: four runs, two cells (the session's sweep, copied), then compare.py on it."""
+    sweep_dir = tmp_path_factory.mktemp("seed_sweep") / "sweep"
+    shutil.copytree(seed_sweep_runs[0], sweep_dir, symlinks=True)
     compared = run_script("compare.py", f"dir={sweep_dir}")
     assert compared.returncode == 0, compared.stderr[-3000:]
     return sweep_dir, compared

@@ -4,30 +4,29 @@ whose ticked columns are what the runs in view vary, with trial ids that tell th
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2
 
-from helpers import run_script
+from helpers import SWEEP_TINY
+from inprocess import run_entry_output
 from tensorboard_view import TICKED, hparams_experiment, scalars_tab_tags, session_starts, time_series_groups
-
-TINY = ("experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=False")
 
 
 @pytest.fixture(scope="module")
-def logdir(tmp_path_factory):
-    """What `tensorboard --logdir <it>` shows: a sweep (two optimizers x two seeds, LeNet-5) under multirun/, and
-    a ResNet-20 run with every diagnostic under outputs/."""
+def logdir(seed_sweep_runs, tmp_path_factory):
+    """What `tensorboard --logdir <it>` shows: a sweep (two optimizers x two seeds, LeNet-5; the session's) under
+    multirun/, and a ResNet-20 run with every diagnostic under outputs/ (trained in this process)."""
     root = tmp_path_factory.mktemp("logdir")
-    sweep = run_script("train.py", "-m", *TINY, "optimizer=sgd,adam", "seed=1,2",
-                       f"hydra.sweep.dir={root / 'multirun' / 'sweep'}")
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
-    single = run_script("train.py", *TINY, "model=resnet20", "callbacks=diagnostics", cwd=root)
-    assert single.returncode == 0, single.stderr[-3000:]
+    shutil.copytree(seed_sweep_runs[0], root / "multirun" / "sweep", symlinks=True)
+    with contextlib.chdir(root):  # the run dir Hydra names, under ./outputs
+        code, _, err = run_entry_output("train.py", [*SWEEP_TINY, "model=resnet20", "callbacks=diagnostics"])
+    assert code == 0, err[-3000:]
     (run,) = (root / "outputs").iterdir()
     return root, run
 

@@ -17,11 +17,9 @@ TINY = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    result = run_script("train.py", *TINY, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result
+def tiny_run(made_once):
+    folder, result = made_once("tiny", lambda folder: run_script("train.py", *TINY, f"hydra.run.dir={folder / 'run'}"))
+    return folder / "run", result
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +29,18 @@ def tiny_args():
 
 
 @pytest.fixture(scope="session")
-def unfinished_run(tmp_path_factory):
+def unfinished_run(made_once):
     """A tiny run planned without a run-length schedule (scheduler=none) and stopped after its first epoch,
     as a kill leaves it (no metrics.json): ``resume=<copy> trainer.max_epochs=2`` trains one more epoch.
     Read-only: copy it (``copy_run``) before changing it."""
-    run_dir = tmp_path_factory.mktemp("unfinished") / "run"
-    result = run_script("train.py", *TINY, "scheduler=none", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir / "metrics.json").unlink()
-    return run_dir
+    def stopped_after_its_first_epoch(folder):
+        result = run_script("train.py", *TINY, "scheduler=none", f"hydra.run.dir={folder / 'run'}")
+        if result.returncode == 0:
+            (folder / "run" / "metrics.json").unlink()
+        return result
+
+    folder, _ = made_once("unfinished", stopped_after_its_first_epoch)
+    return folder / "run"
 
 
 @pytest.fixture
