@@ -54,16 +54,21 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def made_once(tmp_path_factory):
-    """``made_once(name, make)``: the folder ``name`` made by ``make(folder)`` once for the whole session, whichever
-    xdist worker asks first (the others wait for it, then reuse it), with what ``make`` returned (a finished
-    process: its returncode, stdout and stderr; nothing when there is no process). A training run that several
-    test modules read is paid once, not once per worker (about 7 s of imports and set-up each here).
-    Read-only: copy it before changing it."""
+    """``made_once(name, make, kept_as_made=True)``: the folder ``name`` made by ``make(folder)`` once for the
+    whole session, whichever xdist worker asks first (the others wait for it, then reuse it), with what ``make``
+    returned (a finished process: its returncode, stdout and stderr; nothing when there is no process). A
+    training run that several test modules read is paid once, not once per worker (about 7 s of imports and
+    set-up each here). Read-only: copy it before changing it. With ``kept_as_made``, a test that changed it
+    anyway fails the session at its end, naming the folder (a shared run changed under another test's feet
+    would fail that test instead, somewhere else)."""
+    from inprocess import digest
+
     base = tmp_path_factory.getbasetemp()
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "made-once"
     shared.mkdir(exist_ok=True)
+    kept: dict[Path, dict] = {}
 
-    def made(name: str, make) -> tuple[Path, SimpleNamespace]:
+    def made(name: str, make, kept_as_made: bool = True) -> tuple[Path, SimpleNamespace]:
         folder, record = shared / name, shared / f"{name}.json"
         with open(shared / f"{name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -73,10 +78,15 @@ def made_once(tmp_path_factory):
                 finished = {k: getattr(result, k) for k in ("returncode", "stdout", "stderr")}
                 if finished["returncode"] != 0:  # every asker fails with the same output; the next one tries again
                     raise AssertionError(f"{name}: {finished['stderr'][-3000:]}")
-                record.write_text(json.dumps(finished))
-        return folder, SimpleNamespace(**json.loads(record.read_text()))
+                record.write_text(json.dumps({**finished, "digest": digest(folder) if kept_as_made else None}))
+            finished = json.loads(record.read_text())
+        if kept_as_made:
+            kept[folder] = finished.pop("digest")
+        return folder, SimpleNamespace(**{k: finished[k] for k in ("returncode", "stdout", "stderr")})
 
-    return made
+    yield made
+    changed = [str(folder) for folder, before in kept.items() if digest(folder) != before]
+    assert not changed, f"a test changed a shared run instead of a copy of it: {', '.join(changed)}"
 
 
 @pytest.fixture(scope="session")
@@ -116,5 +126,5 @@ def cifar10_jpeg(made_once):
             with tarfile.open(archive) as tar:
                 tar.extractall(folder / "images", filter="data")
 
-    folder, _ = made_once("cifar10-jpeg", extract)
+    folder, _ = made_once("cifar10-jpeg", extract, kept_as_made=False)  # the cache fills as tests read it
     return folder / "images", folder / "cache"
