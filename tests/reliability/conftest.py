@@ -5,20 +5,26 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
-from helpers import run_script
-from inprocess import Canaries
+from inprocess import Canaries, run_entry_output
 
 # LeNet-5 on digits, one short epoch, bit-reproducible: ~5 s on a CPU
 TINY = ["experiment=smoke", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
         "trainer.enable_progress_bar=false", "trainer.deterministic=true", "seed=3"]
 
 
+def train_here(*argv: str) -> SimpleNamespace:
+    """train.py in this process (no 7 s of imports), as a finished process would report it."""
+    code, out, err = run_entry_output("train.py", list(argv))
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(made_once):
-    folder, result = made_once("tiny", lambda folder: run_script("train.py", *TINY, f"hydra.run.dir={folder / 'run'}"))
+    folder, result = made_once("tiny", lambda folder: train_here(*TINY, f"hydra.run.dir={folder / 'run'}"))
     return folder / "run", result
 
 
@@ -34,7 +40,7 @@ def unfinished_run(made_once):
     as a kill leaves it (no metrics.json): ``resume=<copy> trainer.max_epochs=2`` trains one more epoch.
     Read-only: copy it (``copy_run``) before changing it."""
     def stopped_after_its_first_epoch(folder):
-        result = run_script("train.py", *TINY, "scheduler=none", f"hydra.run.dir={folder / 'run'}")
+        result = train_here(*TINY, "scheduler=none", f"hydra.run.dir={folder / 'run'}")
         if result.returncode == 0:
             (folder / "run" / "metrics.json").unlink()
         return result
