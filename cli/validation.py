@@ -13,7 +13,6 @@ the key, the value and what would be valid. Numbers must be finite. Keys absent 
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from core.errors import UserError
+from core.errors import UserError, nearest
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -189,8 +188,7 @@ def check_additions(cfg: DictConfig, overrides: list[str]) -> None:
             valid = arguments_of(owner._target_)
             if parts[-1].startswith("_") or valid is None or parts[-1] in valid:  # _partial_, ...: Hydra's own
                 continue
-            near = difflib.get_close_matches(parts[-1], valid, n=1)
-            did = f" (did you mean {near[0]}?)" if near else ""
+            did = f" (did you mean {near}?)" if (near := nearest(parts[-1], valid)) else ""
             raise UserError(f"{arg}: {owner._target_} takes no argument {parts[-1]!r}{did}; valid: {', '.join(valid)}")
         if any(isinstance(node, DictConfig) and "_target_" in node
                for node in (OmegaConf.select(cfg, ".".join(parts[:i]), default=None)
@@ -200,8 +198,8 @@ def check_additions(cfg: DictConfig, overrides: list[str]) -> None:
         node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
         valid = sorted(str(k) for k in node if not str(k).startswith("_") and k not in (parts[-1], "hydra")) \
             if isinstance(node, DictConfig) else []
-        near = difflib.get_close_matches(parts[-1], valid, n=1)
-        did = f" (did you mean {(parent + '.' if parent else '') + near[0]}?)" if near else ""
+        near = nearest(parts[-1], valid)
+        did = f" (did you mean {(parent + '.' if parent else '') + near}?)" if near else ""
         raise UserError(f"{arg}: nothing reads {key}, so the run would ignore it{did}; "
                         f"keys{' of ' + parent if parent else ''}: {', '.join(valid)}")
 
