@@ -26,14 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 from core.errors import UserError, fail, first_line, nearest, under, user_error_in
 from core.files import remove_empty_run_dirs
 from core.rundir import check_run_dir_arguments
-from reporting.trust import parse_overrides
+from reporting.trust import parse_overrides, resumed_config
 
 from .resolvers import register_resolvers
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# flags after which the command line is left to Hydra alone (help, printing the config, shell completion)
-HYDRA_FLAGS = ("-m", "--multirun")
+SWEEP_FLAGS = ("-m", "--multirun")  # a sweep: its cells are checked before its first run (check_sweep)
+HELP_FLAGS = ("--help", "-h")  # answered here (entry_help), not by Hydra's page
 
 
 def unwrap(error: BaseException) -> BaseException:
@@ -157,9 +157,6 @@ def check_sweep(argv: list[str], config_dir: Path, config_name: str, required: d
         GlobalHydra.instance().clear()
 
 
-HELP_FLAGS = ("--help", "-h")
-
-
 def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
     """``--help``: the usage lines at the top of the entry point's config, the groups its defaults list composes
     (with their options), then its config as composed with ``overrides``. Hydra's own page lists every group
@@ -196,34 +193,6 @@ def entry_help(config_dir: Path, config_name: str, overrides: list[str]) -> str:
     return "\n".join(lines)
 
 
-def resumed_config(config_dir: Path, config_name: str, argv: list[str]) -> str:
-    """``train.py resume=<run> --cfg job``: the config the resumed run will have (its own overrides, then the ones
-    given now: ``reporting.trust.resume_config``), not the command's own, which Hydra would print. Reads the run
-    dir and its checkpoint, writes nothing. ``--resolve`` resolves the interpolations, as Hydra's flag does."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    from reporting.trust import resume_config
-
-    overrides = [a for a in argv if not a.startswith("-") and a not in ("job", "hydra", "all")]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)
-            with read_write(cfg.hydra), open_dict(cfg.hydra):  # as Hydra's run would have it: the run's own dir
-                cfg.hydra.runtime.output_dir = str(Path(OmegaConf.select(cfg, "hydra.run.dir")).absolute())
-            HydraConfig.instance().set_config(cfg)
-            with open_dict(cfg):
-                del cfg["hydra"]
-            resume_config(cfg)
-    finally:
-        GlobalHydra.instance().clear()
-    return OmegaConf.to_yaml(cfg, resolve="--resolve" in argv).rstrip()
-
-
 def printing_a_resumed_config(argv: list[str], config_name: str | None) -> bool:
     """``--cfg job`` (or ``-c job``) with ``resume=`` on train.py's command line."""
     flag = next((i for i, a in enumerate(argv) if a in ("--cfg", "-c")), None)
@@ -253,7 +222,7 @@ def entry_point(config_dir: Path, main: Callable[[], object], config_name: str |
                 raise SystemExit(0)  # as Hydra's own --cfg: nothing run, nothing written
             check_run_dir_arguments(argv)  # before Hydra creates it: a file, a read-only file system
             check_group_values(argv, config_dir)
-            if config_name is not None and any(a in HYDRA_FLAGS for a in argv):
+            if config_name is not None and any(a in SWEEP_FLAGS for a in argv):
                 check_sweep(argv, config_dir, config_name, required)
             return main()
         except Exception as error:
@@ -265,7 +234,6 @@ def entry_point(config_dir: Path, main: Callable[[], object], config_name: str |
             remove_empty_run_dirs()  # a run refused by its checks, or a command that only printed, leaves no dir
 
     return run
-
 
 
 def instantiate_part(node: DictConfig, key: str, **kwargs):

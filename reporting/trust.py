@@ -377,3 +377,29 @@ def resume_config(cfg: DictConfig) -> dict:
             if key != "hydra":  # as @hydra.main hands a config over
                 cfg[key] = composed._get_node(key)  # interpolations kept, resolved as the run reads them
     return {"purge_step": loaded.get("global_step", 0)}
+
+
+def resumed_config(config_dir: Path, config_name: str, argv: list[str]) -> str:
+    """``train.py resume=<run> --cfg job``: the config the resumed run will have (its own overrides, then the ones
+    given now: ``reporting.trust.resume_config``), not the command's own, which Hydra would print. Reads the run
+    dir and its checkpoint, writes nothing. ``--resolve`` resolves the interpolations, as Hydra's flag does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    overrides = [a for a in argv if not a.startswith("-") and a not in ("job", "hydra", "all")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            with read_write(cfg.hydra), open_dict(cfg.hydra):  # as Hydra's run would have it: the run's own dir
+                cfg.hydra.runtime.output_dir = str(Path(OmegaConf.select(cfg, "hydra.run.dir")).absolute())
+            HydraConfig.instance().set_config(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            resume_config(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    return OmegaConf.to_yaml(cfg, resolve="--resolve" in argv).rstrip()
