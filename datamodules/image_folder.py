@@ -227,6 +227,10 @@ class ImageFolderDataModule(ClassificationDataModule):
                 return TensorImages(cached["images"], cached["targets"])
             log.info(f"{path} is stale ({self.root}/{split} changed); decoding again")
         log.info(f"decoding {len(folder)} images of {self.root}/{split} once into {path}")
+        earlier = path.with_name(path.name.rsplit("-", 1)[0] + ".pt")  # both splits in one file, before per split
+        if earlier.is_file():
+            log.warning(f"{earlier} ({earlier.stat().st_size / 2**20:.0f} MiB) is an earlier version's cache of "
+                        "this folder, no longer read; delete it to free the space")
         batches = self.check(Checked(folder.samples, self.to_size()))
         images = torch.from_numpy(np.stack([image for images, _, _ in batches for image in images]))
         targets = torch.tensor([target for _, targets, _ in batches for target in targets])

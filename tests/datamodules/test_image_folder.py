@@ -131,6 +131,17 @@ def test_an_evaluation_with_given_statistics_reads_the_test_split_alone(cifar_jp
         assert list((tmp_path / "data" / "image_folder_cache").glob("*.pt")) == [alone.cache_path("test")]
 
 
+def test_an_earlier_versions_single_cache_file_is_named_and_left_alone(cifar_jpegs, tmp_path, caplog):
+    """Before per-split caches, one <key>.pt held both splits: nothing reads it now, and it is the user's to delete."""
+    module = ImageFolderDataModule(root=str(cifar_jpegs), data_dir=str(tmp_path), pipeline="tensor", val_size=20)
+    earlier = module.cache_path("train").with_name(module.cache_path("train").name.replace("-train", ""))
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"x" * 2**20)
+    module.setup()
+    warned = [r.getMessage() for r in caplog.records if "earlier version" in r.getMessage()]
+    assert warned and warned[0].startswith(f"{earlier} (1 MiB) is an earlier version's cache") and earlier.is_file()
+
+
 @pytest.mark.parametrize("stats_samples", [0, -5, 2.5])
 def test_stats_samples_is_checked_when_built(tmp_path, stats_samples):
     with pytest.raises(UserError, match=rf"^data\.stats_samples must be an integer >= 1, got {stats_samples!r}$"):
