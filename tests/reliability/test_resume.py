@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,8 +15,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import ROOT, final_metrics, run_script
-from inprocess import one_line, run_entry
+from helpers import ROOT
+from inprocess import one_line, run_entry, run_entry_output
 
 COMMON = ["experiment=smoke", "trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=16",
           "model.dropout=0.3", "data.augment=crop", "trainer.enable_progress_bar=false", "seed=7",
@@ -35,12 +36,31 @@ def weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+@contextlib.contextmanager
+def pinned_threads():
+    """This process's torch and OMP_NUM_THREADS (performance.threads=null: a fit takes it) at THREADS, as the killed
+    run's process has them; restored after."""
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = THREADS
+    torch.set_num_threads(int(THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if omp is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The whole run, in this process (the killed one below is a process of its own: it must be killed)."""
     run_dir = tmp_path_factory.mktemp("whole")
-    result = run_script("train.py", *COMMON, f"hydra.run.dir={run_dir}", env={"OMP_NUM_THREADS": THREADS})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, final_metrics(result.stdout)
+    with pinned_threads():
+        code, _, err = run_entry_output("train.py", [*COMMON, f"hydra.run.dir={run_dir}"])
+    assert code in (0, None), err[-3000:]
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
 def kill_mid_epoch(run_dir, step: int) -> None:
@@ -53,7 +73,7 @@ def kill_mid_epoch(run_dir, step: int) -> None:
     assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
 
 
-def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path, capsys, monkeypatch):
+def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp_path, capsys):
     whole_dir, whole_metrics = uninterrupted
     whole_ckpt = torch.load(whole_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     steps_per_epoch = whole_ckpt["global_step"] // 5
@@ -72,13 +92,8 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(uninterrupted, tmp
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         del checkpoint["hyper_parameters"]["config"]["callbacks"]["crash"]
         torch.save(checkpoint, path)
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", THREADS)  # performance.threads=null: the fit takes OMP_NUM_THREADS
-    torch.set_num_threads(int(THREADS))  # resumed in this process, with the threads the killed and the whole run had
-    try:
+    with pinned_threads():  # resumed in this process, with the threads the killed and the whole run had
         code, err = run_entry("train.py", [f"resume={run_dir}"], capsys, stage="run")
-    finally:
-        torch.set_num_threads(threads)
     assert code in (0, None), err[-3000:]
     resumed_metrics = json.loads((run_dir / "metrics.json").read_text())
     assert resumed_metrics["test/acc"] == pytest.approx(whole_metrics["test/acc"], abs=1e-9)
