@@ -48,9 +48,12 @@ def test_table_on_the_terminal_and_the_receptive_field_plot(tmp_path, capsys):
     assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
 
 
-def test_json_on_stdout_is_the_whole_output_and_adds_up(tmp_path):
-    result = run_script("summarize.py", "model=vgg11", "format=json", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_json_on_stdout_is_the_whole_output_and_adds_up_and_no_run_dir_is_left(tmp_path):
+    """As a user runs it, from a folder of their own: the JSON is all of stdout (a pipe takes it whole), and a
+    command that only prints leaves nothing behind (the run dir Hydra made, outputs/<...>, is removed)."""
+    result = run_script("summarize.py", "model=vgg11", "format=json", cwd=tmp_path)
+    assert result.returncode == 0 and "error: " not in result.stderr, result.stderr[-3000:]
+    assert not any(tmp_path.iterdir()), list(tmp_path.rglob("*"))
     report = json.loads(result.stdout)
     layers, totals = report["layers"], report["totals"]
     assert report["model"] == "vgg11" and totals["params"] == 9_750_922 == sum(r["params"] for r in layers)
