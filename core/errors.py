@@ -6,6 +6,7 @@ entry points (cli/commandline.py) turn it into ``error: ...`` and exit 2;
 nothing else is turned into one line, so bugs keep their tracebacks.
 """
 
+import contextlib
 import difflib
 import functools
 import math
@@ -64,6 +65,20 @@ def under(node: str, text: str, keys) -> str:
     starts with none of ``keys`` reads "model: ..."."""
     first = re.split(r"[ =]", text, maxsplit=1)[0]
     return f"{node}.{text}" if first in keys else f"{node}: {text}"
+
+
+@contextlib.contextmanager
+def user_errors_renamed(rename: Callable[[str], str], as_class: type[Exception] = UserError):
+    """Inside it, a user error's one line becomes ``rename(line)``, raised as ``as_class``: a rule that lives in a
+    constructor, named as the caller's input states the value (a checkpoint's stored config, a card). Anything
+    else passes unchanged: a bug keeps its traceback."""
+    try:
+        yield
+    except Exception as error:
+        found = user_error_in(error)
+        if found is None:
+            raise
+        raise as_class(rename(first_line(found))) from None
 
 
 def fail(text: str, status: int = 2) -> None:

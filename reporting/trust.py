@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from core.errors import UserError, first_line, is_user_error, under, user_error_in
+from core.errors import UserError, first_line, under, user_errors_renamed
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PLAIN = (str, int, float, bool, type(None))
@@ -163,13 +163,8 @@ def build_model(config: dict, source: str, **sizes):
     from models import create_model
 
     name, options = model_spec(config, source)
-    try:
+    with user_errors_renamed(lambda line: f"{source}: its stored {under('config.model', line, options)}"):
         return create_model(name, **{**options, **sizes})
-    except Exception as error:
-        if not is_user_error(error):
-            raise
-        text = under("config.model", first_line(user_error_in(error)), options)
-        raise UserError(f"{source}: its stored {text}") from None
 
 
 def build_datamodule(config: dict, source: str, replace: dict | None = None):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import first_line, is_user_error, user_error_in
+from core.errors import user_errors_renamed
 from core.files import atomic_write, fsync_dir, refuse_link, safe_name, write_error, write_json
 from datamodules import ClassificationDataModule, DigitsDataModule, ImageFolderDataModule, TorchvisionDataModule
 from datamodules.torchvision_sets import DATASETS
@@ -99,16 +99,13 @@ def card_datamodule(card: dict, root: str | None = None, data_dir: str = "data",
                   seed=data["split"]["seed"], val_size=data["split"].get("val"), pipeline="tensor")
     if not root and data["name"] != "digits" and data["name"] not in DATASETS:
         raise WeightsError(f"the card's data set {data['name']!r} is a folder of images: give data.root=<that folder>")
-    try:  # the data module's own rules (an image_size of 30000 would ask for gigabytes), named as the card states them
+    # the data module's own rules (an image_size of 30000 would ask for gigabytes), named as the card states them
+    with user_errors_renamed(lambda line: f"the card: its {line}", WeightsError):
         if root:
             return ImageFolderDataModule(root=root, num_workers=0, **common)
         if data["name"] == "digits":
             return DigitsDataModule(**common)
         return TorchvisionDataModule(dataset=data["name"], download=download, **common)
-    except Exception as error:
-        if not is_user_error(error):
-            raise
-        raise WeightsError(f"the card: its {first_line(user_error_in(error))}") from None
 
 
 def evaluate_card(card_path: Path, root: str | None = None, data_dir: str = "data", download: bool = True) -> dict:

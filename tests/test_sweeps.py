@@ -22,13 +22,11 @@ import compare
 from helpers import SWEEP_TINY, run_script
 from reporting.comparison import val_curve
 
-TINY = SWEEP_TINY
-
 
 def run_dirs(sweep_dir):
     """Each run of a sweep: its overrides (as a set) -> its dir."""
     dirs = [p.parent for p in sweep_dir.rglob(".hydra")]
-    return {frozenset(yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())) - set(TINY): d for d in dirs}
+    return {frozenset(yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())) - set(SWEEP_TINY): d for d in dirs}
 
 
 def csv_rows(path):
@@ -136,7 +134,7 @@ def test_tensorboard_hparams_lists_every_run_with_its_swept_values_and_final_met
 def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
     """A bad value refused while building (lr -1), a run that diverges (lr 1e6: the loss becomes
     infinite) and a good run, in one sweep: all three are tried, and compare.py lists all three."""
-    result = run_script("train.py", "-m", *TINY, "optimizer.lr=-1,1e6,3e-3", f"hydra.sweep.dir={tmp_path}")
+    result = run_script("train.py", "-m", *SWEEP_TINY, "optimizer.lr=-1,1e6,3e-3", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-3000:]  # every run was tried; the sweep reports the failure
     # each failure says so in the one line a single run prints, then a summary names both: no traceback
     lines = result.stderr.strip().splitlines()
@@ -163,7 +161,7 @@ def test_a_failed_run_does_not_stop_the_sweep_and_compare_marks_it(tmp_path):
 #   (test_compare.py::test_optuna_best_trial_is_named)
 @pytest.mark.slow
 def test_an_optuna_search_of_three_trials_completes_and_reports_its_best(tmp_path):
-    result = run_script("train.py", "hparams_search=optuna_lr_wd", *TINY, "hydra.sweeper.n_trials=3",
+    result = run_script("train.py", "hparams_search=optuna_lr_wd", *SWEEP_TINY, "hydra.sweeper.n_trials=3",
                         f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_dirs(tmp_path)
@@ -204,7 +202,7 @@ def test_a_parallel_sweep_with_a_path_in_its_overrides_keeps_every_run_inside_th
     """A '/' in an override's value would nest folders and '..' would leave the sweep dir:
     each run is one folder directly in it, named by its overrides (joblib runs them side by side)."""
     sweep_dir = tmp_path / "sweep"
-    result = run_script("train.py", "-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    result = run_script("train.py", "-m", *SWEEP_TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                         "paths.data_dir=../../elsewhere/data,../../other/data", f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written beside the sweep dir
