@@ -154,7 +154,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.export:
         card = user_errors_as_lines(export)(run_dir_of(path), cfg.export,
                                             data_dir=cfg.data.data_dir or cfg.paths.data_dir, force=cfg.force,
-                                            name=cfg.export_name)
+                                            name=cfg.export_name, root=cfg.data.get("root"))
         print(f"exported: {card.with_name(read_card(card)['file'])} and its card {card}")
     print(f"run dir: {output_dir}")
     return report

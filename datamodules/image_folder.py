@@ -241,6 +241,19 @@ class ImageFolderDataModule(ClassificationDataModule):
         partial.replace(path)
         return TensorImages(images, targets)
 
+    def fingerprint(self) -> str:
+        """sha256 of the images this module reads, both splits, in the order it reads them: each file's path under
+        the root, its size and its bytes. It names a copy of a data set by what it holds, whatever its folder is
+        called or wherever it lies (the exporter recognises the CIFAR-10 JPEG copy by it); about 4 s for the
+        60,000 files of that copy here."""
+        digest = hashlib.sha256()
+        for split in ("train", "test"):
+            for path, _ in self.folder(split).samples:
+                data = Path(path).read_bytes()
+                digest.update(f"{Path(path).relative_to(self.root).as_posix()}\0{len(data)}\0".encode())
+                digest.update(data)
+        return digest.hexdigest()
+
     def train_images_for_stats(self, pool, indices):
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.tensor(indices)[torch.randperm(len(indices), generator=generator)[: self.stats_samples]]

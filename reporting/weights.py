@@ -5,7 +5,7 @@
     python evaluate.py weights=resnet20-cifar10 data.root=data/cifar10-jpeg
 
 The card is the weights' whole story, as data: the model and every option it
-was built with, the data set (and which copy), its split and normalization
+was built with, the data set (and which copy: an image folder by its images' sha256), its split and normalization
 statistics and class names, the recipe (the experiment and every override,
 the exact command), the seed, epochs, val and test accuracy, hardware and
 wall time, library versions, the commit, and the file's sha256. Its test
@@ -40,11 +40,13 @@ from training.checkpoints import load_checkpoint, resolve_checkpoint
 
 from .trust import build_datamodule, model_spec, stored_config
 
-# a copy of CIFAR-10 this project can name, by the sha256 of its archive (../shared/data/README.md)
-KNOWN_COPIES = {"cifar10-jpeg": "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
-                "../shared/data/cifar10-jpeg.tar.gz, sha256 "
-                "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"}
-KNOWN_DATA = {"cifar10-jpeg": "cifar10"}  # the data set such a copy is
+# copies of a data set this project can name, by what they hold (ImageFolderDataModule.fingerprint: the sha256 of
+# every image file, its path under the root and its bytes), whatever their folder is called: (data set, which copy)
+KNOWN_COPIES = {
+    "9331aba37042b53ef175ea92210135363b064914b4bd4729651584a1b708a676": (
+        "cifar10", "CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG (quality ~75), "
+        "../shared/data/cifar10-jpeg.tar.gz, sha256 45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"),
+}
 
 
 # nn: torch.nn, never imported at the top of cli/ (tests/test_architecture.py); the annotation is a string
@@ -129,21 +131,21 @@ def run_record(run_dir: Path) -> dict:
             "metrics": read("metrics.json") or {}, "manifest": read("manifest.json") or {}}
 
 
-def data_copy(data_cfg: dict) -> str:
-    root = str(data_cfg.get("root") or "")
-    for name, description in KNOWN_COPIES.items():
-        if Path(root).name == name:
-            return description
-    if root:
-        return Path(root).name  # the folder's name: a record names no machine's path
-    return f"torchvision's {data_cfg['dataset']} download" if data_cfg.get("dataset") else "scikit-learn's digits"
-
-
-def data_name(datamodule: ClassificationDataModule, data_cfg: dict) -> str:
-    """The data set a run trained on, as the weights file names it: ``cifar10`` (torchvision's or the
-    JPEG copy), ``digits``, or an image folder's own name."""
-    root = Path(str(data_cfg.get("root") or ""))
-    return KNOWN_DATA.get(root.name) or safe_name(root.name if root.name else datamodule.name, "data")
+def data_identity(datamodule: ClassificationDataModule) -> dict:
+    """The data set a run's weights are named after and which copy it is, as the card records them. An image
+    folder is recognised by what it holds (its fingerprint, recorded too), never by its folder's name: the JPEG
+    copy of CIFAR-10 is ``cifar10`` wherever it was extracted, and another folder keeps its own name, even one
+    called ``cifar10-jpeg``. Else torchvision's download (``cifar10``, ``mnist``, ...) or scikit-learn's digits."""
+    if isinstance(datamodule, ImageFolderDataModule):
+        fingerprint = datamodule.fingerprint()
+        folder = datamodule.root.resolve().name  # the folder's name, not its path: a record names no machine's path
+        name, copy = KNOWN_COPIES.get(fingerprint, (safe_name(folder, "data"), f"the image folder {folder!r}"))
+        return {"name": name, "copy": copy, "images_sha256": fingerprint}
+    if isinstance(datamodule, TorchvisionDataModule):
+        copy = f"torchvision's {datamodule.name} download"
+    else:
+        copy = "scikit-learn's digits" if isinstance(datamodule, DigitsDataModule) else datamodule.name
+    return {"name": safe_name(datamodule.name, "data"), "copy": copy}
 
 
 def check_replaceable(card_path: Path, data: str, source: str, force: bool) -> None:
@@ -177,13 +179,15 @@ def portable(arguments: list[str]) -> list[str]:
 
 
 def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str = "data", force: bool = False,
-           name: str | None = None) -> Path:
+           name: str | None = None, root: str | None = None) -> Path:
     """Write ``<out_dir>/<name>.pth`` (the best-val checkpoint's network; a run without a best checkpoint: its
     final one) and its card; return the card. ``name``: ``<model>-<data>`` unless given (a fine-tune beside the
     from-scratch weights of the same model and data: ``resnet20-cifar10-finetuned``).
     All or nothing: both files are built and verified (the card read back, the file's sha256 checked, the
     weights loaded and their test accuracy measured) in a temporary folder inside ``out_dir``, then moved in;
-    any failure leaves ``out_dir`` as it was. ``data_dir``: where the data is (from the command line)."""
+    any failure leaves ``out_dir`` as it was. ``data_dir``: where the data is (from the command line); ``root``: the
+    image folder to read instead of the one the run was trained from (``evaluate.py``'s ``data.root``: the run's
+    folder may lie elsewhere now, or on another machine); the card names the copy by what the folder holds."""
     import tempfile
 
     import torch
@@ -200,9 +204,13 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
     config = stored_config(checkpoint, str(checkpoint_path))
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
 
-    data_cfg = {k: v for k, v in config["data"].items() if k not in ("_target_", "data_dir")}
-    datamodule = build_datamodule(config, str(checkpoint_path),
-                                  {"data_dir": data_dir} if "data_dir" in config["data"] else {})
+    replace = {"data_dir": data_dir} if "data_dir" in config["data"] else {}
+    if root and "root" not in config["data"]:
+        raise WeightsError(f"root={root!r}: {checkpoint_path} was not trained on an image folder; only its own data "
+                           "set can be read")
+    if root:
+        replace["root"] = root
+    datamodule = build_datamodule(config, str(checkpoint_path), replace)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_name, options = model_spec(config, str(checkpoint_path))
@@ -212,7 +220,8 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = data_name(datamodule, data_cfg)
+    identity = data_identity(datamodule)
+    data = identity["name"]
     check_export_name(name)
     card_path = out_dir / f"{name or f'{model_name}-{data}'}.json"
     selected_by_val = checkpoint_path.name != "last.ckpt"  # a best checkpoint; else the run kept none
@@ -227,7 +236,7 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
         card = {
             "format": CARD_FORMAT,
             "model": {"name": model_name, "options": options},
-            "data": {"name": data, "copy": data_copy(data_cfg), "image_size": datamodule.image_size,
+            "data": {**identity, "image_size": datamodule.image_size,
                      "split": {"train": len(datamodule.train_set), "val": len(datamodule.val_set),
                                "test": len(datamodule.test_set), "seed": datamodule.seed,
                                "how": "stratified validation split of train/, drawn with the seed"},
@@ -260,7 +269,7 @@ def export(run_dir: str | Path, out_dir: str | Path = "weights", data_dir: str =
         # verified as a user meets it: the card read back, the sha256 checked, the file loaded into the model it names;
         # then measured exactly as evaluate.py weights= and the tests measure it: the card's statistics, the staged file
         staged_card = write_json(file.with_suffix(".json"), card)
-        test_data = card_datamodule(read_card(staged_card), root=data_cfg.get("root"),
+        test_data = card_datamodule(read_card(staged_card), root=replace.get("root", config["data"].get("root")),
                                     data_dir=data_dir, download=False)
         correct, total = test_accuracy(create_model(model_name, weights=str(file), **options), test_data)
         card["metrics"].update(test_acc=correct / total, test_correct=correct, test_images=total)

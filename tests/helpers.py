@@ -69,3 +69,16 @@ def host_reads():
             return func(*args, **(kwargs or {}))
 
     return HostReads()
+
+
+def image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3, size: int = 12, suffix: str = ".jpg") -> Path:
+    """A small image folder in torchvision's ImageFolder layout: ``per_class`` images of each class in ``train/`` and
+    ``test/``, each a flat colour of its own (the class in red, the index in green)."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.new("RGB", (size, size), (40 * c, 10 * i, 90)).save(root / split / name / f"{i}{suffix}")
+    return root

@@ -143,3 +143,52 @@ def test_a_fine_tune_card_names_the_community_weights_it_started_from_and_their_
                      "source": "akamaster/pytorch_resnet_cifar10", "licence": "BSD 2-clause",
                      "trained_on": "CIFAR-10, the lossless originals (all 50,000 training images)"}
     assert starting_weights("no/such/file.th") == {"file": "file.th", "file_sha256": None}
+
+
+# ---- which data set a card names: by what the folder holds, never by the folder's name ----------------------
+
+def test_the_jpeg_copy_is_cifar10_on_its_card_whatever_its_folder_is_called(cifar10_jpeg, tmp_path):
+    """A run trained from ``data.root=/work/data`` (the copy extracted under another name) exported as
+    ``<model>-data`` with ``"copy": "data"``; the copy is recognised by its images' sha256 now."""
+    from datamodules import ImageFolderDataModule
+    from reporting.weights import KNOWN_COPIES, data_identity
+
+    root, cache = cifar10_jpeg
+    (tmp_path / "data").symlink_to(root, target_is_directory=True)
+    identity = data_identity(ImageFolderDataModule(root=str(tmp_path / "data"), data_dir=str(cache)))
+    assert identity["name"] == "cifar10" and identity["images_sha256"] in KNOWN_COPIES
+    assert identity["copy"].startswith("CIFAR-10, all 60,000 images re-encoded as 32x32 JPEG")
+
+
+def test_a_folder_called_like_the_copy_keeps_its_own_name_and_export_reads_the_folder_given(tmp_path, capsys):
+    """Two pet photos in a folder named ``cifar10-jpeg`` are not CIFAR-10: the card names the folder and its
+    images' sha256. The run's folder moved since training: ``data.root=`` names where it is now, and the card
+    is measured there (without it, one line says the stored folder is gone)."""
+    from datamodules import ImageFolderDataModule
+    from helpers import image_folder
+
+    trained_from = image_folder(tmp_path / "cifar10-jpeg", per_class=4)
+    run_dir = tmp_path / "run"
+    code, err = run_entry("train.py", ["experiment=smoke", "trainer.max_epochs=1", "data=image_folder",
+                                       f"data.root={trained_from}", "data.val_size=2", "data.num_workers=0",
+                                       "data.batch_size=2", f"paths.data_dir={tmp_path / 'cache'}",
+                                       f"hydra.run.dir={run_dir}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    folder = tmp_path / "weights"
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"export={folder}",
+                                          f"paths.data_dir={tmp_path / 'cache'}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    card = json.loads((folder / "lenet5-cifar10-jpeg.json").read_text())
+    images = ImageFolderDataModule(root=str(trained_from)).fingerprint()
+    assert card["data"]["name"] == "cifar10-jpeg" and card["data"]["copy"] == "the image folder 'cifar10-jpeg'"
+    assert card["data"]["images_sha256"] == images and card["data"]["classes"] == ["cat", "dog"]
+
+    moved = trained_from.rename(tmp_path / "pets")
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"export={folder}",
+                                          f"paths.data_dir={tmp_path / 'cache'}"], capsys)
+    assert code == 2 and "has no train/ folder" in one_line(err)
+    code, err = run_entry("evaluate.py", [f"ckpt_path={run_dir}", f"export={folder}", f"data.root={moved}",
+                                          f"paths.data_dir={tmp_path / 'cache'}"], capsys, stage="run")
+    assert code in (0, None), err[-3000:]
+    card = json.loads((folder / "lenet5-pets.json").read_text())
+    assert card["data"]["images_sha256"] == images and card["metrics"]["test_images"] == 8

@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from core.files import LinkRefused, atomic_write, write_text
+from helpers import image_folder
 from inprocess import copy_run, digest, one_line, run_entry
 
 
@@ -72,11 +73,7 @@ def test_an_atomic_write_never_goes_through_a_link_to_a_file_or_a_folder(canarie
 
 def folder_with_links(root, outside):
     """2 classes x 3 images in train/ and test/, plus a link loop, a linked folder and a linked file."""
-    for split in ("train", "test"):
-        for c, name in enumerate(("cat", "dog")):
-            (root / split / name).mkdir(parents=True)
-            for i in range(3):
-                Image.new("RGB", (8, 8), (60 * c, 20 * i, 90)).save(root / split / name / f"{i}.png")
+    image_folder(root, size=8, suffix=".png")
     outside.mkdir()
     Image.new("RGB", (8, 8)).save(outside / "stray.png")
     os.symlink("..", root / "train" / "cat" / "loop")  # ln -s .. train/cat/loop: the tree again, and again

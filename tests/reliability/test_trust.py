@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
 
-from helpers import ROOT, run_script
+from helpers import ROOT, image_folder, run_script
 from inprocess import copy_run, digest, one_line, run_entry, run_entry_output
 
 
@@ -361,15 +361,6 @@ def test_a_bug_in_a_subprocess_prints_its_traceback(tmp_path):
 
 
 # ---- data checked where it is read, before fit -----------------------------------------------------
-
-def image_folder(root, classes=("cat", "dog"), per_class=3):
-    for split in ("train", "test"):
-        for c, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.new("RGB", (12, 12), (40 * c, 10 * i, 90)).save(root / split / name / f"{i}.jpg")
-    return root
-
 
 @pytest.mark.parametrize("pipeline", ["tensor", "torchvision"])
 @pytest.mark.parametrize("damage,says", [
