@@ -67,7 +67,7 @@ def test_a_failure_half_way_leaves_the_weights_folder_byte_identical(fails_at, t
     (folder / "lenet5-digits.json").write_text(json.dumps(card))
     before = digest(folder)
     if fails_at == "measuring":
-        monkeypatch.setattr(reporting.weights, "test_accuracy",
+        monkeypatch.setattr(reporting.weights, "test_counts",
                             lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
         error = RuntimeError
     else:
